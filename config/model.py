@@ -1,0 +1,237 @@
+"""The settings model: one frozen dataclass per TOML section.
+
+Validation is declared here and performed by `config.loader`, which reads each field's type hint
+and its metadata:
+
+    min, max          numeric bounds (int and float fields)
+    min_len, max_len  length bounds (str fields)
+    choices           the allowed values (str fields)
+    parse             a function turning the raw TOML value into the field value (replaces the
+                      type-based conversion); raises ValueError(requirement) when it can't
+    check             a function called with the converted value; raises ValueError(requirement)
+
+For a `tuple[X, ...]` field the TOML value is a list and all of the above apply to each item.
+`requirement` completes the sentence '"key" must be ...'.
+
+To add a section: write one dataclass below and add one field on `Settings`. The loader, the
+error messages and `Settings.defaults()` follow from that; then document its keys in
+default.toml (a test keeps the two equal).
+"""
+
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# A polygon in normalised frame coordinates: (x, y) pairs in 0..1, at least 3 points. Normalised
+# so that masks and zones survive a change of resolution.
+Point = tuple[float, float]
+Polygon = tuple[Point, ...]
+
+# The viewer is LAN-only: loopback, RFC 1918, link-local and IPv6 unique-local. Also the default.
+LAN_NETWORKS = (
+    "127.0.0.0/8",
+    "::1/128",
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "169.254.0.0/16",
+    "fe80::/10",
+    "fc00::/7",
+)
+
+_POLYGON = "a polygon: a list of at least 3 [x, y] points with x and y between 0 and 1"
+_BIND = "HOST:PORT with a port between 1 and 65535 (an IPv6 address in brackets, e.g. [::1]:8080)"
+_HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_BIND_FORM = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\[\]]+):(?P<port>\d{1,5})")
+
+
+def setting(default: Any, **constraints: Any) -> Any:
+    """A dataclass field with a default and validation constraints (see the module docstring)."""
+    return field(default=default, metadata=constraints)
+
+
+def parse_polygon(raw: Any) -> Polygon:
+    if not isinstance(raw, list | tuple) or len(raw) < 3:
+        raise ValueError(_POLYGON)
+    points = []
+    for point in raw:
+        if not isinstance(point, list | tuple) or len(point) != 2:
+            raise ValueError(_POLYGON)
+        # bool is an int subclass: refuse it like everywhere else.
+        if not all(isinstance(c, int | float) and not isinstance(c, bool) and 0 <= c <= 1
+                   for c in point):
+            raise ValueError(_POLYGON)
+        points.append((float(point[0]), float(point[1])))
+    return tuple(points)
+
+
+def is_host(value: str) -> bool:
+    """True for an IP address or a DNS host name (no scheme, no port)."""
+    try:
+        ipaddress.ip_address(value)
+        return True
+    except ValueError:
+        pass
+    return len(value) <= 253 and all(_HOST_LABEL.fullmatch(p) for p in value.split("."))
+
+
+def split_bind(value: str) -> tuple[str, int]:
+    """'host:port' or '[v6]:port' -> (host, port); ValueError(requirement) if malformed."""
+    match = _BIND_FORM.fullmatch(value)
+    if match is None:
+        raise ValueError(_BIND)
+    if match["v6"] is not None:
+        host, port = match["v6"], int(match["p6"])
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ValueError(_BIND) from None
+    else:
+        host, port = match["host"], int(match["port"])
+        if not is_host(host):
+            raise ValueError(_BIND)
+    if not 1 <= port <= 65535:
+        raise ValueError(_BIND)
+    return host, port
+
+
+def check_lan_network(value: str) -> None:
+    try:
+        network = ipaddress.ip_network(value)
+    except ValueError:
+        raise ValueError("a network such as 192.168.1.0/24 (no host bits set)") from None
+    # subnet_of, not is_private: ipaddress calls some huge ranges private, and "within one of the
+    # LAN ranges" is the rule a reader can check by eye.
+    lans = (ipaddress.ip_network(n) for n in LAN_NETWORKS)
+    if not any(lan.version == network.version and network.subnet_of(lan) for lan in lans):
+        raise ValueError(
+            "a loopback, private (RFC 1918), link-local or IPv6 unique-local network because "
+            "the viewer is LAN-only"
+        )
+
+
+def check_host(value: str) -> None:
+    if not is_host(value):
+        raise ValueError("a host name or IP address without scheme or port")
+
+
+def check_total_bytes(value: int) -> None:
+    # Below about 10 MB a limit would delete every clip as soon as it is written.
+    if value != 0 and value < 10_000_000:
+        raise ValueError("0 (no limit) or at least 10000000 bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class CameraSettings:
+    name: str = setting("Front door", min_len=1, max_len=64)
+    # "synthetic", "picamera2", "/dev/videoN", "rtsp://..." or a file: the camera package decides.
+    source: str = setting("synthetic", min_len=1)
+    width: int = setting(1280, min=160, max=3840)
+    height: int = setting(720, min=120, max=2160)
+    fps: int = setting(15, min=1, max=60)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    masks: tuple[Polygon, ...] = setting((), parse=parse_polygon)
+
+
+@dataclass(frozen=True, slots=True)
+class MotionSettings:
+    zones: tuple[Polygon, ...] = setting((), parse=parse_polygon)  # empty: the whole frame
+    detect_width: int = setting(320, min=80, max=1280)
+    sensitivity: float = setting(0.5, min=0.0, max=1.0)  # higher = more sensitive
+    min_area: float = setting(0.004, min=0.0001, max=0.5)  # fraction of the frame area
+    trigger_frames: int = setting(3, min=1, max=30)
+    # More than this fraction of the frame changing at once is a light change, not motion.
+    light_change_fraction: float = setting(0.6, min=0.1, max=1.0)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingSettings:
+    pre_roll_s: float = setting(3.0, min=0, max=30)
+    post_roll_s: float = setting(5.0, min=0, max=120)
+    max_clip_s: float = setting(120.0, min=5, max=3600)
+    doorbell_clip_s: float = setting(15.0, min=1, max=600)  # minimum length after a press
+    preset: str = setting(
+        "veryfast", choices=("ultrafast", "superfast", "veryfast", "faster", "fast", "medium")
+    )
+    crf: int = setting(26, min=0, max=51)
+    keyframe_interval_s: float = setting(1.0, min=0.2, max=10)
+    fsync_interval_s: float = setting(2.0, min=0.1, max=10)
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    max_age_days: int = setting(30, min=0, max=3650)  # 0: no age limit
+    max_total_bytes: int = setting(0, min=0, check=check_total_bytes)  # 0: no size limit
+    min_free_bytes: int = setting(1_000_000_000, min=0)
+
+
+@dataclass(frozen=True, slots=True)
+class ViewerSettings:
+    bind: str = setting("127.0.0.1:8080", check=split_bind)
+    allowed_networks: tuple[str, ...] = setting(LAN_NETWORKS, check=check_lan_network)
+    hostnames: tuple[str, ...] = setting((), check=check_host)  # extra names the device answers to
+    idle_timeout_s: int = setting(900, min=60, max=86400)
+    login_attempts_per_15min: int = setting(10, min=1, max=1000)
+
+    @property
+    def bind_host(self) -> str:
+        """The host part of `bind`, without IPv6 brackets."""
+        return split_bind(self.bind)[0]
+
+    @property
+    def bind_port(self) -> int:
+        return split_bind(self.bind)[1]
+
+
+@dataclass(frozen=True, slots=True)
+class DoorbellSettings:
+    # BCM pin numbers; TOML has no null, so an absent key means "no button" / "no chime".
+    button_pin: int | None = setting(None, min=0, max=27)
+    chime_pin: int | None = setting(None, min=0, max=27)
+    debounce_s: float = setting(0.05, min=0, max=1)
+    chime_s: float = setting(1.0, min=0, max=10)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSettings:
+    fps: float = setting(2.0, min=0.2, max=15)
+    jpeg_quality: int = setting(80, min=30, max=95)
+    width: int = setting(640, min=160, max=1920)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """All settings; each field is one TOML section named like the field."""
+
+    camera: CameraSettings = field(default_factory=CameraSettings)
+    privacy: PrivacySettings = field(default_factory=PrivacySettings)
+    motion: MotionSettings = field(default_factory=MotionSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
+    viewer: ViewerSettings = field(default_factory=ViewerSettings)
+    doorbell: DoorbellSettings = field(default_factory=DoorbellSettings)
+    live: LiveSettings = field(default_factory=LiveSettings)
+
+    @classmethod
+    def defaults(cls) -> "Settings":
+        return cls()
+
+    @classmethod
+    def from_toml_text(cls, text: str, source: str = "<string>") -> "Settings":
+        """Settings from TOML text; keys it leaves out keep their defaults."""
+        # Imported here, not at the top: the loader imports this module.
+        from config.loader import parse_settings
+
+        return parse_settings(text, source, cls.defaults())
+
+    def with_overrides(self, values: Mapping[str, Any], source: str = "command line") -> "Settings":
+        """A copy with dotted keys replaced, validated like the file, e.g.
+        `settings.with_overrides({"viewer.bind": "0.0.0.0:8443"}, source="--bind")`."""
+        from config.loader import apply_overrides
+
+        return apply_overrides(self, values, source)
