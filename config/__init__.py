@@ -1,0 +1,32 @@
+"""Settings for the doorbell: a frozen dataclass model, loaded from TOML with strict validation.
+
+    settings = load_settings(home)   # home/config.toml over the shipped config/default.toml
+    settings.motion.sensitivity
+"""
+
+from config.loader import ConfigError, load_settings
+from config.model import (
+    CameraSettings,
+    DoorbellSettings,
+    LiveSettings,
+    MotionSettings,
+    PrivacySettings,
+    RecordingSettings,
+    RetentionSettings,
+    Settings,
+    ViewerSettings,
+)
+
+__all__ = [
+    "CameraSettings",
+    "ConfigError",
+    "DoorbellSettings",
+    "LiveSettings",
+    "MotionSettings",
+    "PrivacySettings",
+    "RecordingSettings",
+    "RetentionSettings",
+    "Settings",
+    "ViewerSettings",
+    "load_settings",
+]
