@@ -1,4 +1,4 @@
-"""Identities: the private half. Whatever holds one of these can decrypt; the recorder never does."""
+"""Identities: the private half. Whatever holds one can decrypt; the recorder never does."""
 
 import re
 from typing import Protocol

@@ -1,0 +1,5 @@
+import sys
+
+from doorbell.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""`doorbell keys list | add NAME [RECIPIENT] | remove NAME | passwd NAME`."""
+
+import argparse
+
+from storage.age import AgeError, parse_recipient
+from storage.audit import AuditLog
+from storage.home import Home
+from storage.keyring import Keyring, calibrate_work_factor
+from storage.recipients import (
+    RECOVERY_NAME,
+    HouseholdKey,
+    check_member_name,
+    read_household_keys,
+    write_household_keys,
+)
+
+from ..actor import cli_actor
+from ..errors import CommandError
+from ..passphrase import read_passphrase
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("keys", help="list, add or remove household keys")
+    parser.add_argument("--home", help="home directory")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+
+    listing = actions.add_parser("list", help="list members and their public keys")
+    listing.set_defaults(run=run_list)
+
+    add = actions.add_parser(
+        "add", help="add a member: with RECIPIENT (age1...) for someone who decrypts elsewhere, "
+        "without it a new identity protected by a passphrase on this device",
+    )
+    add.add_argument("name")
+    add.add_argument("recipient", nargs="?")
+    add.add_argument("--passphrase-file")
+    add.add_argument("--work-factor", type=int, default=None)
+    add.set_defaults(run=run_add)
+
+    remove = actions.add_parser("remove", help="stop encrypting new clips to a member")
+    remove.add_argument("name")
+    remove.set_defaults(run=run_remove)
+
+    passwd = actions.add_parser("passwd", help="change a member's passphrase")
+    passwd.add_argument("name")
+    passwd.add_argument("--passphrase-file", help="the current passphrase")
+    passwd.add_argument("--new-passphrase-file", help="the new passphrase")
+    passwd.set_defaults(run=run_passwd)
+
+    for sub in (listing, add, remove, passwd):
+        sub.add_argument("--home", help="home directory", default=argparse.SUPPRESS)
+
+
+def _home(args) -> Home:
+    home = Home.resolve(args.home)
+    if not home.is_initialised():
+        raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
+    return home
+
+
+def run_list(args) -> int:
+    home = _home(args)
+    keyring = Keyring(home.identities_dir)
+    for key in read_household_keys(home.recipients_file):
+        if key.name == RECOVERY_NAME:
+            kind = "recovery key (kept off the device)"
+        elif keyring.exists(key.name):
+            kind = f"passphrase on this device (scrypt 2^{keyring.work_factor(key.name)})"
+        else:
+            kind = "decrypts elsewhere (public key only)"
+        print(f"{key.name:<16} {key.recipient}  {kind}")
+    return 0
+
+
+def run_add(args) -> int:
+    home = _home(args)
+    name = check_member_name(args.name)
+    keys = read_household_keys(home.recipients_file)
+    if any(key.name == name for key in keys):
+        raise CommandError(f"a member named {name!r} already exists")
+    if args.recipient:
+        try:
+            recipient = parse_recipient(args.recipient)
+        except AgeError as exc:
+            raise CommandError(f"{args.recipient!r} is not an age public key: {exc}") from None
+        kind = "public key"
+    else:
+        passphrase = read_passphrase(args.passphrase_file, prompt=f"New passphrase for {name}: ",
+                                     confirm=True)
+        work_factor = args.work_factor or calibrate_work_factor()
+        recipient = Keyring(home.identities_dir).create(name, passphrase, work_factor).recipient
+        kind = "passphrase identity"
+    write_household_keys(home.recipients_file, [*keys, HouseholdKey(name, recipient)])
+    AuditLog(home.audit_file).append(cli_actor(), "keys.add", member=name, key=str(recipient),
+                                     kind=kind)
+    print(f"Added {name} ({recipient}). New clips are encrypted to this key from the next clip.")
+    return 0
+
+
+def run_remove(args) -> int:
+    home = _home(args)
+    keys = read_household_keys(home.recipients_file)
+    remaining = [key for key in keys if key.name != args.name]
+    if len(remaining) == len(keys):
+        raise CommandError(f"no member named {args.name!r}")
+    write_household_keys(home.recipients_file, remaining)
+    keyring = Keyring(home.identities_dir)
+    if args.name != RECOVERY_NAME and keyring.exists(args.name):
+        keyring.remove(args.name)
+    AuditLog(home.audit_file).append(cli_actor(), "keys.remove", member=args.name)
+    print(
+        f"Removed {args.name}: new clips are no longer encrypted to their key. Clips recorded "
+        "before now stay decryptable by that key wherever a copy of it exists."
+    )
+    return 0
+
+
+def run_passwd(args) -> int:
+    home = _home(args)
+    keyring = Keyring(home.identities_dir)
+    if not keyring.exists(args.name):
+        raise CommandError(f"{args.name!r} has no passphrase-protected identity on this device")
+    old = read_passphrase(args.passphrase_file, prompt="Current passphrase: ")
+    new = read_passphrase(args.new_passphrase_file, env_var="DOORBELL_NEW_PASSPHRASE",
+                          prompt="New passphrase: ", confirm=True)
+    keyring.change_passphrase(args.name, old, new, keyring.work_factor(args.name))
+    AuditLog(home.audit_file).append(cli_actor(args.name), "keys.passwd", member=args.name)
+    print(f"Changed the passphrase of {args.name}; the key itself is unchanged.")
+    return 0

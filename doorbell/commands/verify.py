@@ -1,0 +1,79 @@
+"""`doorbell verify [--json] [--user NAME]`: the integrity of every stored file.
+
+Without a key: every file's header parses and its chunk layout fits its size, partial files
+are flagged, and the index agrees with the files. With --user, every chunk is authenticated.
+"""
+
+import json
+
+from storage.clipid import SUFFIXES
+from storage.clipreader import authenticate_file
+from storage.durable import PARTIAL_SUFFIX
+from storage.home import Home
+from storage.index import ClipIndex
+from storage.inspect import inspect_file
+
+from ..errors import CommandError
+from .unlock import unlock_member
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("verify", help="check every stored file (no key needed)")
+    parser.add_argument("--home", help="home directory")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--user", help="also authenticate every chunk with this member's key")
+    parser.add_argument("--passphrase-file")
+    parser.set_defaults(run=run)
+
+
+def run(args) -> int:
+    home = Home.resolve(args.home)
+    if not home.is_initialised():
+        raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
+    identities = [unlock_member(home, args.user, args.passphrase_file)] if args.user else []
+    files = sorted(p for p in home.clips_dir.rglob("*") if p.is_file())
+    problems: list[dict] = []
+    checked = 0
+    video_ids = set()
+    for path in files:
+        name = path.relative_to(home.clips_dir).as_posix()
+        if name.endswith(PARTIAL_SUFFIX):
+            problems.append({"file": name, "problem": "partial file (a clip still being written, "
+                             "or interrupted: the recorder recovers it at start)"})
+            continue
+        if not name.endswith(SUFFIXES):
+            problems.append({"file": name, "problem": "not a clip file"})
+            continue
+        checked += 1
+        if name.endswith(".mp4.age"):
+            video_ids.add(path.name.removesuffix(".mp4.age"))
+        shape = inspect_file(path)
+        if not shape.ok:
+            problems.append({"file": name, "problem": shape.problem})
+        elif identities:
+            ok, problem = authenticate_file(path, identities)
+            if not ok:
+                problems.append({"file": name, "problem": problem})
+    with ClipIndex(home.index_file) as index:
+        rows = {clip.id: clip for clip in index.clips()}
+    for clip_id in sorted(set(rows) - video_ids):
+        problems.append({"file": clip_id, "problem": "in the index but its video file is missing"})
+    for clip_id in sorted(video_ids - set(rows)):
+        problems.append({"file": clip_id, "problem": "video file not in the index"})
+    truncated = sorted(cid for cid, row in rows.items() if row.state != "complete")
+    result = {
+        "ok": not problems,
+        "files_checked": checked,
+        "authenticated": bool(identities),
+        "truncated_clips": truncated,
+        "problems": problems,
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        depth = "authenticated every chunk" if identities else "checked structure (no key)"
+        print(f"{checked} file(s) {depth}; {len(truncated)} truncated clip(s) recorded as such.")
+        for problem in problems:
+            print(f"PROBLEM {problem['file']}: {problem['problem']}")
+        print("OK" if not problems else f"{len(problems)} problem(s) found.")
+    return 0 if not problems else 1

@@ -1,0 +1,26 @@
+"""Errors the command line turns into one plain sentence on stderr and exit code 1."""
+
+from config import ConfigError
+from storage.age.errors import AgeError
+from storage.clipid import InvalidClipId
+from storage.keyring import KeyringError
+from storage.recipients import RecipientsError
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked; the message says why in one sentence."""
+
+
+# Only these are expected failures; anything else is a bug and keeps its traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CommandError,
+    ConfigError,
+    AgeError,
+    InvalidClipId,
+    RecipientsError,
+    KeyringError,
+    LookupError,
+    PermissionError,
+    FileNotFoundError,
+    IsADirectoryError,
+)

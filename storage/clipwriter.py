@@ -1,0 +1,146 @@
+"""Writing clips: the recorder's side of the store. Public keys only.
+
+A clip is three age files in clips/YYYY/MM/DD/: the fragmented MP4 video, a JPEG thumbnail and
+JSON metadata. The video is streamed: every byte the encoder produces goes straight into the
+age writer, and the file is fsynced at least every `fsync_interval_s`, so a power cut loses at
+most that much of the clip in progress (see storage.durable for the numbered invariants).
+"""
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from .age import X25519Recipient, encrypt
+from .clipid import clip_paths, clip_start_us, new_clip_id
+from .durable import commit_partial, create_partial, fsync_directory
+from .index import ClipIndex, IndexedClip
+
+
+class _SyncedFile:
+    """A file object that fsyncs itself when `interval_s` has passed since the last fsync."""
+
+    def __init__(self, handle, interval_s: float, clock: Callable[[], float]):
+        self._handle = handle
+        self._interval_s = interval_s
+        self._clock = clock
+        self._last_sync = clock()
+        self.bytes_written = 0
+
+    def write(self, data) -> int:
+        written = self._handle.write(data)
+        self.bytes_written += len(data)
+        if self._clock() - self._last_sync >= self._interval_s:
+            self.sync()
+        return written
+
+    def flush(self) -> None:
+        self._handle.flush()
+
+    def sync(self) -> None:
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self._last_sync = self._clock()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _write_small_encrypted(path: Path, data: bytes, recipients: Sequence[X25519Recipient]) -> int:
+    with create_partial(path) as handle:
+        writer = encrypt(handle, recipients)
+        writer.write(data)
+        writer.close()
+        handle.flush()
+        os.fsync(handle.fileno())
+        size = handle.tell()
+    commit_partial(path)
+    return size
+
+
+class ClipWriter:
+    """One clip being recorded. `video` is the file-like object the encoder writes into."""
+
+    def __init__(
+        self,
+        store: "ClipStore",
+        clip_id: str,
+        fsync_interval_s: float,
+        clock: Callable[[], float],
+    ):
+        self.clip_id = clip_id
+        self._store = store
+        self._paths = clip_paths(store.clips_dir, clip_id)
+        self._file = _SyncedFile(create_partial(self._paths["video"]), fsync_interval_s, clock)
+        self.video = encrypt(self._file, store.recipients)
+        self._finished = False
+
+    def sync(self) -> None:
+        self._file.sync()
+
+    def finish(self, thumbnail_jpeg: bytes | None, metadata: dict) -> IndexedClip:
+        """Seal the video, write thumbnail and metadata, then commit, in the durable order."""
+        if self._finished:
+            raise RuntimeError("clip already finished")
+        self._finished = True
+        recipients = self._store.recipients
+        size = 0
+        if thumbnail_jpeg is not None:
+            size += _write_small_encrypted(self._paths["thumbnail"], thumbnail_jpeg, recipients)
+        meta = json.dumps({"id": self.clip_id, **metadata}, sort_keys=True).encode()
+        size += _write_small_encrypted(self._paths["metadata"], meta, recipients)
+        self.video.close()
+        self._file.sync()
+        size += self._file.bytes_written
+        self._file.close()
+        commit_partial(self._paths["video"])  # the video's rename is the clip's commit point
+        clip = IndexedClip(self.clip_id, clip_start_us(self.clip_id), "complete", size)
+        self._store.index.put(clip)
+        return clip
+
+    def abandon(self) -> None:
+        """Stop without sealing (the process is going down hard): leave the durable prefix."""
+        if not self._finished:
+            self._finished = True
+            self._file.sync()
+            self._file.close()
+
+
+class ClipStore:
+    """The write side of clips/: begin clips and delete them. Never decrypts."""
+
+    def __init__(
+        self,
+        clips_dir: Path,
+        index: ClipIndex,
+        recipients: Sequence[X25519Recipient],
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if not recipients:
+            raise ValueError("a clip store needs at least one recipient")
+        self.clips_dir = clips_dir
+        self.index = index
+        self.recipients = list(recipients)
+        self._clock = clock
+
+    def begin_clip(self, start_us: int, fsync_interval_s: float = 2.0) -> ClipWriter:
+        """Start a clip whose first frame is at `start_us` (µs since the epoch, UTC)."""
+        return ClipWriter(self, new_clip_id(start_us), fsync_interval_s, self._clock)
+
+    def delete(self, clip_id: str) -> bool:
+        """Remove a clip's files, then its row (invariant 5). True if anything was removed."""
+        paths = clip_paths(self.clips_dir, clip_id)
+        removed = False
+        for path in paths.values():
+            for candidate in (path, path.with_name(path.name + ".partial")):
+                try:
+                    candidate.unlink()
+                    removed = True
+                except FileNotFoundError:
+                    pass
+        if removed:
+            fsync_directory(paths["video"].parent)
+        had_row = self.index.get(clip_id) is not None
+        self.index.remove(clip_id)
+        return removed or had_row

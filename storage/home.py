@@ -1,0 +1,58 @@
+"""Where everything lives under the doorbell's home directory (one place, so no path is guessed).
+
+    config.toml            settings (config package)
+    recipients.txt         public keys: all the recorder reads to encrypt
+    identities/NAME.age    each member's private key, encrypted to their passphrase (viewer only)
+    clips/YYYY/MM/DD/      ID.mp4.age, ID.jpg.age, ID.json.age (ID.*.partial while written)
+    index.sqlite3          what must stay readable without a key: id, start, state, size
+    audit.jsonl            hash-chained audit log (+ audit.jsonl.head)
+    run/                   runtime files (live frame, recorder status); a tmpfs under systemd
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_SYSTEM_HOME = Path("/var/lib/doorbell")
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    root: Path
+
+    @classmethod
+    def resolve(cls, given: str | os.PathLike | None) -> "Home":
+        """`--home`, else `$DOORBELL_HOME`, else the path the installer uses."""
+        chosen = given or os.environ.get("DOORBELL_HOME") or DEFAULT_SYSTEM_HOME
+        return cls(Path(chosen).expanduser().absolute())
+
+    @property
+    def config_file(self) -> Path:
+        return self.root / "config.toml"
+
+    @property
+    def recipients_file(self) -> Path:
+        return self.root / "recipients.txt"
+
+    @property
+    def identities_dir(self) -> Path:
+        return self.root / "identities"
+
+    @property
+    def clips_dir(self) -> Path:
+        return self.root / "clips"
+
+    @property
+    def index_file(self) -> Path:
+        return self.root / "index.sqlite3"
+
+    @property
+    def audit_file(self) -> Path:
+        return self.root / "audit.jsonl"
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(os.environ.get("DOORBELL_RUNTIME_DIR") or self.root / "run")
+
+    def is_initialised(self) -> bool:
+        return self.recipients_file.is_file()

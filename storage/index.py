@@ -1,0 +1,95 @@
+"""The clip index: SQLite in WAL mode, holding only what must stay readable without a key.
+
+Per clip: its id (which encodes the start second), start time in µs, state and size on disk.
+That is enough to list, prune and verify without unlocking anything; everything that describes
+what happened (trigger, duration, motion, thumbnails) stays inside the encrypted files. Anyone
+holding the SD card can therefore learn *when* clips were recorded and how big they are, and
+nothing else. The index is a cache of the files: `reconcile` can rebuild it from them.
+"""
+
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+STATES = ("complete", "truncated", "damaged")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS clips (
+    id TEXT PRIMARY KEY,
+    start_us INTEGER NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('complete', 'truncated', 'damaged')),
+    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0)
+);
+CREATE INDEX IF NOT EXISTS clips_by_start ON clips (start_us);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedClip:
+    id: str
+    start_us: int
+    state: str
+    size_bytes: int
+
+
+class ClipIndex:
+    """One connection per process (and per thread: SQLite connections are not shared)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> "ClipIndex":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def put(self, clip: IndexedClip) -> None:
+        if clip.state not in STATES:
+            raise ValueError(f"unknown clip state {clip.state!r}")
+        self._db.execute(
+            "INSERT INTO clips (id, start_us, state, size_bytes) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET start_us = excluded.start_us, "
+            "state = excluded.state, size_bytes = excluded.size_bytes",
+            (clip.id, clip.start_us, clip.state, clip.size_bytes),
+        )
+
+    def remove(self, clip_id: str) -> None:
+        self._db.execute("DELETE FROM clips WHERE id = ?", (clip_id,))
+
+    def get(self, clip_id: str) -> IndexedClip | None:
+        row = self._db.execute(
+            "SELECT id, start_us, state, size_bytes FROM clips WHERE id = ?", (clip_id,)
+        ).fetchone()
+        return IndexedClip(*row) if row else None
+
+    def clips(
+        self, newest_first: bool = True, limit: int | None = None, offset: int = 0,
+        since_us: int | None = None, until_us: int | None = None,
+    ) -> list[IndexedClip]:
+        order = "DESC" if newest_first else "ASC"
+        rows = self._db.execute(
+            "SELECT id, start_us, state, size_bytes FROM clips "
+            "WHERE start_us >= ? AND start_us < ? "
+            f"ORDER BY start_us {order}, id {order} LIMIT ? OFFSET ?",  # noqa: S608 (ASC/DESC only)
+            (
+                since_us if since_us is not None else -(2**62),
+                until_us if until_us is not None else 2**62,
+                limit if limit is not None else -1,
+                offset,
+            ),
+        ).fetchall()
+        return [IndexedClip(*row) for row in rows]
+
+    def count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM clips").fetchone()[0]
+
+    def total_size_bytes(self) -> int:
+        return self._db.execute("SELECT COALESCE(SUM(size_bytes), 0) FROM clips").fetchone()[0]
