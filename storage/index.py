@@ -24,6 +24,13 @@ CREATE INDEX IF NOT EXISTS clips_by_start ON clips (start_us);
 """
 
 
+_SELECT_RANGE = (
+    "SELECT id, start_us, state, size_bytes FROM clips WHERE start_us >= ? AND start_us < ? "
+)
+_NEWEST_FIRST = _SELECT_RANGE + "ORDER BY start_us DESC, id DESC LIMIT ? OFFSET ?"
+_OLDEST_FIRST = _SELECT_RANGE + "ORDER BY start_us ASC, id ASC LIMIT ? OFFSET ?"
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedClip:
     id: str
@@ -74,11 +81,8 @@ class ClipIndex:
         self, newest_first: bool = True, limit: int | None = None, offset: int = 0,
         since_us: int | None = None, until_us: int | None = None,
     ) -> list[IndexedClip]:
-        order = "DESC" if newest_first else "ASC"
         rows = self._db.execute(
-            "SELECT id, start_us, state, size_bytes FROM clips "
-            "WHERE start_us >= ? AND start_us < ? "
-            f"ORDER BY start_us {order}, id {order} LIMIT ? OFFSET ?",  # noqa: S608 (ASC/DESC only)
+            _NEWEST_FIRST if newest_first else _OLDEST_FIRST,
             (
                 since_us if since_us is not None else -(2**62),
                 until_us if until_us is not None else 2**62,
