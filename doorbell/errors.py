@@ -2,6 +2,7 @@
 
 from config import ConfigError
 from storage.age.errors import AgeError
+from storage.audit import AuditLogCorrupt
 from storage.clipid import InvalidClipId
 from storage.keyring import KeyringError
 from storage.recipients import RecipientsError
@@ -16,6 +17,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     CommandError,
     ConfigError,
     AgeError,
+    AuditLogCorrupt,
     InvalidClipId,
     RecipientsError,
     KeyringError,

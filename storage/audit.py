@@ -38,6 +38,8 @@ them with a newline and first appends a `system` entry with action `audit.torn_l
 record the size and sha256 of each torn line, chained to the last valid entry; then it appends
 its own entry. From then on the torn bytes are accounted for by the chain: `verify()` passes and
 names them, `entries()` skips them, and any later edit of them is detected like any other edit.
+The head is replaced only after the line is fsynced, so a damaged last line that the head already
+covers is not a torn write: `verify()` reports it as cut short and appends refuse to go on.
 """
 
 from __future__ import annotations
@@ -426,6 +428,14 @@ def _verify(data: bytes, head_bytes: bytes | None, head_name: str) -> AuditVerif
 
     if pending:
         number = pending[0] + 1
+        if head is not None and head[0] > len(good):
+            # The head is replaced only after the line is fsynced, so a real torn write is never
+            # covered by it: this line was complete once and has been cut short since.
+            return bad(
+                number,
+                f"line {number} was damaged or cut short after it was written: the head records "
+                f"{head[0]} entries but only {len(good)} are complete.",
+            )
         if not ends_cleanly:
             return bad(
                 number,
