@@ -6,9 +6,13 @@
     clips/YYYY/MM/DD/      ID.mp4.age, ID.jpg.age, ID.json.age (ID.*.partial while written)
     index.sqlite3          what must stay readable without a key: id, start, state, size
     audit.jsonl            hash-chained audit log (+ audit.jsonl.head)
-    run/                   runtime files (live frame, recorder status); a tmpfs under systemd
+
+Runtime files (the live frame, the recorder's status) never go under the home: they live in
+$DOORBELL_RUNTIME_DIR (systemd's RuntimeDirectory, a tmpfs) or else in /dev/shm, so a masked
+live frame is never written to persistent storage.
 """
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +56,10 @@ class Home:
 
     @property
     def run_dir(self) -> Path:
-        return Path(os.environ.get("DOORBELL_RUNTIME_DIR") or self.root / "run")
+        if os.environ.get("DOORBELL_RUNTIME_DIR"):
+            return Path(os.environ["DOORBELL_RUNTIME_DIR"])
+        tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
+        return Path("/dev/shm") / f"doorbell-{os.getuid()}-{tag}"
 
     def is_initialised(self) -> bool:
         return self.recipients_file.is_file()

@@ -1,0 +1,60 @@
+"""Live frames for the viewer: the latest masked frame as a JPEG in the runtime directory.
+
+The recorder opens no socket. It replaces `live.jpg` atomically a few times a second in a
+tmpfs (/dev/shm or systemd's RuntimeDirectory), and the viewer reads it. The frame has already
+been through the privacy mask, so masked areas never reach the live view either.
+"""
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+LIVE_FRAME_NAME = "live.jpg"
+STATUS_NAME = "recorder.json"
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+    os.replace(temporary, path)
+
+
+def prepare_runtime_dir(path: Path) -> None:
+    path.mkdir(mode=0o750, parents=True, exist_ok=True)
+
+
+class LiveFramePublisher:
+    def __init__(self, run_dir: Path, fps: float, width: int, jpeg_quality: int):
+        self.path = run_dir / LIVE_FRAME_NAME
+        self._interval_s = 1.0 / fps
+        self._width = width
+        self._quality = jpeg_quality
+        self._last_s: float | None = None
+
+    def maybe_publish(self, image: np.ndarray, now_s: float) -> bool:
+        if self._last_s is not None and now_s - self._last_s < self._interval_s:
+            return False
+        self._last_s = now_s
+        height = round(image.shape[0] * self._width / image.shape[1]) // 2 * 2
+        small = cv2.resize(image, (self._width, height), interpolation=cv2.INTER_AREA)
+        ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
+        if ok:
+            _replace_file(self.path, jpeg.tobytes())
+        return bool(ok)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class StatusPublisher:
+    """`recorder.json`: alive, state, last frame time, frame rate. Nothing footage-derived."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / STATUS_NAME
+
+    def publish(self, status: dict) -> None:
+        _replace_file(self.path, json.dumps(status, sort_keys=True).encode())

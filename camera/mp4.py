@@ -1,0 +1,57 @@
+"""Fragmented MP4 into any object with `write()`: here, the age encrypting writer.
+
+`frag_keyframe+empty_moov+default_base_moof` makes the muxer emit a small header and then one
+self-contained fragment per keyframe interval while recording runs, with no seeking back: so
+the bytes can be encrypted as they come, and a clip cut short plays up to its last complete
+fragment. Browsers play it directly in `<video>`.
+"""
+
+from typing import Protocol
+
+import av
+
+from .encoder import MICROSECONDS, EncodedPacket
+
+MOVFLAGS = "frag_keyframe+empty_moov+default_base_moof"
+
+
+class Sink(Protocol):
+    def write(self, data: bytes) -> int: ...
+
+
+class FragmentedMp4Writer:
+    """Mux already-encoded H.264 packets; timestamps are rebased so the clip starts at 0."""
+
+    def __init__(self, sink: Sink, width: int, height: int, fps: float):
+        self._container = av.open(sink, "w", format="mp4", options={"movflags": MOVFLAGS})
+        self._stream = self._container.add_stream("h264", rate=round(fps))
+        self._stream.width = width
+        self._stream.height = height
+        self._stream.pix_fmt = "yuv420p"
+        self._first_pts_us: int | None = None
+        self._last_pts_us = -1
+        self.last_pts_us: int | None = None
+        self.first_pts_us: int | None = None
+
+    def write(self, packet: EncodedPacket) -> None:
+        if self._first_pts_us is None:
+            if not packet.keyframe:
+                raise ValueError("a clip must start with a keyframe")
+            self._first_pts_us = packet.pts_us
+            self.first_pts_us = packet.pts_us
+        pts = packet.pts_us - self._first_pts_us
+        if pts <= self._last_pts_us:
+            return  # a duplicate or out-of-order timestamp would make the muxer fail
+        self._last_pts_us = pts
+        self.last_pts_us = packet.pts_us
+        av_packet = av.Packet(packet.data)
+        av_packet.pts = pts
+        av_packet.dts = pts
+        av_packet.time_base = MICROSECONDS
+        av_packet.stream = self._stream
+        av_packet.is_keyframe = packet.keyframe
+        self._container.mux(av_packet)
+
+    def close(self) -> None:
+        """Write the last fragment. The sink itself is left open."""
+        self._container.close()

@@ -1,0 +1,277 @@
+"""The recorder pipeline, one frame at a time:
+
+    source -> privacy mask -> motion detector -> state machine -> H.264 encoder
+           -> pre-roll ring -> active clip (fragmented MP4 -> age writer -> store)
+           -> live frame (masked JPEG in a tmpfs)
+
+The mask is burned in first, so nothing downstream (encoder, thumbnail, live view, detector)
+ever sees the masked area. Full frames go to the encoder; the detector makes its own small
+grayscale copy. Everything storage-related goes through the store's write-only API.
+"""
+
+import errno
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from config import Settings
+from storage.audit import AuditLog
+from storage.clipwriter import ClipStore
+from storage.reconcile import reconcile
+from storage.retention import enforce_retention
+
+from .clip import ActiveClip
+from .encoder import H264Encoder
+from .frames import Frame, FrameSource, SourceLost
+from .live import LiveFramePublisher, StatusPublisher
+from .masks import PrivacyMask
+from .motion import MotionDetector
+from .preroll import PacketRing
+from .presses import NoButton, PressSource
+from .statemachine import Action, RecorderStateMachine
+
+log = logging.getLogger("doorbell.recorder")
+
+_US = 1_000_000
+
+
+@dataclass
+class RecorderStats:
+    frames: int = 0
+    clips: int = 0
+    last_frame_wall_s: float | None = None
+    fps: float = 0.0
+    camera: str = "starting"
+
+
+class Recorder:
+    def __init__(
+        self,
+        settings: Settings,
+        store: ClipStore,
+        audit: AuditLog | None = None,
+        presses: PressSource | None = None,
+        live: LiveFramePublisher | None = None,
+        status: StatusPublisher | None = None,
+        wall_clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        retention_interval_s: float = 60.0,
+    ):
+        self.settings = settings
+        self.store = store
+        self.audit = audit
+        self.presses = presses or NoButton()
+        self.live = live
+        self.status = status
+        self.stats = RecorderStats()
+        self._wall_clock_us = wall_clock_us
+        self._retention_interval_us = round(retention_interval_s * _US)
+        self._machine = RecorderStateMachine(settings.recording)
+        self._detector = MotionDetector(settings.motion)
+        self._clip: ActiveClip | None = None
+        self._pipeline_size: tuple[int, int] | None = None
+        self._encoder: H264Encoder | None = None
+        self._ring: PacketRing | None = None
+        self._mask: PrivacyMask | None = None
+        self._origin: tuple[int, int] | None = None  # (pts_us, wall_us) of the first frame
+        self._last_retention_us: int | None = None
+        self._rate_window: list[float] = []
+        self._last_status_s = 0.0
+
+    # -- the frame loop ---------------------------------------------------------------------------
+
+    def run(self, open_source: Callable[[], FrameSource], stop: threading.Event,
+            until_eof: bool = False) -> None:
+        """Record until `stop` is set (or the source ends, with `until_eof`).
+
+        A source that fails or vanishes is reopened with back-off; the open clip is closed first.
+        """
+        backoff_s = 1.0
+        self._run_retention(force=True)
+        while not stop.is_set():
+            try:
+                source = open_source()
+            except (OSError, ValueError, SourceLost) as exc:
+                self._camera_state("lost", f"cannot open the camera: {exc}; retrying in "
+                                   f"{backoff_s:.0f} s")
+                stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+                continue
+            self._camera_state("ok", "camera open")
+            try:
+                for frame in source.frames():
+                    self.process(frame)
+                    backoff_s = 1.0
+                    if stop.is_set():
+                        break
+                else:
+                    if until_eof:
+                        break
+                    raise SourceLost("the source ended")
+            except SourceLost as exc:
+                self.close_clip()
+                self._reset_pipeline()
+                self._camera_state("lost", f"camera lost: {exc}; retrying in {backoff_s:.0f} s")
+                stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, 30.0)
+            finally:
+                source.close()
+        self.close_clip()
+        self._publish_status(force=True, state="stopped")
+
+    def process(self, frame: Frame) -> None:
+        self._ensure_pipeline(frame)
+        image = frame.image
+        self._mask.apply(image)
+        motion = self._detector.update(frame)
+        pressed = self.presses.pressed(frame.pts_us)
+        decision = self._machine.step(frame.pts_us, motion.triggered, pressed)
+        if pressed:
+            log.info("doorbell pressed")
+        packets = self._encoder.encode(frame)
+        for packet in packets:
+            self._ring.append(packet)
+        try:
+            if decision.action in (Action.STOP, Action.SPLIT):
+                self._seal_clip()
+            if decision.action in (Action.START, Action.SPLIT):
+                self._start_clip(frame.pts_us, decision.trigger)
+            elif self._clip is not None:
+                for packet in packets:
+                    self._clip.write(packet)
+            if self._clip is not None:
+                self._clip.note_frame(image, motion.score, motion.triggered, motion.boxes)
+                if pressed:
+                    self._presses_wall_us.append(self._to_wall(frame.pts_us))
+        except OSError as exc:
+            self._handle_write_error(exc)
+        if self.live is not None:
+            self.live.maybe_publish(image, time.monotonic())
+        self._account(frame)
+        self._run_retention()
+
+    # -- clips ------------------------------------------------------------------------------------
+
+    def _start_clip(self, pts_us: int, trigger: str) -> None:
+        pre_roll_us = round(self.settings.recording.pre_roll_s * _US)
+        packets = self._ring.since(pts_us - pre_roll_us)
+        wall_start_us = self._to_wall(packets[0].pts_us if packets else pts_us)
+        writer = self.store.begin_clip(wall_start_us, self.settings.recording.fsync_interval_s)
+        width, height = self._pipeline_size
+        self._clip = ActiveClip(writer, width, height, self.settings.camera.fps, wall_start_us,
+                                self.settings.camera.name)
+        self._clip_trigger = trigger
+        self._presses_wall_us: list[int] = []
+        for packet in packets:
+            self._clip.write(packet)
+        log.info("clip %s started (%s)", writer.clip_id, trigger)
+
+    def close_clip(self) -> None:
+        """Seal the open clip, if any, and go idle (shutdown, camera lost)."""
+        self._machine.stop()
+        self._seal_clip()
+
+    def _seal_clip(self) -> None:
+        clip, self._clip = self._clip, None
+        if clip is None:
+            return
+        trigger = self._clip_trigger
+        if self._presses_wall_us and trigger != "doorbell":
+            trigger = "doorbell"
+        try:
+            indexed = clip.finish(trigger, self._presses_wall_us)
+        except OSError as exc:
+            clip.abandon()
+            self._handle_write_error(exc)
+            return
+        self.stats.clips += 1
+        log.info("clip %s saved (%s, %d bytes)", indexed.id, trigger, indexed.size_bytes)
+
+    def _handle_write_error(self, exc: OSError) -> None:
+        """A full disk (or another write failure) never stops recording: prune and go on."""
+        if self._clip is not None:
+            self._clip.abandon()
+            self._clip = None
+            self._machine.stop()
+        reconcile(self.store.clips_dir, self.store.index)  # keep the interrupted clip's prefix
+        if exc.errno == errno.ENOSPC:
+            log.error("the disk is full: pruning the oldest clips and continuing")
+            self._run_retention(force=True)
+        else:
+            log.error("writing the clip failed (%s): it is kept up to where it was written", exc)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _ensure_pipeline(self, frame: Frame) -> None:
+        size = (frame.width - frame.width % 2, frame.height - frame.height % 2)
+        if self._pipeline_size == size:
+            return
+        rec = self.settings.recording
+        self._pipeline_size = size
+        self._encoder = H264Encoder(size[0], size[1], self.settings.camera.fps, rec.preset,
+                                    rec.crf, rec.keyframe_interval_s)
+        self._ring = PacketRing(round((rec.pre_roll_s + rec.keyframe_interval_s) * _US))
+        self._mask = PrivacyMask(self.settings.privacy.masks, frame.width, frame.height)
+        self._detector = MotionDetector(self.settings.motion)
+        if self._origin is None:
+            self._origin = (frame.pts_us, self._wall_clock_us())
+
+    def _reset_pipeline(self) -> None:
+        """After a reconnect timestamps restart: begin a fresh timeline and encoder."""
+        self._pipeline_size = None
+        self._origin = None
+
+    def _to_wall(self, pts_us: int) -> int:
+        pts0, wall0 = self._origin
+        return wall0 + (pts_us - pts0)
+
+    def _account(self, frame: Frame) -> None:
+        now = time.monotonic()
+        self.stats.frames += 1
+        self.stats.last_frame_wall_s = time.time()
+        self._rate_window.append(now)
+        while self._rate_window and now - self._rate_window[0] > 5.0:
+            self._rate_window.pop(0)
+        if len(self._rate_window) > 1:
+            span = self._rate_window[-1] - self._rate_window[0]
+            self.stats.fps = (len(self._rate_window) - 1) / span if span > 0 else 0.0
+        self._publish_status()
+
+    def _camera_state(self, state: str, message: str) -> None:
+        self.stats.camera = state
+        (log.warning if state == "lost" else log.info)("%s", message)
+        self._publish_status(force=True)
+
+    def _publish_status(self, force: bool = False, state: str | None = None) -> None:
+        if self.status is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_status_s < 1.0:
+            return
+        self._last_status_s = now
+        self.status.publish({
+            "state": state or self._machine.state.value,
+            "camera": self.stats.camera,
+            "frames": self.stats.frames,
+            "fps": round(self.stats.fps, 2),
+            "clips_saved": self.stats.clips,
+            "last_frame_time": self.stats.last_frame_wall_s,
+            "recording": self._clip.clip_id if self._clip else None,
+            "updated": time.time(),
+        })
+
+    def _run_retention(self, force: bool = False) -> None:
+        now_us = self._wall_clock_us()
+        if not force and self._last_retention_us is not None and \
+                now_us - self._last_retention_us < self._retention_interval_us:
+            return
+        self._last_retention_us = now_us
+        pruned = enforce_retention(self.store, self.settings.retention, now_us=now_us)
+        if pruned:
+            log.info("retention deleted %d clip(s)", len(pruned))
+            if self.audit is not None:
+                self.audit.append("recorder", "retention",
+                                  deleted=[p.clip_id for p in pruned],
+                                  reasons=sorted({p.reason for p in pruned}),
+                                  freed_bytes=sum(p.size_bytes for p in pruned))

@@ -1,0 +1,82 @@
+"""`doorbell record [--home DIR] [--source SPEC] [--until-eof]`: the write-only recorder."""
+
+import logging
+import signal
+import threading
+
+from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+from camera.recorder import Recorder
+from camera.sources import plan_source
+from config import load_settings
+from storage.audit import AuditLog
+from storage.clipwriter import ClipStore
+from storage.home import Home
+from storage.index import ClipIndex
+from storage.reconcile import reconcile
+from storage.recipients import read_recipients
+
+from ..errors import CommandError
+from ..guard import forbid_identity_access
+
+log = logging.getLogger("doorbell.recorder")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("record", help="run the recorder (holds public keys only)")
+    parser.add_argument("--home", help="home directory")
+    parser.add_argument(
+        "--source",
+        help="synthetic, picamera2, /dev/videoN, rtsp://HOST/..., or a video file "
+        "(default: camera.source from the config)",
+    )
+    parser.add_argument(
+        "--until-eof", action="store_true",
+        help="process a video file (or one pass of the synthetic scene) as fast as possible, "
+        "then stop; without it files loop in real time",
+    )
+    parser.set_defaults(run=run)
+
+
+def build_presses(settings, plan):
+    button = settings.doorbell.button_pin
+    if button is None:
+        return plan.presses
+    from camera.presses import GpioDoorbell
+
+    return GpioDoorbell(button, settings.doorbell.chime_pin, settings.doorbell.debounce_s,
+                        settings.doorbell.chime_s)
+
+
+def run(args) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    home = Home.resolve(args.home)
+    if not home.is_initialised():
+        raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
+    forbid_identity_access(home.identities_dir)
+    settings = load_settings(home.root)
+    spec = args.source or settings.camera.source
+    try:
+        plan = plan_source(spec, settings, until_eof=args.until_eof)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    recipients = read_recipients(home.recipients_file)
+    prepare_runtime_dir(home.run_dir)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    with ClipIndex(home.index_file) as index:
+        for line in reconcile(home.clips_dir, index).lines():
+            log.warning("%s", line)
+        store = ClipStore(home.clips_dir, index, recipients)
+        recorder = Recorder(
+            settings, store, AuditLog(home.audit_file), build_presses(settings, plan),
+            LiveFramePublisher(home.run_dir, settings.live.fps, settings.live.width,
+                               settings.live.jpeg_quality),
+            StatusPublisher(home.run_dir),
+        )
+        log.info("recording from %s to %s (%d recipient keys)", plan.description,
+                 home.clips_dir, len(recipients))
+        recorder.run(plan.open, stop, until_eof=args.until_eof)
+        recorder.presses.close()
+    log.info("stopped: %d clip(s) saved, %d frames", recorder.stats.clips, recorder.stats.frames)
+    return 0
