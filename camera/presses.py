@@ -71,9 +71,9 @@ class GpioDoorbell:
         self._button = Button(
             button_pin, pull_up=True, bounce_time=debounce_s or None, pin_factory=pin_factory
         )
-        self._chime = (
-            DigitalOutputDevice(chime_pin, pin_factory=pin_factory) if chime_pin is not None else None
-        )
+        self._chime = None
+        if chime_pin is not None:
+            self._chime = DigitalOutputDevice(chime_pin, pin_factory=pin_factory)
         self._chime_s = chime_s
         self._button.when_pressed = self._on_press
 

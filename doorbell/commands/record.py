@@ -12,8 +12,8 @@ from storage.audit import AuditLog
 from storage.clipwriter import ClipStore
 from storage.home import Home
 from storage.index import ClipIndex
-from storage.reconcile import reconcile
 from storage.recipients import read_recipients
+from storage.reconcile import reconcile
 
 from ..errors import CommandError
 from ..guard import forbid_identity_access
