@@ -12,9 +12,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-LIVE_FRAME_NAME = "live.jpg"
-STATUS_NAME = "recorder.json"
-
 
 def _replace_file(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
@@ -28,8 +25,8 @@ def prepare_runtime_dir(path: Path) -> None:
 
 
 class LiveFramePublisher:
-    def __init__(self, run_dir: Path, fps: float, width: int, jpeg_quality: int):
-        self.path = run_dir / LIVE_FRAME_NAME
+    def __init__(self, path: Path, fps: float, width: int, jpeg_quality: int):
+        self.path = path
         self._interval_s = 1.0 / fps
         self._width = width
         self._quality = jpeg_quality
@@ -53,8 +50,8 @@ class LiveFramePublisher:
 class StatusPublisher:
     """`recorder.json`: alive, state, last frame time, frame rate. Nothing footage-derived."""
 
-    def __init__(self, run_dir: Path):
-        self.path = run_dir / STATUS_NAME
+    def __init__(self, path: Path):
+        self.path = path
 
     def publish(self, status: dict) -> None:
         _replace_file(self.path, json.dumps(status, sort_keys=True).encode())

@@ -6,10 +6,10 @@ Exit codes: 0 success, 1 failure, 2 usage error. Errors go to stderr.
 import argparse
 import sys
 
-from .commands import audit, clips, init, keys, record, verify
+from .commands import audit, clips, demo, init, keys, record, run, serve, verify
 from .errors import USER_ERRORS
 
-COMMAND_MODULES = (init, record, keys, clips, verify, audit)
+COMMAND_MODULES = (init, record, serve, run, demo, keys, clips, verify, audit)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,5 +61,21 @@ class Home:
         tag = hashlib.sha256(str(self.root).encode()).hexdigest()[:12]
         return Path("/dev/shm") / f"doorbell-{os.getuid()}-{tag}"
 
+    @property
+    def live_frame_file(self) -> Path:
+        return self.run_dir / "live.jpg"
+
+    @property
+    def recorder_status_file(self) -> Path:
+        return self.run_dir / "recorder.json"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def viewer_db_file(self) -> Path:
+        return self.root / "viewer.sqlite3"
+
     def is_initialised(self) -> bool:
         return self.recipients_file.is_file()

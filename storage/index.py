@@ -92,6 +92,14 @@ class ClipIndex:
         ).fetchall()
         return [IndexedClip(*row) for row in rows]
 
+    def day_counts(self) -> list[tuple[str, int]]:
+        """(YYYY-MM-DD in the device's local time, number of clips), newest day first."""
+        rows = self._db.execute(
+            "SELECT date(start_us / 1000000, 'unixepoch', 'localtime') AS day, COUNT(*) "
+            "FROM clips GROUP BY day ORDER BY day DESC"
+        ).fetchall()
+        return [(day, count) for day, count in rows]
+
     def count(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM clips").fetchone()[0]
 

@@ -10,6 +10,7 @@ from storage.home import Home
 from storage.index import ClipIndex
 from storage.keyring import Keyring, calibrate_work_factor, check_passphrase_strength
 from storage.recipients import RECOVERY_NAME, HouseholdKey, check_member_name, write_household_keys
+from web.tls import create_certificate
 
 from ..actor import cli_actor
 from ..errors import CommandError
@@ -79,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         [HouseholdKey(name, member.recipient), HouseholdKey(RECOVERY_NAME, recovery.recipient)],
     )
     ClipIndex(home.index_file).close()
+    tls_fingerprint = create_certificate(home.tls_dir)
     AuditLog(home.audit_file).append(
         cli_actor(name), "init", member=name, member_key=str(member.recipient),
         recovery_key=str(recovery.recipient), scrypt_work_factor=work_factor,
@@ -86,5 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"Initialised {home.root} for member {name!r} (scrypt work factor 2^{work_factor}).")
     print(f"{name}'s public key: {member.recipient}\n")
     print(format_recovery(recovery))
+    print("The viewer's TLS certificate (for HTTPS on the home network) has the SHA-256")
+    print(f"fingerprint {tls_fingerprint}\nCheck that your browser shows the same one.")
     sys.stdout.flush()
     return 0

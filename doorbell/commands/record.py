@@ -70,9 +70,9 @@ def run(args) -> int:
         store = ClipStore(home.clips_dir, index, recipients)
         recorder = Recorder(
             settings, store, AuditLog(home.audit_file), build_presses(settings, plan),
-            LiveFramePublisher(home.run_dir, settings.live.fps, settings.live.width,
+            LiveFramePublisher(home.live_frame_file, settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),
-            StatusPublisher(home.run_dir),
+            StatusPublisher(home.recorder_status_file),
         )
         log.info("recording from %s to %s (%d recipient keys)", plan.description,
                  home.clips_dir, len(recipients))

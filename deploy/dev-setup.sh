@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Set up a development/test environment on Debian or Raspberry Pi OS: the Debian packages the
+# tests use (the stock `age` CLI, Chromium for browser tests) and a virtualenv in .venv with the
+# project and its dev extras. Idempotent: run it again after pulling.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+packages=(age chromium python3-venv)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q "${missing[@]}"
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+echo "Development environment ready: .venv/bin/python -m pytest"

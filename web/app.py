@@ -1,0 +1,76 @@
+"""The viewer's app factory. One process, several threads: sessions live in its memory."""
+
+import ipaddress
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Flask, render_template
+
+from config import Settings
+from storage.audit import AuditLog
+from storage.home import Home
+
+from .guards import install_guards
+from .ratelimit import LoginRateLimiter
+from .sessions import SessionStore
+from .unlock import Unlocker
+
+
+@dataclass
+class Viewer:
+    """Everything the request handlers share, held by the app (no module-level state)."""
+
+    home: Home
+    settings: Settings
+    sessions: SessionStore
+    limiter: LoginRateLimiter
+    unlocker: Unlocker
+    audit: AuditLog
+    allowed_networks: list = field(default_factory=list)
+    live_viewers: int = 0
+    live_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
+    app = Flask(__name__, static_folder="static", template_folder="templates")
+    app.config.update(
+        TESTING=testing,
+        MAX_CONTENT_LENGTH=64 * 1024,  # forms only: nothing large is ever uploaded
+        SEND_FILE_MAX_AGE_DEFAULT=3600,
+    )
+    viewer = Viewer(
+        home=home,
+        settings=settings,
+        sessions=SessionStore(settings.viewer.idle_timeout_s),
+        limiter=LoginRateLimiter(home.viewer_db_file, settings.viewer.login_attempts_per_15min),
+        unlocker=Unlocker(home.identities_dir),
+        audit=AuditLog(home.audit_file),
+        allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
+    )
+    app.extensions["doorbell"] = viewer
+    install_guards(app)
+
+    from .views import audit, auth, clips, live, status, timeline
+
+    for module in (auth, timeline, clips, live, audit, status):
+        app.register_blueprint(module.blueprint)
+
+    @app.errorhandler(400)
+    @app.errorhandler(401)
+    @app.errorhandler(403)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    @app.errorhandler(413)
+    @app.errorhandler(416)
+    @app.errorhandler(422)
+    @app.errorhandler(429)
+    @app.errorhandler(503)
+    def error_page(error):
+        return render_template("error.html", error=error), error.code
+
+    return app
+
+
+def static_dir() -> Path:
+    return Path(__file__).parent / "static"

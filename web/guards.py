@@ -1,0 +1,137 @@
+"""Request guards every route passes through, and the headers every response carries.
+
+Order, per request: the client must be on an allowed network (else 403), the Host must be the
+device itself (else 400: DNS rebinding), state-changing methods must be same-origin and carry
+the session's CSRF token (else 403), and every endpoint except login and static files needs an
+unlocked session (else a redirect to the login page, or 401 for media and data requests).
+"""
+
+import hmac
+import ipaddress
+import logging
+import socket
+from collections.abc import Iterable
+from functools import cache
+
+from flask import Flask, abort, current_app, g, redirect, request, url_for
+
+log = logging.getLogger("doorbell.viewer")
+
+SESSION_COOKIE = "__Host-doorbell-session"
+PUBLIC_ENDPOINTS = {"auth.login", "auth.login_submit", "static"}
+# Media and data answer 401 when locked; pages redirect to the login page instead.
+MEDIA_ENDPOINTS = {"clips.video", "clips.thumbnail", "live.stream", "live.frame", "status.data"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'none'",
+    "script-src 'self'",
+    "style-src 'self'",
+    "img-src 'self'",
+    "media-src 'self'",
+    "connect-src 'self'",
+    "font-src 'self'",
+    "form-action 'self'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+])
+
+
+@cache
+def _own_names() -> frozenset[str]:
+    name = socket.gethostname().lower()
+    short = name.split(".")[0]
+    return frozenset({"localhost", name, short, f"{short}.local"})
+
+
+def host_without_port(host: str) -> str:
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def is_allowed_host(host: str, extra_names: Iterable[str]) -> bool:
+    """The device's own name, its .local name, localhost, a configured name or an IP literal.
+
+    An IP literal cannot be rebound by an attacker's DNS, so any is accepted; a name is
+    accepted only if it is one of the device's own.
+    """
+    bare = host_without_port(host)
+    if not bare:
+        return False
+    try:
+        ipaddress.ip_address(bare.split("%")[0])
+        return True
+    except ValueError:
+        pass
+    return bare in _own_names() or bare in {n.lower() for n in extra_names}
+
+
+def is_allowed_client(address: str | None, networks) -> bool:
+    if not address:
+        return False
+    try:
+        ip = ipaddress.ip_address(address.split("%")[0])
+    except ValueError:
+        return False
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return any(ip in network for network in networks)
+
+
+def _same_origin() -> bool:
+    """Browsers say where a request came from; anything cross-site is refused.
+
+    A client that sends neither header (curl, a script) is judged by the CSRF token alone.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("Origin")
+    return origin is None or origin == f"{request.scheme}://{request.host}"
+
+
+def install_guards(app: Flask) -> None:
+    @app.before_request
+    def check_request():
+        viewer = current_app.extensions["doorbell"]
+        if not is_allowed_client(request.remote_addr, viewer.allowed_networks):
+            log.warning("refused %s %s from %s: not on an allowed network",
+                        request.method, request.path, request.remote_addr)
+            abort(403, "This viewer answers the home network only.")
+        if not is_allowed_host(request.host, viewer.settings.viewer.hostnames):
+            log.warning("refused Host %r from %s", request.host[:100], request.remote_addr)
+            abort(400, "Unknown host name: open the viewer by the device's own name or address.")
+        g.session_id = request.cookies.get(SESSION_COOKIE)
+        g.session = viewer.sessions.get(g.session_id)
+        if request.method not in SAFE_METHODS:
+            if not _same_origin():
+                abort(403, "Cross-site request refused.")
+            if request.endpoint != "auth.login_submit":
+                sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
+                if g.session is None or not hmac.compare_digest(sent, g.session.csrf_token):
+                    abort(403, "The form expired or did not come from this viewer: reload it.")
+        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+            return None
+        if g.session is None:
+            if request.method == "GET" and request.endpoint not in MEDIA_ENDPOINTS:
+                return redirect(url_for("auth.login"))
+            abort(401, "Locked: unlock the viewer first.")
+        return None
+
+    @app.after_request
+    def security_headers(response):
+        headers = response.headers
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+        headers["X-Content-Type-Options"] = "nosniff"
+        headers["X-Frame-Options"] = "DENY"
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["Cross-Origin-Opener-Policy"] = "same-origin"
+        headers["Cross-Origin-Resource-Policy"] = "same-origin"
+        headers["Permissions-Policy"] = "camera=(), microphone=(), geolocation=()"
+        if request.endpoint != "static":
+            headers["Cache-Control"] = "no-store"
+        if request.is_secure:
+            headers["Strict-Transport-Security"] = "max-age=31536000"
+        return response

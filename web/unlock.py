@@ -1,0 +1,61 @@
+"""Unlocking a member's identity, one at a time, in the same time whether the member exists.
+
+scrypt at the calibrated work factor takes about a second and up to a quarter of RAM, so only
+one unlock runs at once (others wait briefly, then get "busy"). For an unknown name a decoy
+identity file, made at start with the same work factor, is tried instead, so the answer takes
+as long as for a real member and reveals nothing about which names exist.
+"""
+
+import secrets
+import threading
+from pathlib import Path
+
+from storage.age.identities import X25519Identity
+from storage.keyring import (
+    Keyring,
+    KeyringError,
+    WrongPassphraseError,
+    decrypt_identity,
+    encrypt_identity,
+)
+from storage.recipients import RecipientsError, check_member_name
+
+
+class UnlockBusy(Exception):
+    """Another unlock is running; try again in a moment."""
+
+
+class Unlocker:
+    def __init__(self, identities_dir: Path, wait_s: float = 5.0):
+        self._keyring = Keyring(identities_dir)
+        self._lock = threading.Lock()
+        self._wait_s = wait_s
+        self._decoy: bytes | None = None
+
+    def _decoy_file(self) -> bytes:
+        if self._decoy is None:
+            members = self._keyring.members()
+            work_factor = self._keyring.work_factor(members[0]) if members else 15
+            self._decoy = encrypt_identity(
+                X25519Identity.generate(), secrets.token_urlsafe(24), work_factor
+            )
+        return self._decoy
+
+    def unlock(self, member: str, passphrase: str) -> X25519Identity:
+        """The member's identity, or WrongPassphraseError for a wrong name or passphrase."""
+        if not self._lock.acquire(timeout=self._wait_s):
+            raise UnlockBusy("another unlock is in progress")
+        try:
+            try:
+                check_member_name(member)
+                path = self._keyring.path_for(member)
+                data = path.read_bytes()
+            except (RecipientsError, KeyringError, OSError):
+                try:
+                    decrypt_identity(self._decoy_file(), passphrase)  # same cost, always fails
+                except WrongPassphraseError:
+                    pass
+                raise WrongPassphraseError("wrong name or passphrase") from None
+            return decrypt_identity(data, passphrase)
+        finally:
+            self._lock.release()

@@ -1,0 +1,25 @@
+"""The audit log, newest first, with the result of verifying its hash chain."""
+
+from flask import Blueprint, render_template, request
+
+from storage.audit import AuditLogCorrupt
+
+from .common import viewer
+
+blueprint = Blueprint("audit", __name__, url_prefix="/audit")
+
+PAGE_SIZE = 200
+
+
+@blueprint.get("")
+def page():
+    log = viewer().audit
+    verification = log.verify()
+    try:
+        entries = list(reversed(log.entries())) if log.path.exists() else []
+    except AuditLogCorrupt:
+        entries = []
+    page = max(0, request.args.get("page", 0, type=int) or 0)
+    shown = entries[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    return render_template("audit.html", verification=verification, entries=shown, page=page,
+                           has_more=len(entries) > (page + 1) * PAGE_SIZE, total=len(entries))

@@ -1,0 +1,80 @@
+"""Unlock (log in), lock (log out). Unlocking decrypts the member's identity into memory."""
+
+import logging
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from storage.keyring import WrongPassphraseError
+
+from ..guards import SESSION_COOKIE
+from ..unlock import UnlockBusy
+
+blueprint = Blueprint("auth", __name__)
+log = logging.getLogger("doorbell.viewer")
+
+
+def _viewer():
+    return current_app.extensions["doorbell"]
+
+
+@blueprint.get("/login")
+def login():
+    if g.session is not None:
+        return redirect(url_for("timeline.index"))
+    return render_template("login.html", error=None, member="")
+
+
+@blueprint.post("/login")
+def login_submit():
+    viewer = _viewer()
+    member = request.form.get("member", "").strip()[:64]
+    passphrase = request.form.get("passphrase", "")
+    if not member or not passphrase:
+        return render_template("login.html", error="Enter your name and passphrase.",
+                               member=member), 400
+    wait_s = viewer.limiter.try_acquire(request.remote_addr, member)
+    if wait_s is not None:
+        viewer.audit.append(member, "unlock.rate_limited", address=request.remote_addr)
+        response = make_response(render_template(
+            "login.html", member=member,
+            error=f"Too many attempts. Try again in {int(wait_s // 60) + 1} minutes."), 429)
+        response.headers["Retry-After"] = str(int(wait_s))
+        return response
+    try:
+        identity = viewer.unlocker.unlock(member, passphrase)
+    except UnlockBusy:
+        abort(503, "Another unlock is in progress: try again in a moment.")
+    except WrongPassphraseError:
+        viewer.audit.append(member, "unlock.failed", address=request.remote_addr)
+        log.warning("failed unlock for %r from %s", member, request.remote_addr)
+        return render_template("login.html", error="Wrong name or passphrase.",
+                               member=member), 401
+    viewer.limiter.forget(request.remote_addr, member)
+    session_id, _session = viewer.sessions.create(member, identity)
+    viewer.audit.append(member, "unlock", address=request.remote_addr)
+    response = redirect(url_for("timeline.index"), code=303)
+    response.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True,
+                        samesite="Strict", path="/")
+    return response
+
+
+@blueprint.post("/lock")
+def lock():
+    viewer = _viewer()
+    session = viewer.sessions.drop(g.session_id)
+    if session is not None:
+        viewer.audit.append(session.member, "lock", address=request.remote_addr)
+    response = redirect(url_for("auth.login"), code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True,
+                           samesite="Strict")
+    return response

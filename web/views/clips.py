@@ -1,0 +1,138 @@
+"""One clip: the player page, the video by HTTP Range, thumbnail, export and delete."""
+
+import hashlib
+
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+
+from storage.age.errors import AgeError
+from storage.clipreader import ClipNotFound, open_video, read_thumbnail
+from storage.clipwriter import ClipStore
+from storage.index import ClipIndex
+from storage.recipients import read_recipients
+
+from ..ranges import UnsatisfiableRange, parse_range
+from .common import clip_metadata, identities, local_time, valid_clip_id, viewer
+
+blueprint = Blueprint("clips", __name__, url_prefix="/clips")
+
+READ_BLOCK = 256 * 1024
+
+
+def _open(clip_id: str):
+    try:
+        return open_video(viewer().home.clips_dir, clip_id, identities())
+    except ClipNotFound:
+        abort(404, "No such clip.")
+    except AgeError as exc:
+        abort(422, f"This clip cannot be decrypted: it was damaged or tampered with ({exc}).")
+
+
+def _indexed(clip_id: str):
+    with ClipIndex(viewer().home.index_file) as index:
+        row = index.get(clip_id)
+    if row is None:
+        abort(404, "No such clip.")
+    return row
+
+
+@blueprint.get("/<clip_id>")
+def player(clip_id: str):
+    clip_id = valid_clip_id(clip_id)
+    row = _indexed(clip_id)
+    video = _open(clip_id)
+    video.close()
+    viewer().audit.append(g.session.member, "clip.view", clip=clip_id)
+    return render_template(
+        "clip.html", clip_id=clip_id, meta=clip_metadata(clip_id), row=row,
+        started=local_time(row.start_us).strftime("%A %d %B %Y, %H:%M:%S"),
+        truncated=video.truncated, size_bytes=video.size_bytes,
+    )
+
+
+@blueprint.get("/<clip_id>/video")
+def video(clip_id: str):
+    clip_id = valid_clip_id(clip_id)
+    opened = _open(clip_id)
+    size = opened.size_bytes
+    try:
+        wanted = parse_range(request.headers.get("Range"), size)
+    except UnsatisfiableRange:
+        opened.close()
+        response = Response(status=416)
+        response.headers["Content-Range"] = f"bytes */{size}"
+        return response
+    start, length = (wanted.start, wanted.length) if wanted else (0, size)
+
+    def body():
+        try:
+            opened.reader.seek(start)
+            remaining = length
+            while remaining > 0:
+                block = opened.reader.read(min(READ_BLOCK, remaining))
+                if not block:
+                    break
+                remaining -= len(block)
+                yield block
+        finally:
+            opened.close()
+
+    response = Response(body(), status=206 if wanted else 200, mimetype="video/mp4",
+                        direct_passthrough=True)
+    response.headers["Accept-Ranges"] = "bytes"
+    response.headers["Content-Length"] = str(length)
+    if wanted:
+        response.headers["Content-Range"] = f"bytes {wanted.start}-{wanted.end}/{size}"
+    if request.args.get("download") == "1":
+        response.headers["Content-Disposition"] = f'attachment; filename="{clip_id}.mp4"'
+    return response
+
+
+@blueprint.get("/<clip_id>/thumbnail.jpg")
+def thumbnail(clip_id: str):
+    clip_id = valid_clip_id(clip_id)
+    try:
+        data = read_thumbnail(viewer().home.clips_dir, clip_id, identities())
+    except AgeError:
+        abort(422, "This thumbnail cannot be decrypted: it was damaged or tampered with.")
+    if data is None:
+        abort(404, "This clip has no thumbnail.")
+    return Response(data, mimetype="image/jpeg")
+
+
+@blueprint.post("/<clip_id>/export")
+def export(clip_id: str):
+    clip_id = valid_clip_id(clip_id)
+    opened = _open(clip_id)
+    digest = hashlib.sha256()
+    try:
+        while block := opened.reader.read(1024 * 1024):
+            digest.update(block)
+    finally:
+        opened.close()
+    viewer().audit.append(g.session.member, "clip.export", clip=clip_id,
+                          sha256=digest.hexdigest(), truncated=opened.truncated,
+                          address=request.remote_addr)
+    return render_template("export.html", clip_id=clip_id, sha256=digest.hexdigest(),
+                           size_bytes=opened.size_bytes, truncated=opened.truncated)
+
+
+@blueprint.get("/<clip_id>/delete")
+def confirm_delete(clip_id: str):
+    clip_id = valid_clip_id(clip_id)
+    row = _indexed(clip_id)
+    return render_template("confirm_delete.html", clip_id=clip_id,
+                           started=local_time(row.start_us).strftime("%d %B %Y, %H:%M:%S"))
+
+
+@blueprint.post("/<clip_id>/delete")
+def delete(clip_id: str):
+    clip_id = valid_clip_id(clip_id)
+    home = viewer().home
+    with ClipIndex(home.index_file) as index:
+        store = ClipStore(home.clips_dir, index, read_recipients(home.recipients_file))
+        if not store.delete(clip_id):
+            abort(404, "No such clip.")
+    g.session.metadata_cache.pop(clip_id, None)
+    viewer().audit.append(g.session.member, "clip.delete", clip=clip_id,
+                          address=request.remote_addr)
+    return redirect(url_for("timeline.index"), code=303)

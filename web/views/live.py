@@ -1,0 +1,69 @@
+"""Live view: the recorder's latest masked frame, as MJPEG, while the session stays unlocked.
+
+The viewer never touches the camera: it re-sends the JPEG the recorder keeps in the runtime
+directory (a tmpfs). Each stream start and stop is audited with the number of live viewers.
+"""
+
+import time
+
+from flask import Blueprint, Response, abort, g, render_template, request
+
+from .common import viewer
+
+blueprint = Blueprint("live", __name__, url_prefix="/live")
+
+MAX_STREAMS = 4
+MAX_STREAM_S = 600  # the page reconnects; a forgotten tab does not hold a thread for ever
+BOUNDARY = "doorbell-frame"
+
+
+@blueprint.get("")
+def page():
+    return render_template("live.html")
+
+
+@blueprint.get("/frame.jpg")
+def frame():
+    try:
+        data = viewer().home.live_frame_file.read_bytes()
+    except FileNotFoundError:
+        abort(404, "No live frame: the recorder is not running.")
+    return Response(data, mimetype="image/jpeg")
+
+
+@blueprint.get("/stream")
+def stream():
+    v = viewer()
+    with v.live_lock:
+        if v.live_viewers >= MAX_STREAMS:
+            abort(503, "Too many live viewers at once.")
+        v.live_viewers += 1
+        count = v.live_viewers
+    member, session_id = g.session.member, g.session_id
+    v.audit.append(member, "live.start", viewers=count, address=request.remote_addr)
+    path = v.home.live_frame_file
+    interval_s = 1.0 / max(v.settings.live.fps, 0.5)
+
+    def frames():
+        last_mtime = None
+        started = time.monotonic()
+        try:
+            while v.sessions.is_alive(session_id) and time.monotonic() - started < MAX_STREAM_S:
+                try:
+                    mtime = path.stat().st_mtime_ns
+                    if mtime != last_mtime:
+                        data = path.read_bytes()
+                        last_mtime = mtime
+                        yield (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
+                               f"Content-Length: {len(data)}\r\n\r\n").encode() + data + b"\r\n"
+                except FileNotFoundError:
+                    pass
+                time.sleep(interval_s / 2)
+        finally:
+            with v.live_lock:
+                v.live_viewers -= 1
+                remaining = v.live_viewers
+            v.audit.append(member, "live.stop", viewers=remaining)
+
+    return Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                    direct_passthrough=True)
