@@ -7,6 +7,7 @@ been through the privacy mask, so masked areas never reach the live view either.
 
 import json
 import os
+import stat
 from pathlib import Path
 
 import cv2
@@ -21,7 +22,13 @@ def _replace_file(path: Path, data: bytes) -> None:
 
 
 def prepare_runtime_dir(path: Path) -> None:
+    """Create the runtime directory, or accept an existing one only if it is really ours."""
     path.mkdir(mode=0o750, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o002:
+        raise PermissionError(
+            f"{path} is not a private directory of this user: refusing to put live frames there"
+        )
 
 
 class LiveFramePublisher:

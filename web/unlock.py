@@ -6,6 +6,7 @@ identity file, made at start with the same work factor, is tried instead, so the
 as long as for a real member and reveals nothing about which names exist.
 """
 
+import contextlib
 import secrets
 import threading
 from pathlib import Path
@@ -51,10 +52,8 @@ class Unlocker:
                 path = self._keyring.path_for(member)
                 data = path.read_bytes()
             except (RecipientsError, KeyringError, OSError):
-                try:
-                    decrypt_identity(self._decoy_file(), passphrase)  # same cost, always fails
-                except WrongPassphraseError:
-                    pass
+                with contextlib.suppress(WrongPassphraseError):  # same cost, always fails
+                    decrypt_identity(self._decoy_file(), passphrase)
                 raise WrongPassphraseError("wrong name or passphrase") from None
             return decrypt_identity(data, passphrase)
         finally:

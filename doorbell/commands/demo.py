@@ -16,7 +16,7 @@ from ..supervisor import supervise
 
 DEMO_DIR = "doorbell-demo"
 DEMO_MEMBER = "demo"
-PASSPHRASE_FILE = "DEMO-PASSPHRASE.txt"
+PASSPHRASE_FILE = "DEMO-PASSPHRASE.txt"  # noqa: S105 (a file name)
 DEMO_CONFIG = """\
 # The demo: the synthetic camera, recording encrypted clips; the viewer on loopback only.
 [camera]
