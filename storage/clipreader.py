@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .age.errors import AgeError
+from .age.errors import AgeError, PayloadError
 from .age.identities import Identity
 from .age.reader import DecryptingReader, decrypt, recover_prefix
 from .clipid import clip_paths
@@ -37,11 +37,17 @@ def open_video(clips_dir: Path, clip_id: str, identities: Sequence[Identity]) ->
     except FileNotFoundError:
         raise ClipNotFound(f"clip {clip_id} does not exist") from None
     try:
-        recovered = recover_prefix(handle, identities)
+        reader = decrypt(handle, identities)
+        try:
+            # A sealed clip: random access, each chunk authenticated when it is read.
+            return OpenedVideo(reader, reader.size, truncated=False)
+        except PayloadError:
+            # An interrupted clip: find its authenticated prefix (one pass over the file).
+            recovered = recover_prefix(handle, identities)
+            return OpenedVideo(recovered.reader, recovered.size_bytes, recovered.truncated)
     except Exception:
         handle.close()
         raise
-    return OpenedVideo(recovered.reader, recovered.size_bytes, recovered.truncated)
 
 
 def _read_small(path: Path, identities: Sequence[Identity]) -> bytes | None:

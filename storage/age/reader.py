@@ -206,12 +206,12 @@ class RecoveredPrefix:
 
 
 def recover_prefix(src: BinaryIO, identities: Sequence[Identity]) -> RecoveredPrefix:
-    """Open a possibly cut or torn file and expose exactly its authenticated whole chunks."""
+    """Open a possibly cut or torn file and expose exactly its authenticated chunks.
+
+    Every chunk is authenticated (a whole-file pass): damage anywhere, not only at the end,
+    ends the prefix. `truncated` is False only for a file that is entirely intact.
+    """
     reader = decrypt(src, identities)
-    try:
-        return RecoveredPrefix(reader, truncated=False, size_bytes=reader.size)
-    except PayloadError:
-        pass  # TruncatedError included: find how far the authenticated prefix goes
     good = 0
     for index in range(reader._chunk_count):
         try:
@@ -221,6 +221,8 @@ def recover_prefix(src: BinaryIO, identities: Sequence[Identity]) -> RecoveredPr
         good = index + 1
         if reader._final_index == index:
             break  # a final chunk followed by garbage: it authenticates, what follows does not
+    if good == reader._chunk_count and reader._final_index == good - 1:
+        return RecoveredPrefix(reader, truncated=False, size_bytes=reader.size)
     header, file_key = _open_header(src, identities)
     prefix = DecryptingReader(src, file_key, header.size_bytes, limit_chunks=good)
     return RecoveredPrefix(prefix, truncated=True, size_bytes=prefix.size)
