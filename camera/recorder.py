@@ -154,7 +154,10 @@ class Recorder:
     # -- clips ------------------------------------------------------------------------------------
 
     def _start_clip(self, pts_us: int, trigger: str) -> None:
-        pre_roll_us = round(self.settings.recording.pre_roll_s * _US)
+        # A new event reaches back by the pre-roll; a continuation (split) starts at the last
+        # keyframe, overlapping the clip it continues by less than one keyframe interval.
+        pre_roll_s = 0.0 if trigger == "continued" else self.settings.recording.pre_roll_s
+        pre_roll_us = round(pre_roll_s * _US)
         packets = self._ring.since(pts_us - pre_roll_us)
         wall_start_us = self._to_wall(packets[0].pts_us if packets else pts_us)
         writer = self.store.begin_clip(wall_start_us, self.settings.recording.fsync_interval_s)
