@@ -1,6 +1,9 @@
 """HTTP Range requests (RFC 9110 section 14) for one representation of known size."""
 
+import re
 from dataclasses import dataclass
+
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() accepts "²", which int() refuses
 
 
 class UnsatisfiableRange(ValueError):
@@ -32,24 +35,19 @@ def parse_range(header: str | None, size: int) -> ByteRange | None:
     if not dash:
         return None
     first, last = first.strip(), last.strip()
-    try:
-        if not first:  # suffix: the last N bytes
-            if not last.isdigit():
-                return None
-            count = int(last)
-            if count == 0:
-                raise UnsatisfiableRange("an empty suffix range")
-            if size == 0:
-                raise UnsatisfiableRange("the representation is empty")
-            return ByteRange(max(0, size - count), size - 1)
-        if not first.isdigit() or (last and not last.isdigit()):
+    if not first:  # suffix: the last N bytes
+        if not _DIGITS.fullmatch(last):
             return None
-        start = int(first)
-        end = int(last) if last else size - 1
-    except ValueError:
+        count = int(last)
+        if count == 0 or size == 0:
+            raise UnsatisfiableRange("an empty suffix range, or an empty representation")
+        return ByteRange(max(0, size - count), size - 1)
+    if not _DIGITS.fullmatch(first) or (last and not _DIGITS.fullmatch(last)):
         return None
-    if end < start:
-        return None
+    start = int(first)
+    if last and int(last) < start:
+        return None  # invalid: ignored, as the RFC requires
     if start >= size:
         raise UnsatisfiableRange(f"the range starts at {start}, beyond the end ({size} bytes)")
+    end = int(last) if last else size - 1
     return ByteRange(start, min(end, size - 1))

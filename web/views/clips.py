@@ -5,6 +5,8 @@ import hashlib
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
 from storage.age.errors import AgeError
+from storage.age.reader import recover_prefix
+from storage.clipid import clip_paths
 from storage.clipreader import ClipNotFound, open_video, read_thumbnail
 from storage.clipwriter import ClipStore
 from storage.index import ClipIndex
@@ -16,6 +18,7 @@ from .common import clip_metadata, identities, local_time, valid_clip_id, viewer
 blueprint = Blueprint("clips", __name__, url_prefix="/clips")
 
 READ_BLOCK = 256 * 1024
+TAMPERED = "This clip cannot be decrypted: it was damaged or tampered with"
 
 
 def _open(clip_id: str):
@@ -24,7 +27,7 @@ def _open(clip_id: str):
     except ClipNotFound:
         abort(404, "No such clip.")
     except AgeError as exc:
-        abort(422, f"This clip cannot be decrypted: it was damaged or tampered with ({exc}).")
+        abort(422, f"{TAMPERED} ({exc}).")
 
 
 def _indexed(clip_id: str):
@@ -39,13 +42,22 @@ def _indexed(clip_id: str):
 def player(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     row = _indexed(clip_id)
-    video = _open(clip_id)
-    video.close()
+    # Authenticate every chunk once here (about 10 ms for a typical clip), so the page can say
+    # whether the clip is whole, interrupted (the recorder stopped) or damaged afterwards.
+    try:
+        with clip_paths(viewer().home.clips_dir, clip_id)["video"].open("rb") as handle:
+            recovered = recover_prefix(handle, identities())
+    except FileNotFoundError:
+        abort(404, "No such clip.")
+    except AgeError as exc:
+        abort(422, f"{TAMPERED} ({exc}).")
+    damaged = recovered.truncated and row.state == "complete"
     viewer().audit.append(g.session.member, "clip.view", clip=clip_id)
     return render_template(
         "clip.html", clip_id=clip_id, meta=clip_metadata(clip_id), row=row,
         started=local_time(row.start_us).strftime("%A %d %B %Y, %H:%M:%S"),
-        truncated=video.truncated, size_bytes=video.size_bytes,
+        truncated=recovered.truncated and not damaged, damaged=damaged,
+        size_bytes=recovered.size_bytes,
     )
 
 
@@ -62,11 +74,32 @@ def video(clip_id: str):
         response.headers["Content-Range"] = f"bytes */{size}"
         return response
     start, length = (wanted.start, wanted.length) if wanted else (0, size)
+    if wanted is None and not opened.truncated:
+        # The whole body is asked for (a download): authenticate it all before the headers
+        # promise its length, so damage anywhere is a clear 422, not a body that breaks off.
+        try:
+            whole = recover_prefix(opened.reader._src, identities())
+        except AgeError as exc:
+            opened.close()
+            abort(422, f"{TAMPERED} ({exc}).")
+        if whole.truncated:
+            opened.close()
+            abort(422, f"{TAMPERED}: it stops authenticating after {whole.size_bytes} bytes.")
+    # Decrypt the first block before answering, so a damaged range gets a clear 422 rather
+    # than a response that breaks off. Damage further on ends the stream early; the player's
+    # next Range request then starts inside the damaged chunk and gets the 422.
+    try:
+        opened.reader.seek(start)
+        first = opened.reader.read(min(READ_BLOCK, length))
+    except AgeError as exc:
+        opened.close()
+        abort(422, f"{TAMPERED} ({exc}).")
 
     def body():
         try:
-            opened.reader.seek(start)
-            remaining = length
+            if first:
+                yield first
+            remaining = length - len(first)
             while remaining > 0:
                 block = opened.reader.read(min(READ_BLOCK, remaining))
                 if not block:
@@ -107,6 +140,8 @@ def export(clip_id: str):
     try:
         while block := opened.reader.read(1024 * 1024):
             digest.update(block)
+    except AgeError as exc:
+        abort(422, f"{TAMPERED} ({exc}).")
     finally:
         opened.close()
     viewer().audit.append(g.session.member, "clip.export", clip=clip_id,

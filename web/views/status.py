@@ -42,7 +42,7 @@ def collect_status() -> dict:
     budget = disk.free + total_bytes - retention.min_free_bytes
     if retention.max_total_bytes:
         budget = min(budget, retention.max_total_bytes)
-    days_fit = round(budget / bytes_per_day, 1) if bytes_per_day else None
+    days_fit = round(max(0, budget) / bytes_per_day, 1) if bytes_per_day else None
     if days_fit is not None and retention.max_age_days:
         days_fit = min(days_fit, retention.max_age_days)
     return {
