@@ -30,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except USER_ERRORS as exc:
         message = str(exc).rstrip(".")
+        if isinstance(exc, OSError) and exc.strerror:
+            where = f": {exc.filename}" if exc.filename else ""
+            message = f"{exc.strerror}{where}"
         print(f"doorbell: {message}.", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

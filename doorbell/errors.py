@@ -22,7 +22,5 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     RecipientsError,
     KeyringError,
     LookupError,
-    PermissionError,
-    FileNotFoundError,
-    IsADirectoryError,
+    OSError,  # the environment: permissions, a full disk, a path that is a file
 )

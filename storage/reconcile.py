@@ -78,6 +78,7 @@ def _clip_size(clips_dir: Path, clip_id: str) -> int:
 def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
     report = ReconcileReport()
     on_disk: set[str] = set()
+    companions: set[str] = set()  # ids with a thumbnail or metadata file
     for path in sorted(clips_dir.rglob("*")) if clips_dir.is_dir() else []:
         if not path.is_file():
             continue
@@ -89,6 +90,8 @@ def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
         if not partial:
             if suffix == VIDEO_SUFFIX:
                 on_disk.add(clip_id)
+            else:
+                companions.add(clip_id)
             continue
         if suffix in (THUMBNAIL_SUFFIX, METADATA_SUFFIX):
             path.unlink()
@@ -107,12 +110,20 @@ def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
         (report.recovered_truncated if state == "truncated" else report.damaged).append(clip_id)
     for clip_id in sorted(on_disk):
         if index.get(clip_id) is None:
-            # Sealed clips always have metadata; a recovered interrupted one never does.
-            has_metadata = clip_paths(clips_dir, clip_id)["metadata"].exists()
-            state = "complete" if has_metadata else "truncated"
+            # Sealed clips always have metadata; a recovered interrupted one never does; a
+            # video without a valid header holds nothing that can be decrypted.
+            paths = clip_paths(clips_dir, clip_id)
+            if not inspect_file(paths["video"]).recipients:
+                state = "damaged"
+            else:
+                state = "complete" if paths["metadata"].exists() else "truncated"
             size = _clip_size(clips_dir, clip_id)
             index.put(IndexedClip(clip_id, clip_start_us(clip_id), state, size))
             report.indexed.append(clip_id)
+    for clip_id in sorted(companions - on_disk):
+        for path in clip_paths(clips_dir, clip_id).values():
+            if path.exists():
+                report.orphans.append(str(path.relative_to(clips_dir)))
     for row in index.clips():
         if row.id not in on_disk:
             index.remove(row.id)

@@ -6,7 +6,6 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storage.audit import AuditLog
 from storage.clipid import check_clip_id
 from storage.clipreader import open_video
 from storage.clipwriter import ClipStore
@@ -14,7 +13,7 @@ from storage.home import Home
 from storage.index import ClipIndex
 from storage.recipients import read_recipients
 
-from ..actor import cli_actor
+from ..audit_trail import cli_actor, intact_audit_log
 from ..errors import CommandError
 from .unlock import unlock_member
 
@@ -75,6 +74,7 @@ def run_list(args) -> int:
 def run_export(args) -> int:
     home = _home(args)
     clip_id = check_clip_id(args.clip_id)
+    audit = intact_audit_log(home)
     identity = unlock_member(home, args.user, args.passphrase_file)
     output = Path(args.output)
     if output.exists():
@@ -93,7 +93,7 @@ def run_export(args) -> int:
     finally:
         video.close()
         temporary.unlink(missing_ok=True)
-    AuditLog(home.audit_file).append(
+    audit.append(
         cli_actor(args.user), "clip.export", clip=clip_id, sha256=digest.hexdigest(),
         truncated=video.truncated, output=str(output.absolute()),
     )
@@ -105,10 +105,11 @@ def run_export(args) -> int:
 def run_delete(args) -> int:
     home = _home(args)
     clip_id = check_clip_id(args.clip_id)
+    audit = intact_audit_log(home)
     with ClipIndex(home.index_file) as index:
         store = ClipStore(home.clips_dir, index, read_recipients(home.recipients_file))
         if not store.delete(clip_id):
             raise CommandError(f"clip {clip_id} does not exist")
-    AuditLog(home.audit_file).append(cli_actor(), "clip.delete", clip=clip_id)
+    audit.append(cli_actor(), "clip.delete", clip=clip_id)
     print(f"Deleted {clip_id}. On flash storage deletion is not secure erasure; see the README.")
     return 0

@@ -12,7 +12,7 @@ from storage.keyring import Keyring, calibrate_work_factor, check_passphrase_str
 from storage.recipients import RECOVERY_NAME, HouseholdKey, check_member_name, write_household_keys
 from web.tls import create_certificate
 
-from ..actor import cli_actor
+from ..audit_trail import cli_actor
 from ..errors import CommandError
 from ..passphrase import read_passphrase
 

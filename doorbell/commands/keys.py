@@ -3,7 +3,6 @@
 import argparse
 
 from storage.age import AgeError, parse_recipient
-from storage.audit import AuditLog
 from storage.home import Home
 from storage.keyring import Keyring, calibrate_work_factor
 from storage.recipients import (
@@ -14,7 +13,7 @@ from storage.recipients import (
     write_household_keys,
 )
 
-from ..actor import cli_actor
+from ..audit_trail import cli_actor, intact_audit_log
 from ..errors import CommandError
 from ..passphrase import read_passphrase
 
@@ -78,11 +77,15 @@ def run_add(args) -> int:
     keys = read_household_keys(home.recipients_file)
     if any(key.name == name for key in keys):
         raise CommandError(f"a member named {name!r} already exists")
+    audit = intact_audit_log(home)
     if args.recipient:
         try:
             recipient = parse_recipient(args.recipient)
         except AgeError as exc:
             raise CommandError(f"{args.recipient!r} is not an age public key: {exc}") from None
+        owners = [key.name for key in keys if key.recipient == recipient]
+        if owners:
+            raise CommandError(f"that key already belongs to {owners[0]!r}")
         kind = "public key"
     else:
         passphrase = read_passphrase(args.passphrase_file, prompt=f"New passphrase for {name}: ",
@@ -91,8 +94,7 @@ def run_add(args) -> int:
         recipient = Keyring(home.identities_dir).create(name, passphrase, work_factor).recipient
         kind = "passphrase identity"
     write_household_keys(home.recipients_file, [*keys, HouseholdKey(name, recipient)])
-    AuditLog(home.audit_file).append(cli_actor(), "keys.add", member=name, key=str(recipient),
-                                     kind=kind)
+    audit.append(cli_actor(), "keys.add", member=name, key=str(recipient), kind=kind)
     print(f"Added {name} ({recipient}). New clips are encrypted to this key from the next clip.")
     return 0
 
@@ -103,11 +105,12 @@ def run_remove(args) -> int:
     remaining = [key for key in keys if key.name != args.name]
     if len(remaining) == len(keys):
         raise CommandError(f"no member named {args.name!r}")
+    audit = intact_audit_log(home)
     write_household_keys(home.recipients_file, remaining)
     keyring = Keyring(home.identities_dir)
     if args.name != RECOVERY_NAME and keyring.exists(args.name):
         keyring.remove(args.name)
-    AuditLog(home.audit_file).append(cli_actor(), "keys.remove", member=args.name)
+    audit.append(cli_actor(), "keys.remove", member=args.name)
     print(
         f"Removed {args.name}: new clips are no longer encrypted to their key. Clips recorded "
         "before now stay decryptable by that key wherever a copy of it exists."
@@ -120,10 +123,11 @@ def run_passwd(args) -> int:
     keyring = Keyring(home.identities_dir)
     if not keyring.exists(args.name):
         raise CommandError(f"{args.name!r} has no passphrase-protected identity on this device")
+    audit = intact_audit_log(home)
     old = read_passphrase(args.passphrase_file, prompt="Current passphrase: ")
     new = read_passphrase(args.new_passphrase_file, env_var="DOORBELL_NEW_PASSPHRASE",
                           prompt="New passphrase: ", confirm=True)
     keyring.change_passphrase(args.name, old, new, keyring.work_factor(args.name))
-    AuditLog(home.audit_file).append(cli_actor(args.name), "keys.passwd", member=args.name)
+    audit.append(cli_actor(args.name), "keys.passwd", member=args.name)
     print(f"Changed the passphrase of {args.name}; the key itself is unchanged.")
     return 0

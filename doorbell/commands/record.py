@@ -4,9 +4,6 @@ import logging
 import signal
 import threading
 
-from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-from camera.recorder import Recorder
-from camera.sources import plan_source
 from config import load_settings
 from storage.audit import AuditLog
 from storage.clipwriter import ClipStore
@@ -48,6 +45,12 @@ def build_presses(settings, plan):
 
 
 def run(args) -> int:
+    # Imported here, not at the top: every `doorbell` command registers its parser, and only
+    # this one needs OpenCV, numpy and PyAV.
+    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+    from camera.recorder import Recorder
+    from camera.sources import plan_source
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     home = Home.resolve(args.home)
     if not home.is_initialised():

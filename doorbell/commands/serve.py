@@ -4,8 +4,6 @@ import logging
 
 from config import load_settings
 from storage.home import Home
-from web import create_app
-from web.server import is_loopback, serve
 from web.tls import certificate_paths, create_certificate, fingerprint
 
 from ..errors import CommandError
@@ -28,6 +26,9 @@ def ensure_certificate(home: Home) -> tuple[str, tuple]:
 
 
 def run(args) -> int:
+    from web import create_app  # Flask and gunicorn: only this command needs them
+    from web.server import is_loopback, serve
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     home = Home.resolve(args.home)
     if not home.is_initialised():

@@ -6,7 +6,7 @@ are flagged, and the index agrees with the files. With --user, every chunk is au
 
 import json
 
-from storage.clipid import SUFFIXES
+from storage.clipid import SUFFIXES, clip_paths
 from storage.clipreader import authenticate_file
 from storage.durable import PARTIAL_SUFFIX
 from storage.home import Home
@@ -60,6 +60,15 @@ def run(args) -> int:
         problems.append({"file": clip_id, "problem": "in the index but its video file is missing"})
     for clip_id in sorted(video_ids - set(rows)):
         problems.append({"file": clip_id, "problem": "video file not in the index"})
+    for clip_id in sorted(video_ids & set(rows)):
+        paths = clip_paths(home.clips_dir, clip_id)
+        on_disk = sum(p.stat().st_size for p in paths.values() if p.exists())
+        if on_disk != rows[clip_id].size_bytes:
+            problems.append({
+                "file": paths["video"].relative_to(home.clips_dir).as_posix(),
+                "problem": f"the clip's files hold {on_disk} bytes but {rows[clip_id].size_bytes} "
+                "were recorded when it was saved: cut or changed",
+            })
     truncated = sorted(cid for cid, row in rows.items() if row.state != "complete")
     result = {
         "ok": not problems,

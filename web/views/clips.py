@@ -163,6 +163,8 @@ def confirm_delete(clip_id: str):
 def delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     home = viewer().home
+    if not viewer().audit.verify().ok:
+        abort(503, "The audit log is damaged: nothing is deleted until it is repaired.")
     with ClipIndex(home.index_file) as index:
         store = ClipStore(home.clips_dir, index, read_recipients(home.recipients_file))
         if not store.delete(clip_id):

@@ -1,0 +1,222 @@
+"""Recorder pipeline benchmark for issue 3; prints one JSON object on stdout (progress on stderr).
+
+    .venv/bin/python bench/bench_pipeline.py [--seconds 30] [--keep]
+
+1. Makes a 720p15 H.264 test file (~30 s of the synthetic doorstep scene, with a visit in it)
+   with PyAV, in a temporary directory.
+2. Baseline, same file, same run: decode only, with OpenCV (what any pipeline pays at least).
+3. The whole pipeline in-process (file source -> privacy mask -> motion -> state machine ->
+   H.264 -> fragmented MP4 -> age writer -> store), as fast as it goes: multiple of real time
+   and CPU seconds per video second (resource.getrusage of this process, all threads).
+4. Peak RSS of `doorbell record --source FILE --until-eof` as a subprocess (ru_maxrss of that
+   child, from wait4). Target: under 150 MB, so it fits a Pi Zero 2 W.
+
+No timed assertions: this reports, the issue's targets judge. Everything lives in a temporary
+directory that is deleted at the end (unless --keep).
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+
+PROJECT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(PROJECT))
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+
+WIDTH, HEIGHT, FPS = 1280, 720, 15
+PASSPHRASE = "bench-passphrase-not-a-secret-9"  # noqa: S105 - a throwaway test key
+RSS_TARGET_MB = 150
+
+
+def log(message: str) -> None:
+    print(f"[bench_pipeline] {message}", file=sys.stderr, flush=True)
+
+
+def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+
+
+def make_test_file(path: Path, seconds: float) -> int:
+    """The synthetic scene's first `seconds` (a visit at 8-24 s) as 720p15 H.264 MP4."""
+    from camera.synthetic import SyntheticScene
+
+    scene = SyntheticScene(WIDTH, HEIGHT, FPS, duration_s=seconds)
+    frames = 0
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20"}
+        stream.codec_context.time_base = Fraction(1, FPS)
+        for index, frame in enumerate(scene.frames()):
+            planes = cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420)
+            video_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+            video_frame.pts = index
+            video_frame.time_base = Fraction(1, FPS)
+            for packet in stream.encode(video_frame):
+                container.mux(packet)
+            frames += 1
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return frames
+
+
+def decode_only_baseline(path: Path, video_s: float) -> dict:
+    capture = cv2.VideoCapture(str(path))
+    cpu0, wall0 = cpu_seconds(), time.perf_counter()
+    frames = 0
+    while True:
+        ok, _ = capture.read()
+        if not ok:
+            break
+        frames += 1
+    wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+    capture.release()
+    return {"frames": frames, "wall_s": round(wall, 3), "x_realtime": round(video_s / wall, 2),
+            "cpu_s_per_video_s": round(cpu / video_s, 3)}
+
+
+def init_home(root: Path, env: dict) -> None:
+    passphrase = root.parent / "passphrase.txt"
+    passphrase.write_text(PASSPHRASE + "\n")
+    passphrase.chmod(0o600)
+    subprocess.run(
+        [sys.executable, "-m", "doorbell", "init", "--home", str(root), "--passphrase-file",
+         str(passphrase), "--work-factor", "15"],
+        check=True, capture_output=True, env=env, cwd=PROJECT, stdin=subprocess.DEVNULL,
+    )
+    (root / "config.toml").write_text(
+        f"[camera]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n\n"
+        "[retention]\nmin_free_bytes = 0\n"
+    )
+
+
+def pipeline_in_process(home: Path, path: Path, video_s: float) -> dict:
+    from camera.filesource import VideoFileSource
+    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+    from camera.recorder import Recorder
+    from config import load_settings
+    from storage.clipwriter import ClipStore
+    from storage.index import ClipIndex
+    from storage.recipients import read_recipients
+
+    settings = load_settings(home)
+    run_dir = Path(os.environ["DOORBELL_RUNTIME_DIR"])
+    prepare_runtime_dir(run_dir)
+    with ClipIndex(home / "index.sqlite3") as index:
+        store = ClipStore(home / "clips", index, read_recipients(home / "recipients.txt"))
+        recorder = Recorder(
+            settings, store, None, None,
+            LiveFramePublisher(run_dir / "live.jpg", settings.live.fps, settings.live.width,
+                               settings.live.jpeg_quality),
+            StatusPublisher(run_dir / "recorder.json"),
+        )
+        cpu0, wall0 = cpu_seconds(), time.perf_counter()
+        recorder.run(lambda: VideoFileSource(path, loop=False, realtime=False),
+                     threading.Event(), until_eof=True)
+        wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
+        clips = index.clips()
+    return {
+        "frames": recorder.stats.frames, "clips": len(clips),
+        "clip_bytes": sum(c.size_bytes for c in clips),
+        "wall_s": round(wall, 3), "x_realtime": round(video_s / wall, 2),
+        "cpu_s_per_video_s": round(cpu / video_s, 3),
+    }
+
+
+def recorder_subprocess(home: Path, path: Path, env: dict, video_s: float) -> dict:
+    wall0 = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "doorbell", "record", "--home", str(home), "--source", str(path),
+         "--until-eof"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=PROJECT,
+        stdin=subprocess.DEVNULL,
+    )
+    stderr_thread_output: list[bytes] = []
+    reader = threading.Thread(target=lambda: stderr_thread_output.append(process.stderr.read()))
+    reader.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    reader.join()
+    wall = time.perf_counter() - wall0
+    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    result = {
+        "exit_code": process.returncode, "wall_s": round(wall, 3),
+        "x_realtime": round(video_s / wall, 2),
+        "cpu_s_per_video_s": round((usage.ru_utime + usage.ru_stime) / video_s, 3),
+        "peak_rss_mb": round(peak_mb, 1), "target_mb": RSS_TARGET_MB,
+        "under_target": peak_mb < RSS_TARGET_MB,
+    }
+    if process.returncode != 0:
+        result["stderr_tail"] = b"".join(stderr_thread_output).decode(errors="replace")[-600:]
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of the test file")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args()
+
+    load_1m = os.getloadavg()[0]
+    work = Path(tempfile.mkdtemp(prefix="doorbell-bench-pipeline-"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORBELL_")}
+    env["DOORBELL_RUNTIME_DIR"] = str(work / "run")
+    os.environ["DOORBELL_RUNTIME_DIR"] = env["DOORBELL_RUNTIME_DIR"]
+    try:
+        video = work / "synthetic-720p15.mp4"
+        log(f"making a {args.seconds:.0f} s 720p15 test file in {work}")
+        frames = make_test_file(video, args.seconds)
+        video_s = frames / FPS
+
+        log("baseline: decode only with OpenCV")
+        baseline = decode_only_baseline(video, video_s)
+
+        (work / "a").mkdir()
+        init_home(work / "a" / "home", env)
+        (work / "b").mkdir()
+        shutil.copytree(work / "a" / "home", work / "b" / "home")
+        shutil.copy(work / "a" / "passphrase.txt", work / "b" / "passphrase.txt")
+
+        log("whole pipeline in-process, as fast as possible")
+        in_process = pipeline_in_process(work / "a" / "home", video, video_s)
+
+        log("peak RSS of `doorbell record --source FILE --until-eof`")
+        subprocess_result = recorder_subprocess(work / "b" / "home", video, env, video_s)
+
+        result = {
+            "benchmark": "recorder pipeline (issue 3)",
+            "input": {"file": video.name, "width": WIDTH, "height": HEIGHT, "fps": FPS,
+                      "frames": frames, "seconds": round(video_s, 2),
+                      "bytes": video.stat().st_size},
+            "pipeline_in_process": in_process,
+            "baseline_decode_only_opencv": baseline,
+            "pipeline_vs_decode_only_cpu": round(
+                in_process["cpu_s_per_video_s"] / max(baseline["cpu_s_per_video_s"], 1e-9), 2),
+            "recorder_subprocess": subprocess_result,
+            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                        "av": av.__version__, "opencv": cv2.__version__,
+                        "load_average_1m_at_start": round(load_1m, 2)},
+        }
+        print(json.dumps(result, indent=2))
+    finally:
+        if args.keep:
+            log(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
