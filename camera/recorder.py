@@ -142,6 +142,7 @@ class Recorder:
                     self._clip.write(packet)
             if self._clip is not None:
                 self._clip.note_frame(image, motion.score, motion.triggered, motion.boxes)
+                self._clip.writer.sync_if_due()
                 if pressed:
                     self._presses_wall_us.append(self._to_wall(frame.pts_us))
         except OSError as exc:

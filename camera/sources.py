@@ -35,9 +35,9 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
         presses = ScriptedPresses(probe.doorbell_presses_us(), period_us)
         return SourcePlan(open_synthetic, presses, "the built-in synthetic doorstep scene")
     if spec == "picamera2":
-        raise ValueError(
-            "the picamera2 source needs a Raspberry Pi with python3-picamera2 installed"
-        )
+        from .picamera import plan_picamera2  # imports picamera2 itself, on this path only
+
+        return plan_picamera2(settings)
     if spec.startswith("/dev/video"):
         from .capture import OpenCVCapture
 

@@ -26,14 +26,19 @@ class _SyncedFile:
         self._interval_s = interval_s
         self._clock = clock
         self._last_sync = clock()
+        self._dirty = False
         self.bytes_written = 0
 
     def write(self, data) -> int:
         written = self._handle.write(data)
         self.bytes_written += len(data)
-        if self._clock() - self._last_sync >= self._interval_s:
-            self.sync()
+        self._dirty = True
+        self.sync_if_due()
         return written
+
+    def sync_if_due(self) -> None:
+        if self._dirty and self._clock() - self._last_sync >= self._interval_s:
+            self.sync()
 
     def flush(self) -> None:
         self._handle.flush()
@@ -42,6 +47,7 @@ class _SyncedFile:
         self._handle.flush()
         os.fsync(self._handle.fileno())
         self._last_sync = self._clock()
+        self._dirty = False
 
     def close(self) -> None:
         self._handle.close()
@@ -78,6 +84,10 @@ class ClipWriter:
 
     def sync(self) -> None:
         self._file.sync()
+
+    def sync_if_due(self) -> None:
+        """Called every frame: fsync what reached the file if the interval has passed."""
+        self._file.sync_if_due()
 
     def finish(self, thumbnail_jpeg: bytes | None, metadata: dict) -> IndexedClip:
         """Seal the video, write thumbnail and metadata, then commit, in the durable order."""
