@@ -92,6 +92,18 @@ class ClipIndex:
         ).fetchall()
         return [IndexedClip(*row) for row in rows]
 
+    def start_times_us(self, since_us: int, until_us: int) -> list[int]:
+        """Start times in [since_us, until_us), oldest first: enough for an activity strip."""
+        rows = self._db.execute(
+            "SELECT start_us FROM clips WHERE start_us >= ? AND start_us < ? ORDER BY start_us",
+            (since_us, until_us),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def version(self) -> tuple[int, int]:
+        """Changes whenever clips are added or removed: (count, newest start)."""
+        return self._db.execute("SELECT COUNT(*), COALESCE(MAX(start_us), 0) FROM clips").fetchone()
+
     def day_counts(self) -> list[tuple[str, int]]:
         """(YYYY-MM-DD in the device's local time, number of clips), newest day first."""
         rows = self._db.execute(

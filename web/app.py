@@ -29,6 +29,7 @@ class Viewer:
     audit: AuditLog
     allowed_networks: list = field(default_factory=list)
     live_viewers: int = 0
+    day_counts_cache: dict = field(default_factory=dict)  # index version -> days with clips
     live_lock: threading.Lock = field(default_factory=threading.Lock)
 
 

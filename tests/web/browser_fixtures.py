@@ -235,7 +235,7 @@ def device(tmp_path_factory):
 @pytest.fixture(scope="module")
 def chromium():
     if not CHROMIUM.exists():
-        pytest.skip("Debian's Chromium is not installed at /usr/bin/chromium "
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} "
                     "(apt-get install chromium)")
     try:
         from playwright.sync_api import sync_playwright

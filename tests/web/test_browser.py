@@ -171,21 +171,15 @@ def test_every_page_is_local_and_within_the_csp(watched_page, device, tmp_path):
     clip = newest_complete_clip(device)
     for path, heading in (("/", "Timeline"), (f"/clips/{clip['id']}", None),
                           ("/status", None), ("/audit", None), ("/live", "Live")):
-        t0 = time.monotonic()
         response = page.goto(path, wait_until="domcontentloaded")
-        print("goto", path, time.monotonic() - t0)
         assert response.status == 200, path
         page.wait_for_load_state("domcontentloaded")
         if heading:
             assert heading in page.title(), (path, page.title())
         page.wait_for_timeout(700)  # let subresources and scripts (live stream) run
-        t0 = time.monotonic()
         screenshot(page, tmp_path, path.strip("/").replace("/", "-") or "timeline")
-        print("shot", path, time.monotonic() - t0)
-    t0 = time.monotonic()
     with page.expect_request("**/status.json", timeout=10_000):
         page.goto("/status")  # app.js refreshes the figures with fetch() every 3 s
-    print("status", time.monotonic() - t0)
     page.wait_for_timeout(500)
     watch.assert_clean(page)
 
