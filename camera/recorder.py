@@ -77,6 +77,7 @@ class Recorder:
         self._origin: tuple[int, int] | None = None  # (pts_us, wall_us) of the first frame
         self._last_retention_us: int | None = None
         self._rate_window: list[float] = []
+        self._fps = float(settings.camera.fps)
         self._last_status_s = 0.0
 
     # -- the frame loop ---------------------------------------------------------------------------
@@ -99,6 +100,8 @@ class Recorder:
                 backoff_s = min(backoff_s * 2, 30.0)
                 continue
             self._camera_state("ok", "camera open")
+            # A video file knows its own frame rate; a camera runs at the configured one.
+            self._fps = float(getattr(source, "fps", 0) or self.settings.camera.fps)
             try:
                 for frame in source.frames():
                     self.process(frame)
@@ -163,8 +166,10 @@ class Recorder:
         wall_start_us = self._to_wall(packets[0].pts_us if packets else pts_us)
         writer = self.store.begin_clip(wall_start_us, self.settings.recording.fsync_interval_s)
         width, height = self._pipeline_size
-        self._clip = ActiveClip(writer, width, height, self.settings.camera.fps, wall_start_us,
+        self._clip = ActiveClip(writer, width, height, self._fps, wall_start_us,
                                 self.settings.camera.name)
+        if packets:
+            self._machine.anchor_start(packets[0].pts_us)  # max_clip_s counts the pre-roll too
         self._clip_trigger = trigger
         self._presses_wall_us: list[int] = []
         for packet in packets:
@@ -213,8 +218,8 @@ class Recorder:
             return
         rec = self.settings.recording
         self._pipeline_size = size
-        self._encoder = H264Encoder(size[0], size[1], self.settings.camera.fps, rec.preset,
-                                    rec.crf, rec.keyframe_interval_s)
+        self._encoder = H264Encoder(size[0], size[1], self._fps, rec.preset, rec.crf,
+                                    rec.keyframe_interval_s)
         self._ring = PacketRing(round((rec.pre_roll_s + rec.keyframe_interval_s) * _US))
         self._mask = PrivacyMask(self.settings.privacy.masks, frame.width, frame.height)
         self._detector = MotionDetector(self.settings.motion)

@@ -89,6 +89,11 @@ class RecorderStateMachine:
         self.state = State.RECORDING if (motion or pressed) else State.POST_ROLL
         return Decision(None, self.state)
 
+    def anchor_start(self, pts_us: int) -> None:
+        """The clip really begins at `pts_us` (its pre-roll): count its length from there."""
+        if self._clip is not None:
+            self._clip.start_us = min(self._clip.start_us, pts_us)
+
     def stop(self) -> bool:
         """Close any open clip now (shutdown, camera lost). True if one was open."""
         was_open = self._clip is not None

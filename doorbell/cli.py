@@ -1,33 +1,22 @@
-"""The `doorbell` command line: parse, dispatch, and turn expected failures into one sentence.
+"""The `doorbell` command line: parse, run the command's handler, and turn expected failures
+into one sentence.
 
 Exit codes: 0 success, 1 failure, 2 usage error. Errors go to stderr.
 """
 
-import argparse
+import importlib
 import sys
 
-from .commands import audit, clips, demo, init, keys, record, run, serve, verify
 from .errors import USER_ERRORS
-
-COMMAND_MODULES = (init, record, serve, run, demo, keys, clips, verify, audit)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="doorbell",
-        description="A privacy-first doorbell camera: clips encrypted on the device, viewed on "
-        "the home network only.",
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in COMMAND_MODULES:
-        module.add_parser(subparsers)
-    return parser
+from .parsers import build_parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    module_name, function_name = args.handler
+    handler = getattr(importlib.import_module(f"doorbell.commands.{module_name}"), function_name)
     try:
-        return args.run(args)
+        return handler(args)
     except USER_ERRORS as exc:
         message = str(exc).rstrip(".")
         if isinstance(exc, OSError) and exc.strerror:

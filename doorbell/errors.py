@@ -4,7 +4,7 @@ from config import ConfigError
 from storage.age.errors import AgeError
 from storage.audit import AuditLogCorrupt
 from storage.clipid import InvalidClipId
-from storage.keyring import KeyringError
+from storage.passphrase import KeyringError
 from storage.recipients import RecipientsError
 
 

@@ -22,40 +22,26 @@ from .age.identities import ScryptIdentity, X25519Identity, parse_identities_tex
 from .age.reader import decrypt
 from .age.recipients import MIN_SCRYPT_WORK_FACTOR, ScryptRecipient
 from .durable import write_atomically
+from .passphrase import (
+    KeyringError,
+    WeakPassphraseError,
+    WrongPassphraseError,
+    check_passphrase_strength,
+)
 from .recipients import check_member_name
 
+__all__ = [
+    "Keyring",
+    "KeyringError",
+    "WeakPassphraseError",
+    "WrongPassphraseError",
+    "calibrate_work_factor",
+    "check_passphrase_strength",
+    "decrypt_identity",
+    "encrypt_identity",
+]
+
 MAX_WORK_FACTOR = 22  # the stock `age` CLI refuses passphrase files above 2^22
-_COMMON_PASSPHRASES = {
-    "password", "passphrase", "doorbell", "letmein", "qwerty", "iloveyou", "admin",
-    "welcome", "changeme", "123456789", "1234567890", "password1", "raspberry",
-}
-
-
-class KeyringError(Exception):
-    """A member is unknown, exists already, or a passphrase is refused."""
-
-
-class WrongPassphraseError(KeyringError):
-    """The passphrase does not unlock this member's identity."""
-
-
-class WeakPassphraseError(KeyringError):
-    """The passphrase is empty or too easy to guess."""
-
-
-def check_passphrase_strength(passphrase: str) -> None:
-    """Refuse passphrases that an attacker with the SD card would guess at once."""
-    if not passphrase:
-        raise WeakPassphraseError("the passphrase is empty")
-    if len(passphrase) < 10:
-        raise WeakPassphraseError("the passphrase is too short: use at least 10 characters")
-    lowered = passphrase.lower()
-    if lowered in _COMMON_PASSPHRASES or lowered.rstrip("0123456789!") in _COMMON_PASSPHRASES:
-        raise WeakPassphraseError("the passphrase is a common one: choose another")
-    if len(set(passphrase)) < 5:
-        raise WeakPassphraseError("the passphrase repeats too few characters: choose another")
-
-
 def _total_memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

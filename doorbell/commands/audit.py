@@ -8,13 +8,6 @@ from storage.home import Home
 from ..errors import CommandError
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("audit", help="show the audit log or verify its hash chain")
-    parser.add_argument("--home", help="home directory")
-    parser.add_argument("--verify", action="store_true", help="check the chain; exit 1 if broken")
-    parser.set_defaults(run=run)
-
-
 def run(args) -> int:
     home = Home.resolve(args.home)
     if not home.audit_file.exists():

@@ -18,29 +18,6 @@ from ..errors import CommandError
 from .unlock import unlock_member
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("clips", help="list, export or delete clips")
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    listing = actions.add_parser("list", help="list clips (no key needed: times, states, sizes)")
-    listing.add_argument("--json", action="store_true", help="print JSON")
-    listing.set_defaults(run=run_list)
-
-    export = actions.add_parser("export", help="decrypt a clip's video to an MP4 file")
-    export.add_argument("clip_id", metavar="ID")
-    export.add_argument("-o", "--output", required=True, metavar="FILE")
-    export.add_argument("--user", help="the member whose key decrypts it")
-    export.add_argument("--passphrase-file")
-    export.set_defaults(run=run_export)
-
-    delete = actions.add_parser("delete", help="delete a clip's files")
-    delete.add_argument("clip_id", metavar="ID")
-    delete.set_defaults(run=run_delete)
-
-    for sub in (listing, export, delete):
-        sub.add_argument("--home", help="home directory")
-
-
 def _home(args) -> Home:
     home = Home.resolve(args.home)
     if not home.is_initialised():

@@ -14,7 +14,6 @@ from storage.home import Home
 
 from ..supervisor import supervise
 
-DEMO_DIR = "doorbell-demo"
 DEMO_MEMBER = "demo"
 PASSPHRASE_FILE = "DEMO-PASSPHRASE.txt"  # noqa: S105 (a file name)
 DEMO_CONFIG = """\
@@ -28,13 +27,6 @@ fps = 15
 [viewer]
 bind = "127.0.0.1:8080"
 """
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("demo", help="try it: synthetic camera + viewer on 127.0.0.1")
-    parser.add_argument("--dir", default=DEMO_DIR, help=f"demo home (default: ./{DEMO_DIR})")
-    parser.add_argument("--bind", default="127.0.0.1:8080", help="viewer address")
-    parser.set_defaults(run=run)
 
 
 def prepare_demo_home(root: Path) -> str:

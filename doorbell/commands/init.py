@@ -25,20 +25,6 @@ CONFIG_STUB = """\
 """
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("init", help="create a new doorbell home with its first member")
-    parser.add_argument(
-        "--home", help="home directory (default: $DOORBELL_HOME or /var/lib/doorbell)"
-    )
-    parser.add_argument("--user", default="owner", help="the first member's name (default: owner)")
-    parser.add_argument("--passphrase-file", help="read the member's passphrase from this file")
-    parser.add_argument(
-        "--work-factor", type=int, default=None,
-        help="scrypt work factor, log2 N (default: calibrated to about 1 s here; at least 15)",
-    )
-    parser.set_defaults(run=run)
-
-
 def format_recovery(identity: X25519Identity) -> str:
     secret = str(identity)
     groups = " ".join(secret[i : i + 6] for i in range(0, len(secret), 6))

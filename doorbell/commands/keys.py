@@ -1,6 +1,5 @@
 """`doorbell keys list | add NAME [RECIPIENT] | remove NAME | passwd NAME`."""
 
-import argparse
 
 from storage.age import AgeError, parse_recipient
 from storage.home import Home
@@ -16,38 +15,6 @@ from storage.recipients import (
 from ..audit_trail import cli_actor, intact_audit_log
 from ..errors import CommandError
 from ..passphrase import read_passphrase
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("keys", help="list, add or remove household keys")
-    parser.add_argument("--home", help="home directory")
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-
-    listing = actions.add_parser("list", help="list members and their public keys")
-    listing.set_defaults(run=run_list)
-
-    add = actions.add_parser(
-        "add", help="add a member: with RECIPIENT (age1...) for someone who decrypts elsewhere, "
-        "without it a new identity protected by a passphrase on this device",
-    )
-    add.add_argument("name")
-    add.add_argument("recipient", nargs="?")
-    add.add_argument("--passphrase-file")
-    add.add_argument("--work-factor", type=int, default=None)
-    add.set_defaults(run=run_add)
-
-    remove = actions.add_parser("remove", help="stop encrypting new clips to a member")
-    remove.add_argument("name")
-    remove.set_defaults(run=run_remove)
-
-    passwd = actions.add_parser("passwd", help="change a member's passphrase")
-    passwd.add_argument("name")
-    passwd.add_argument("--passphrase-file", help="the current passphrase")
-    passwd.add_argument("--new-passphrase-file", help="the new passphrase")
-    passwd.set_defaults(run=run_passwd)
-
-    for sub in (listing, add, remove, passwd):
-        sub.add_argument("--home", help="home directory", default=argparse.SUPPRESS)
 
 
 def _home(args) -> Home:

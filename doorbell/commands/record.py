@@ -4,6 +4,9 @@ import logging
 import signal
 import threading
 
+from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+from camera.recorder import Recorder
+from camera.sources import plan_source
 from config import load_settings
 from storage.audit import AuditLog
 from storage.clipwriter import ClipStore
@@ -18,22 +21,6 @@ from ..guard import forbid_identity_access
 log = logging.getLogger("doorbell.recorder")
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("record", help="run the recorder (holds public keys only)")
-    parser.add_argument("--home", help="home directory")
-    parser.add_argument(
-        "--source",
-        help="synthetic, picamera2, /dev/videoN, rtsp://HOST/..., or a video file "
-        "(default: camera.source from the config)",
-    )
-    parser.add_argument(
-        "--until-eof", action="store_true",
-        help="process a video file (or one pass of the synthetic scene) as fast as possible, "
-        "then stop; without it files loop in real time",
-    )
-    parser.set_defaults(run=run)
-
-
 def build_presses(settings, plan):
     button = settings.doorbell.button_pin
     if button is None:
@@ -45,12 +32,6 @@ def build_presses(settings, plan):
 
 
 def run(args) -> int:
-    # Imported here, not at the top: every `doorbell` command registers its parser, and only
-    # this one needs OpenCV, numpy and PyAV.
-    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from camera.recorder import Recorder
-    from camera.sources import plan_source
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     home = Home.resolve(args.home)
     if not home.is_initialised():

@@ -6,12 +6,6 @@ from ..errors import CommandError
 from ..supervisor import supervise
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("run", help="run the recorder and the viewer together")
-    parser.add_argument("--home", help="home directory")
-    parser.set_defaults(run=run)
-
-
 def run(args) -> int:
     home = Home.resolve(args.home)
     if not home.is_initialised():

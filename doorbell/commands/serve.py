@@ -4,18 +4,13 @@ import logging
 
 from config import load_settings
 from storage.home import Home
+from web import create_app
+from web.server import is_loopback, serve
 from web.tls import certificate_paths, create_certificate, fingerprint
 
 from ..errors import CommandError
 
 log = logging.getLogger("doorbell.viewer")
-
-
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("serve", help="run the viewer on the home network")
-    parser.add_argument("--home", help="home directory")
-    parser.add_argument("--bind", help="HOST:PORT (default: viewer.bind from the config)")
-    parser.set_defaults(run=run)
 
 
 def ensure_certificate(home: Home) -> tuple[str, tuple]:
@@ -26,9 +21,6 @@ def ensure_certificate(home: Home) -> tuple[str, tuple]:
 
 
 def run(args) -> int:
-    from web import create_app  # Flask and gunicorn: only this command needs them
-    from web.server import is_loopback, serve
-
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     home = Home.resolve(args.home)
     if not home.is_initialised():

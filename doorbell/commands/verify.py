@@ -17,15 +17,6 @@ from ..errors import CommandError
 from .unlock import unlock_member
 
 
-def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("verify", help="check every stored file (no key needed)")
-    parser.add_argument("--home", help="home directory")
-    parser.add_argument("--json", action="store_true", help="print JSON")
-    parser.add_argument("--user", help="also authenticate every chunk with this member's key")
-    parser.add_argument("--passphrase-file")
-    parser.set_defaults(run=run)
-
-
 def run(args) -> int:
     home = Home.resolve(args.home)
     if not home.is_initialised():

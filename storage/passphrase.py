@@ -1,0 +1,32 @@
+"""Passphrase policy and the errors of unlocking: no key material here, so any process may import
+it (the command line's error handling does, the recorder included)."""
+
+_COMMON_PASSPHRASES = {
+    "password", "passphrase", "doorbell", "letmein", "qwerty", "iloveyou", "admin",
+    "welcome", "changeme", "123456789", "1234567890", "password1", "raspberry",
+}
+
+
+class KeyringError(Exception):
+    """A member is unknown, exists already, or a passphrase is refused."""
+
+
+class WrongPassphraseError(KeyringError):
+    """The passphrase does not unlock this member's identity."""
+
+
+class WeakPassphraseError(KeyringError):
+    """The passphrase is empty or too easy to guess."""
+
+
+def check_passphrase_strength(passphrase: str) -> None:
+    """Refuse passphrases that an attacker with the SD card would guess at once."""
+    if not passphrase:
+        raise WeakPassphraseError("the passphrase is empty")
+    if len(passphrase) < 10:
+        raise WeakPassphraseError("the passphrase is too short: use at least 10 characters")
+    lowered = passphrase.lower()
+    if lowered in _COMMON_PASSPHRASES or lowered.rstrip("0123456789!") in _COMMON_PASSPHRASES:
+        raise WeakPassphraseError("the passphrase is a common one: choose another")
+    if len(set(passphrase)) < 5:
+        raise WeakPassphraseError("the passphrase repeats too few characters: choose another")
