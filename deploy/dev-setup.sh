@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
-packages=(age chromium python3-venv)
+# libcap-dev and gcc: picamera2 (tested here with libcamera doubles) builds python-prctl.
+packages=(age chromium python3-venv python3-dev libcap-dev gcc)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -52,7 +52,9 @@ def run(args) -> int:
         for line in reconcile(home.clips_dir, index).lines():
             log.warning("%s", line)
         store = ClipStore(home.clips_dir, index, recipients)
-        recorder = Recorder(
+        # picamera2 brings its own recorder (hardware encoder, its circular buffer).
+        recorder_class = getattr(plan, "recorder_class", Recorder)
+        recorder = recorder_class(
             settings, store, AuditLog(home.audit_file), build_presses(settings, plan),
             LiveFramePublisher(home.live_frame_file, settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),
