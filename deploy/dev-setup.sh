@@ -9,7 +9,10 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 # libcap-dev and gcc: picamera2 (tested here with libcamera doubles) builds python-prctl.
-packages=(age chromium python3-venv python3-dev libcap-dev gcc)
+# debootstrap .. systemd: the deployment tests (a fresh Debian root, the hardened units, the
+# egress test in a network namespace, the nftables rules); mosquitto: the MQTT tests.
+packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto
+          debootstrap shellcheck nftables systemd-container strace iproute2 systemd)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

@@ -51,6 +51,7 @@ def serve(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None) -> No
         "errorlog": "-",
         "loglevel": "warning",
         "proc_name": "doorbell-viewer",
+        "control_socket_disable": True,  # gunicorn 23+ would open a management socket
         "limit_request_line": 4096,
         "limit_request_fields": 50,
     }

@@ -1,0 +1,392 @@
+#!/usr/bin/env bash
+# Install the doorbell on Raspberry Pi OS (Bookworm or newer) or Debian 12+: run as root from a
+# checkout of the repository. Idempotent: run it again after pulling to upgrade.
+#
+#   sudo deploy/install.sh                 install or upgrade, enable the two services
+#   sudo deploy/install.sh --firewall      also install the nftables egress rules
+#   sudo deploy/install.sh --recorder-lan  let the recorder reach the LAN (RTSP camera, LAN
+#                                          notification target); it has no network otherwise
+#   sudo deploy/install.sh --no-systemd    install files only, never call systemctl (a chroot,
+#                                          an image being built); implied when systemd is not
+#                                          running
+#   sudo deploy/install.sh --uninstall     remove services, users and the program; KEEP
+#                                          /var/lib/doorbell (footage, keys, audit log)
+#   sudo deploy/install.sh --uninstall --purge   ... and delete /var/lib/doorbell too
+#   deploy/install.sh --check-ip-filter    only check whether the kernel enforces the units'
+#                                          IPAddressDeny= (exit 0 yes, 1 no, 2 cannot tell)
+#
+# What it sets up (see deploy/README.md for the reasoning):
+#   /opt/doorbell/venv        virtualenv (--system-site-packages: the apt camera stack is
+#                             visible), the project installed from this checkout
+#   users doorbell-rec, doorbell-view, primary group doorbell
+#   /var/lib/doorbell         2770 doorbell-view:doorbell  (the data directory)
+#     identities/, tls/       0700 doorbell-view           (the recorder cannot read them)
+#     clips/                  2770 group doorbell          (recorder writes, viewer reads/deletes)
+#     index.sqlite3, audit.jsonl  0660 group doorbell      (both write)
+#     config.toml, recipients.txt readable by the group
+#   /etc/systemd/system/doorbell-{recorder,viewer}.service (enabled)
+set -euo pipefail
+
+PREFIX=/opt/doorbell
+VENV=$PREFIX/venv
+HOME_DIR=/var/lib/doorbell
+UNIT_DIR=/etc/systemd/system
+CONF_DIR=/etc/doorbell
+GROUP=doorbell
+REC_USER=doorbell-rec
+VIEW_USER=doorbell-view
+UNITS=(doorbell-recorder.service doorbell-viewer.service)
+FIREWALL_UNIT=doorbell-firewall.service
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+use_systemd=auto
+firewall=no
+recorder_lan=no
+action=install
+purge=no
+
+say() { printf 'doorbell-install: %s\n' "$*"; }
+warn() { printf 'doorbell-install: WARNING: %s\n' "$*" >&2; }
+die() { printf 'doorbell-install: %s\n' "$*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-systemd) use_systemd=no ;;
+    --firewall) firewall=yes ;;
+    --recorder-lan) recorder_lan=yes ;;
+    --uninstall) action=uninstall ;;
+    --purge) purge=yes ;;
+    --check-ip-filter) action=check-ip-filter ;;
+    --src) shift; [ $# -gt 0 ] || usage 2; SRC=$(cd "$1" && pwd) ;;
+    -h|--help) usage 0 ;;
+    *) printf 'doorbell-install: unknown option %s\n' "$1" >&2; usage 2 ;;
+  esac
+  shift
+done
+if [ "$purge" = yes ] && [ "$action" != uninstall ]; then
+  die "--purge only goes with --uninstall"
+fi
+
+systemd_running() { [ -d /run/systemd/system ]; }
+
+decide_systemd() {
+  if [ "$use_systemd" = auto ]; then
+    if systemd_running; then
+      use_systemd=yes
+    else
+      use_systemd=no
+      say "systemd is not running here: installing the unit files without starting anything."
+    fi
+  fi
+}
+
+# -- is IPAddressDeny= enforced? ---------------------------------------------------------------
+# systemd needs cgroup v2 (the unified hierarchy) and cgroup-BPF to filter addresses; without
+# them it logs "... does not support BPF/cgroup based firewalling. Proceeding WITHOUT firewalling
+# in effect!" once per boot, and the units' IPAddressDeny=/IPAddressAllow= do nothing.
+check_ip_filter() {
+  if ! systemd_running && [ -z "${DOORBELL_FORCE_IP_FILTER_CHECK:-}" ]; then
+    say "systemd is not running: cannot tell whether IPAddressDeny= will be enforced."
+    return 2
+  fi
+  local journal reason=""
+  journal=$(journalctl -b --no-pager -q -o cat 2>/dev/null || true)
+  if grep -qiE 'without firewalling|does not support BPF/cgroup' <<<"$journal"; then
+    reason="the journal says systemd is running \"WITHOUT firewalling\" (no BPF/cgroup support)"
+  elif [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ]; then
+    reason="/sys/fs/cgroup is not the unified cgroup v2 hierarchy, which systemd's address filter needs"
+  fi
+  if [ -n "$reason" ]; then
+    warn "this kernel/systemd cannot enforce IPAddressDeny=: $reason."
+    warn "The viewer's address filter does NOTHING here. Install the nftables rules instead:"
+    warn "    sudo $SRC/deploy/install.sh --firewall"
+    return 1
+  fi
+  say "IPAddressDeny=/IPAddressAllow= are enforced by this kernel (cgroup v2 with BPF, no warning in the journal)."
+  return 0
+}
+
+# -- packages ----------------------------------------------------------------------------------
+apt_available() {
+  # Installable from the configured archives: a real candidate version, not "(none)".
+  # (Not `apt-cache ... | grep -q`: with pipefail, grep's early exit fails the pipe.)
+  local policy
+  policy=$(apt-cache policy "$1" 2>/dev/null || true)
+  grep -qE '^ +Candidate: [^(]' <<<"$policy"
+}
+
+install_packages() {
+  export DEBIAN_FRONTEND=noninteractive
+  say "updating the package lists"
+  apt-get update -q >/dev/null
+  local packages=(python3 python3-venv age ca-certificates)
+  [ "$firewall" = yes ] && packages+=(nftables)
+  if apt_available python3-picamera2; then
+    packages+=(python3-picamera2)
+    say "python3-picamera2 is available: the Raspberry Pi camera stack will be installed."
+  else
+    say "picamera2 not available: use a USB/RTSP/file source (camera.source = \"/dev/video0\", an rtsp:// URL on your LAN, or a video file)."
+  fi
+  if apt_available python3-gpiozero; then
+    packages+=(python3-gpiozero)
+  else
+    say "gpiozero not available: no doorbell button or chime (GPIO) on this machine."
+  fi
+  # gpiozero's pin library on Raspberry Pi OS; not in Debian, and not needed off a Pi.
+  if apt_available python3-lgpio; then packages+=(python3-lgpio); fi
+  say "installing: ${packages[*]}"
+  apt-get install -y -q --no-install-recommends "${packages[@]}" >/dev/null
+}
+
+# -- users -------------------------------------------------------------------------------------
+ensure_user() {
+  local user=$1 comment=$2
+  if getent passwd "$user" >/dev/null; then
+    usermod --gid "$GROUP" --shell /usr/sbin/nologin "$user"
+  else
+    useradd --system --gid "$GROUP" --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin --comment "$comment" "$user"
+    say "created user $user"
+  fi
+}
+
+create_users() {
+  getent group "$GROUP" >/dev/null || { groupadd --system "$GROUP"; say "created group $GROUP"; }
+  ensure_user "$REC_USER" "Doorbell recorder (public keys only)"
+  ensure_user "$VIEW_USER" "Doorbell viewer"
+  # Camera and GPIO device nodes belong to these groups on Raspberry Pi OS.
+  local group
+  for group in video gpio; do
+    if getent group "$group" >/dev/null; then
+      usermod --append --groups "$group" "$REC_USER"
+    fi
+  done
+}
+
+# -- the program -------------------------------------------------------------------------------
+install_program() {
+  install -d -m 0755 "$PREFIX"
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
+    say "creating the virtualenv $VENV (--system-site-packages)"
+    rm -rf "$VENV"
+    python3 -m venv --system-site-packages "$VENV"
+  fi
+  # Build from a clean copy of the sources, so the checkout gets no root-owned build files.
+  local build
+  build=$(mktemp -d)
+  tar -C "$SRC" --exclude=__pycache__ -cf - pyproject.toml README.md doorbell camera storage web \
+    config | tar -C "$build" -xf -
+  say "installing the doorbell and its Python dependencies into $VENV"
+  if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
+      --root-user-action=ignore --upgrade "$build"; then
+    rm -rf "$build"
+    die "pip could not install the doorbell (see above)"
+  fi
+  rm -rf "$build"
+  install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+  "$VENV/bin/doorbell" --help >/dev/null || die "$VENV/bin/doorbell does not run"
+}
+
+# -- the data directory ------------------------------------------------------------------------
+# Pre-creating the files both services write is what lets them share them: `doorbell init` and
+# the audit log create new files readable by their owner's group only (0640).
+CONFIG_TEMPLATE='# Doorbell settings for this device (written by deploy/install.sh; edit freely).
+# Every key, its default and range: /opt/doorbell/venv/lib/python3*/site-packages/config/default.toml
+# Restart after a change: sudo systemctl restart doorbell-recorder doorbell-viewer
+
+[camera]
+# "/dev/video0" (a USB webcam), an rtsp:// URL on your home network (needs
+# install.sh --recorder-lan), or a video file.
+source = "/dev/video0"
+
+[viewer]
+# HTTPS on every address of this device, answering the home network only.
+bind = "0.0.0.0:8443"
+
+# [doorbell]
+# button_pin = 17   # BCM number of the GPIO the push button connects to ground
+# chime_pin = 27    # BCM number of the GPIO driving the chime relay
+'
+
+prepare_home() {
+  install -d -m 2770 -o "$VIEW_USER" -g "$GROUP" "$HOME_DIR"
+  chown "$VIEW_USER:$GROUP" "$HOME_DIR"
+  chmod 2770 "$HOME_DIR"
+  # Files left by users and groups of an earlier install (uninstall keeps the data).
+  find "$HOME_DIR" \( -nouser -o -nogroup \) -exec chown "$VIEW_USER:$GROUP" {} +
+  chgrp -R "$GROUP" "$HOME_DIR"
+
+  local dir
+  for dir in identities tls; do  # private keys: the viewer's alone
+    install -d -m 0700 -o "$VIEW_USER" -g "$GROUP" "$HOME_DIR/$dir"
+    chown -R "$VIEW_USER" "$HOME_DIR/$dir"
+    chmod u=rwx,go=,g-s "$HOME_DIR/$dir"  # (a plain 0700 keeps the inherited set-group-ID)
+    find "$HOME_DIR/$dir" -mindepth 1 -type f -exec chmod go-rwx {} +
+  done
+  [ -f "$HOME_DIR/tls/viewer-cert.pem" ] && chmod 0644 "$HOME_DIR/tls/viewer-cert.pem"
+
+  install -d -m 2770 -o "$VIEW_USER" -g "$GROUP" "$HOME_DIR/clips"
+  find "$HOME_DIR/clips" -type d -exec chmod 2770 {} +
+  find "$HOME_DIR/clips" -type f -exec chmod 0640 {} +
+
+  local file
+  for file in index.sqlite3 audit.jsonl; do  # appended to by both services
+    if [ ! -e "$HOME_DIR/$file" ]; then
+      install -m 0660 -o "$VIEW_USER" -g "$GROUP" /dev/null "$HOME_DIR/$file"
+    fi
+    chmod 0660 "$HOME_DIR/$file"
+  done
+  for file in index.sqlite3-wal index.sqlite3-shm; do
+    [ -e "$HOME_DIR/$file" ] && chmod 0660 "$HOME_DIR/$file"
+  done
+  for file in audit.jsonl.head config.toml recipients.txt; do
+    [ -e "$HOME_DIR/$file" ] && chmod g+r,g-w,o-w "$HOME_DIR/$file"
+  done
+  if [ ! -e "$HOME_DIR/config.toml" ]; then
+    printf '%s' "$CONFIG_TEMPLATE" > "$HOME_DIR/config.toml"
+    chown "$VIEW_USER:$GROUP" "$HOME_DIR/config.toml"
+    chmod 0640 "$HOME_DIR/config.toml"
+  fi
+  for file in viewer.sqlite3 viewer.sqlite3-wal viewer.sqlite3-shm; do
+    [ -e "$HOME_DIR/$file" ] && { chown "$VIEW_USER" "$HOME_DIR/$file"; chmod 0600 "$HOME_DIR/$file"; }
+  done
+  return 0
+}
+
+# -- systemd -----------------------------------------------------------------------------------
+install_units() {
+  install -d -m 0755 "$UNIT_DIR"
+  local unit
+  for unit in "${UNITS[@]}"; do
+    install -m 0644 "$SRC/deploy/systemd/$unit" "$UNIT_DIR/$unit"
+  done
+  if [ "$recorder_lan" = yes ]; then
+    install -d -m 0755 "$UNIT_DIR/doorbell-recorder.service.d"
+    install -m 0644 "$SRC/deploy/systemd/recorder-lan.conf" \
+      "$UNIT_DIR/doorbell-recorder.service.d/lan.conf"
+    say "the recorder may reach the home network (drop-in doorbell-recorder.service.d/lan.conf)"
+  fi
+  if [ "$firewall" = yes ]; then
+    install -d -m 0755 "$CONF_DIR"
+    install -m 0644 "$SRC/deploy/nftables/doorbell.nft" "$CONF_DIR/doorbell.nft"
+    install -m 0644 "$SRC/deploy/systemd/$FIREWALL_UNIT" "$UNIT_DIR/$FIREWALL_UNIT"
+    nft --check --file "$CONF_DIR/doorbell.nft" || die "the nftables rules do not load here"
+    say "nftables egress rules installed in $CONF_DIR/doorbell.nft"
+  fi
+  if [ "$use_systemd" = yes ]; then
+    systemctl daemon-reload
+    systemctl enable "${UNITS[@]}" >/dev/null
+    if [ "$firewall" = yes ]; then
+      systemctl enable "$FIREWALL_UNIT" >/dev/null
+      systemctl restart "$FIREWALL_UNIT"
+    fi
+  else
+    # What `systemctl enable` would do, so the services start on the first boot.
+    install -d -m 0755 "$UNIT_DIR/multi-user.target.wants"
+    for unit in "${UNITS[@]}"; do
+      ln -sfn "$UNIT_DIR/$unit" "$UNIT_DIR/multi-user.target.wants/$unit"
+    done
+    if [ "$firewall" = yes ]; then
+      ln -sfn "$UNIT_DIR/$FIREWALL_UNIT" "$UNIT_DIR/multi-user.target.wants/$FIREWALL_UNIT"
+      for unit in "${UNITS[@]}"; do
+        install -d -m 0755 "$UNIT_DIR/$unit.requires"
+        ln -sfn "$UNIT_DIR/$FIREWALL_UNIT" "$UNIT_DIR/$unit.requires/$FIREWALL_UNIT"
+      done
+    fi
+  fi
+}
+
+start_or_guide() {
+  if [ -f "$HOME_DIR/recipients.txt" ]; then
+    if [ "$use_systemd" = yes ]; then
+      systemctl restart "${UNITS[@]}"
+      say "started: ${UNITS[*]} (journalctl -u doorbell-recorder -u doorbell-viewer -f)"
+    else
+      say "the home is initialised; the services start at the next boot."
+    fi
+    return 0
+  fi
+  cat <<EOF
+
+Next: create the household's first member. Run, as the viewer user that owns the keys:
+
+    sudo runuser -u $VIEW_USER -- $VENV/bin/doorbell init --home $HOME_DIR --user YOUR-NAME
+
+(as root, leave out sudo). It asks for a passphrase, prints a RECOVERY KEY once (write it
+down: with it, age alone decrypts every clip) and the viewer certificate's SHA-256
+fingerprint. Then start the services:
+
+    sudo systemctl start doorbell-recorder doorbell-viewer
+
+and open https://$(hostname -s 2>/dev/null || hostname).local:8443/ from your home network.
+EOF
+}
+
+do_install() {
+  [ "$(id -u)" -eq 0 ] || die "run me as root (sudo $0)"
+  # shellcheck source=/dev/null
+  [ -r /etc/os-release ] && . /etc/os-release
+  case " ${ID:-} ${ID_LIKE:-} " in
+    *" debian "*|*" raspbian "*) ;;
+    *) die "this installer is for Debian and Raspberry Pi OS (found ${PRETTY_NAME:-an unknown system})" ;;
+  esac
+  if [ -n "${VERSION_ID:-}" ] && [ "${VERSION_ID%%.*}" -lt 12 ] 2>/dev/null; then
+    die "Debian/Raspberry Pi OS 12 (Bookworm) or newer is needed (found ${PRETTY_NAME:-?})"
+  fi
+  if [ ! -f "$SRC/pyproject.toml" ] || [ ! -d "$SRC/doorbell" ]; then
+    die "$SRC is not a doorbell checkout"
+  fi
+  decide_systemd
+  install_packages
+  create_users
+  install_program
+  prepare_home
+  install_units
+  if [ "$use_systemd" = yes ]; then
+    check_ip_filter || true
+  fi
+  say "installed: $VENV/bin/doorbell, units in $UNIT_DIR, data in $HOME_DIR"
+  start_or_guide
+}
+
+# -- uninstall ---------------------------------------------------------------------------------
+do_uninstall() {
+  [ "$(id -u)" -eq 0 ] || die "run me as root (sudo $0 --uninstall)"
+  decide_systemd
+  local unit
+  if [ "$use_systemd" = yes ]; then
+    systemctl disable --now "${UNITS[@]}" "$FIREWALL_UNIT" >/dev/null 2>&1 || true
+  fi
+  for unit in "${UNITS[@]}" "$FIREWALL_UNIT"; do
+    rm -f "$UNIT_DIR/$unit" "$UNIT_DIR/multi-user.target.wants/$unit"
+    rm -rf "$UNIT_DIR/$unit.d" "$UNIT_DIR/$unit.requires"
+  done
+  [ "$use_systemd" = yes ] && systemctl daemon-reload
+  if command -v nft >/dev/null && [ "$use_systemd" = yes ]; then
+    nft delete table inet doorbell 2>/dev/null || true
+  fi
+  rm -rf "$CONF_DIR" "$PREFIX"
+  local user
+  for user in "$REC_USER" "$VIEW_USER"; do
+    if getent passwd "$user" >/dev/null; then userdel "$user"; say "removed user $user"; fi
+  done
+  if getent group "$GROUP" >/dev/null; then groupdel "$GROUP"; fi
+  if [ "$purge" = yes ]; then
+    rm -rf "$HOME_DIR"
+    say "removed $HOME_DIR: all footage, keys and the audit log are gone."
+  elif [ -d "$HOME_DIR" ]; then
+    say "kept $HOME_DIR (footage, keys, audit log). Delete it with: $0 --uninstall --purge"
+  fi
+  say "uninstalled."
+}
+
+case "$action" in
+  install) do_install ;;
+  uninstall) do_uninstall ;;
+  check-ip-filter) check_ip_filter ;;
+esac
