@@ -575,17 +575,12 @@ class SyntheticScene:
                 return box
         return None
 
-    def _figure_at(self, index: int, visit: _Visit) -> _FigureDrawing | None:
-        pose = visit.pose(self.script_time_s(index) - visit.event.start_s)
-        return None if pose is None else _FigureDrawing(pose, visit.look, self._proj)
-
     def _visible_box(self, index: int, visit: _Visit) -> tuple[int, int, int, int] | None:
-        figure = self._figure_at(index, visit)
-        if figure is None:
-            return None
-        x0, y0, x1, y1 = figure.bounds()
         pose = visit.pose(self.script_time_s(index) - visit.event.start_s)
-        if pose is not None and pose.z_m > HEDGE_Z_M:  # behind the hedge: only the gate shows
+        if pose is None:
+            return None
+        x0, y0, x1, y1 = _FigureDrawing(pose, visit.look, self._proj).bounds()
+        if pose.z_m > HEDGE_Z_M:  # behind the hedge: only the gate shows
             gate_x0, gate_x1 = (int(self._proj.x(x, HEDGE_Z_M)) for x in GATE_X_M)
             x0, x1 = max(x0, gate_x0), min(x1, gate_x1)
         x0, y0 = max(0, math.floor(x0)), max(0, math.floor(y0))
@@ -629,12 +624,16 @@ class SyntheticScene:
         ]
 
     def _branch_angle(self, t_s: float) -> float:
-        """Sway in radians: a gentle constant sway, much stronger and faster in a gust."""
+        """Sway in radians: a gentle constant sway, plus a wide faster swing during a gust.
+
+        Fixed frequencies, only the amplitudes follow the gust: changing a frequency on the fly
+        (sin(2 pi f(t) t)) would make the branch jitter while the gust builds up.
+        """
         gust = max((_ramp_envelope(dt, e.duration_s, 1.5) for e, dt in
                     self._active("branch_gust", t_s)), default=0.0)
-        amplitude = math.radians(1.2 + 7.0 * gust)
-        return amplitude * (math.sin(2 * math.pi * (0.4 + 0.4 * gust) * t_s)
-                            + 0.3 * math.sin(2 * math.pi * 1.3 * t_s + 1.0))
+        calm = math.radians(1.2) * (math.sin(2 * math.pi * 0.4 * t_s)
+                                    + 0.3 * math.sin(2 * math.pi * 1.3 * t_s + 1.0))
+        return calm + math.radians(7.0) * gust * math.sin(2 * math.pi * 0.8 * t_s + 0.5)
 
     def _draw_branch(self, img: np.ndarray, t_s: float) -> None:
         angle = self._branch_angle(t_s)
@@ -650,7 +649,8 @@ class SyntheticScene:
             cv2.circle(img, (round(p[0]), round(p[1])), round(radius), (40, 105, 50), -1,
                        cv2.LINE_AA)
 
-    def _draw_visitors(self, img: np.ndarray, index: int, t_s: float, far: bool) -> None:
+    def _draw_visitors(self, img: np.ndarray, t_s: float, far: bool) -> None:
+        """Visitors beyond the tree (far=True) or nearer than it: the branch goes in between."""
         for visit in self._visits:
             pose = visit.pose(t_s - visit.event.start_s)
             if pose is None or (pose.z_m > TREE_Z_M) != far:
@@ -718,9 +718,9 @@ class SyntheticScene:
         t_s = self.script_time_s(index)
         rng = np.random.default_rng([self.seed, 5, index])
         img = self._background.copy()
-        self._draw_visitors(img, index, t_s, far=True)
+        self._draw_visitors(img, t_s, far=True)
         self._draw_branch(img, t_s)
-        self._draw_visitors(img, index, t_s, far=False)
+        self._draw_visitors(img, t_s, far=False)
         gain = self._gain(t_s)
         if gain != 1.0:
             cv2.convertScaleAbs(img, dst=img, alpha=gain)
