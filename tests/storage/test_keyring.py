@@ -6,11 +6,8 @@ is exercised, with a small memory budget, never a full one-second calibration.
 
 import io
 import os
-import select
 import shutil
-import signal
 import sys
-import time
 
 import pytest
 
@@ -24,6 +21,8 @@ from storage.keyring import (
     WrongPassphraseError,
     calibrate_work_factor,
 )
+
+from .tty import run_on_tty
 
 try:
     import pty
@@ -216,51 +215,6 @@ def test_calibration_respects_the_floor_and_the_memory_cap():
 # -- the stock age CLI uses the identity file --------------------------------------------------
 
 
-def run_on_tty(argv: list[str], answers: list[str], timeout: float = 60.0) -> tuple[int, str]:
-    """Run `argv` on a new pseudo-terminal, typing an answer at each passphrase prompt.
-
-    `age` reads passphrases from /dev/tty, never from stdin; hence the pty.
-    """
-    pid, fd = pty.fork()
-    if pid == 0:
-        try:
-            os.execv(argv[0], argv)  # noqa: S606 - a fixed argv, no shell
-        finally:
-            os._exit(127)
-    answers = list(answers)
-    transcript = bytearray()
-    pending = bytearray()
-    deadline = time.monotonic() + timeout
-    timed_out = False
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select([fd], [], [], remaining)
-            if not ready:
-                continue
-            try:
-                data = os.read(fd, 4096)
-            except OSError:  # EIO: the child exited and closed the terminal
-                break
-            if not data:
-                break
-            transcript += data
-            pending += data
-            prompt = pending.rstrip()
-            if answers and prompt.endswith(b":") and b"passphrase" in prompt.lower():
-                os.write(fd, answers.pop(0).encode() + b"\r")
-                pending.clear()
-    finally:
-        if timed_out:
-            os.kill(pid, signal.SIGKILL)
-        _, status = os.waitpid(pid, 0)
-        os.close(fd)
-    text = transcript.decode(errors="replace")
-    assert not timed_out, f"{argv[0]} hung on the tty; transcript: {text!r}"
-    return os.waitstatus_to_exitcode(status), text
 
 
 @needs_tty
