@@ -20,7 +20,7 @@ from config import Settings
 from storage.audit import AuditLog
 from storage.clipwriter import ClipStore
 from storage.reconcile import reconcile
-from storage.retention import enforce_retention
+from storage.retention import disk_free_bytes, enforce_retention
 
 from .clip import ActiveClip
 from .encoder import H264Encoder
@@ -30,7 +30,8 @@ from .masks import PrivacyMask
 from .motion import MotionDetector
 from .preroll import PacketRing
 from .presses import NoButton, PressSource
-from .statemachine import Action, RecorderStateMachine
+from .statemachine import Action, RecorderStateMachine, State
+from .watchdog import SystemdWatchdog
 
 log = logging.getLogger("doorbell.recorder")
 
@@ -57,14 +58,22 @@ class Recorder:
         status: StatusPublisher | None = None,
         wall_clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         retention_interval_s: float = 60.0,
+        watchdog: SystemdWatchdog | None = None,
+        events=None,  # camera.events.EventBus: notifications (never blocks capture)
     ):
         self.settings = settings
         self.store = store
         self.audit = audit
         self.presses = presses or NoButton()
+        self.events = events
+        self._active = False  # a visit is under way (motion_started sent, motion_ended not yet)
+        if events is not None:  # the seams both recorders share: presses and sealed clips
+            self.presses = events.observe_presses(self.presses)
+            self.store = events.observe_store(store)
         self.live = live
         self.status = status
         self.stats = RecorderStats()
+        self.watchdog = watchdog or SystemdWatchdog()  # a no-op outside systemd
         self._wall_clock_us = wall_clock_us
         self._retention_interval_us = round(retention_interval_s * _US)
         self._machine = RecorderStateMachine(settings.recording)
@@ -90,6 +99,7 @@ class Recorder:
         """
         backoff_s = 1.0
         self._run_retention(force=True)
+        self.watchdog.ready()
         while not stop.is_set():
             try:
                 source = open_source()
@@ -105,6 +115,7 @@ class Recorder:
             try:
                 for frame in source.frames():
                     self.process(frame)
+                    self.watchdog.frame_arrived()  # only while frames really arrive
                     backoff_s = 1.0
                     if stop.is_set():
                         break
@@ -179,9 +190,11 @@ class Recorder:
     def close_clip(self) -> None:
         """Seal the open clip, if any, and go idle (shutdown, camera lost)."""
         self._machine.stop()
+        self._track_activity()
         self._seal_clip()
 
     def _seal_clip(self) -> None:
+        self._track_activity()  # motion_ended (after a stop) goes out before clip_saved
         clip, self._clip = self._clip, None
         if clip is None:
             return
@@ -206,6 +219,7 @@ class Recorder:
         reconcile(self.store.clips_dir, self.store.index)  # keep the interrupted clip's prefix
         if exc.errno == errno.ENOSPC:
             log.error("the disk is full: pruning the oldest clips and continuing")
+            self._emit("disk_low", reason="disk full")
             self._run_retention(force=True)
         else:
             log.error("writing the clip failed (%s): it is kept up to where it was written", exc)
@@ -246,9 +260,26 @@ class Recorder:
             span = self._rate_window[-1] - self._rate_window[0]
             self.stats.fps = (len(self._rate_window) - 1) / span if span > 0 else 0.0
         self._publish_status()
+        self._track_activity()
+
+    def _emit(self, kind: str, **fields) -> None:
+        if self.events is not None:
+            self.events.emit(kind, **fields)  # queues and returns: never blocks, never raises
+
+    def _track_activity(self) -> None:
+        """motion_started when the state machine leaves idle, motion_ended when it returns."""
+        active = self._machine.state is not State.IDLE
+        if active != self._active:
+            self._active = active
+            if active:
+                self._emit("motion_started", trigger=self._machine.clip_trigger)
+            else:
+                self._emit("motion_ended")
 
     def _camera_state(self, state: str, message: str) -> None:
-        self.stats.camera = state
+        previous, self.stats.camera = self.stats.camera, state
+        if state != previous and "lost" in (state, previous):
+            self._emit("camera_lost" if state == "lost" else "camera_back", message=message)
         (log.warning if state == "lost" else log.info)("%s", message)
         self._publish_status(force=True)
 
@@ -277,6 +308,11 @@ class Recorder:
             return
         self._last_retention_us = now_us
         pruned = enforce_retention(self.store, self.settings.retention, now_us=now_us)
+        min_free = self.settings.retention.min_free_bytes
+        if self.events is not None and min_free and \
+                (free := disk_free_bytes(self.store.clips_dir)) < min_free:
+            self._emit("disk_low", reason="free space below retention.min_free_bytes",
+                       free_bytes=free, min_free_bytes=min_free)
         if pruned:
             log.info("retention deleted %d clip(s)", len(pruned))
             if self.audit is not None:

@@ -20,9 +20,10 @@ default.toml (a test keeps the two equal).
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 # A polygon in normalised frame coordinates: (x, y) pairs in 0..1, at least 3 points. Normalised
 # so that masks and zones survive a change of resolution.
@@ -123,6 +124,72 @@ def check_total_bytes(value: int) -> None:
         raise ValueError("0 (no limit) or at least 10000000 bytes")
 
 
+# -- notification targets (issue 6): MQTT and ntfy, on the home network only --------------------
+
+# What the recorder tells the household about (camera.events); ntfy sends the ones it is given.
+NOTIFICATION_EVENTS = (
+    "doorbell_pressed",
+    "motion_started",
+    "motion_ended",
+    "clip_saved",
+    "camera_lost",
+    "camera_back",
+    "disk_low",
+)
+_TOPIC = "an MQTT topic such as doorbell/front: no +, # or empty levels, at most 200 characters"
+_HTTP_URL = "an http:// or https:// URL such as http://ntfy.lan:8080 (no user, query or fragment)"
+
+
+def check_topic(value: str) -> None:
+    levels = value.split("/")
+    if not value or len(value) > 200 or "\0" in value or any(
+            not level or "+" in level or "#" in level for level in levels):
+        raise ValueError(_TOPIC)
+
+
+def check_http_url(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError for a port out of range
+    except ValueError:
+        raise ValueError(_HTTP_URL) from None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or \
+            parts.password or parts.query or parts.fragment or port == 0 or \
+            not is_host(parts.hostname):
+        raise ValueError(_HTTP_URL)
+
+
+def check_ntfy_topic(value: str) -> None:
+    if not re.fullmatch(r"[-_A-Za-z0-9]{1,64}", value):
+        raise ValueError("an ntfy topic: 1 to 64 letters, digits, - or _")
+
+
+def outside_networks(address: str, networks: Iterable[str]) -> bool:
+    """True if the IP `address` is in none of `networks` (IPv4-mapped IPv6 counts as IPv4)."""
+    ip = ipaddress.ip_address(address.split("%")[0])
+    if ip.version == 6 and ip.ipv4_mapped:
+        ip = ip.ipv4_mapped
+    return not any(ip in ipaddress.ip_network(n) for n in networks)
+
+
+def refuse_public_target(key: str, host: str, address: str, networks: Iterable[str]):
+    """The ConfigError for a notification target outside the home network (raise it)."""
+    from config.loader import ConfigError  # the loader imports this module
+
+    section = key.partition(".")[0]
+    shown = f"resolves to {address}" if host != address else f"points at {address}"
+    return ConfigError(
+        f"{key} {shown}, outside the home network ({', '.join(networks)}, from "
+        f"viewer.allowed_networks): notifications never leave the LAN unless you set "
+        f"{section}.allow_public_targets = true.", key=key)
+
+
+def _config_error(message: str, key: str):
+    from config.loader import ConfigError  # the loader imports this module
+
+    return ConfigError(message, key=key)
+
+
 @dataclass(frozen=True, slots=True)
 class CameraSettings:
     name: str = setting("Front door", min_len=1, max_len=64)
@@ -205,6 +272,55 @@ class LiveSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttSettings:
+    enabled: bool = setting(False)
+    # The broker; TOML has no null, so an absent key means "not set" (needed when enabled).
+    host: str | None = setting(None, check=check_host)
+    port: int = setting(1883, min=1, max=65535)
+    tls: bool = setting(False)
+    ca_file: str | None = setting(None, min_len=1)  # absent: the system's CA certificates
+    username: str | None = setting(None, min_len=1, max_len=256)
+    password_file: str | None = setting(None, min_len=1)  # the password is never in the config
+    protocol: str = setting("3.1.1", choices=("3.1.1", "5"))
+    topic_prefix: str = setting("doorbell", check=check_topic)
+    discovery_prefix: str = setting("homeassistant", check=check_topic)
+    snapshot_images: bool = setting(False)  # the masked thumbnail of each clip, off by default
+    allow_public_targets: bool = setting(False)
+
+    def __post_init__(self) -> None:
+        if self.enabled and self.host is None:
+            raise _config_error("mqtt.enabled = true needs mqtt.host (the broker's name or "
+                                "address on the home network).", "mqtt.enabled")
+        if self.ca_file is not None and not self.tls:
+            raise _config_error("mqtt.ca_file is set but mqtt.tls is false: set mqtt.tls = "
+                                "true to use it.", "mqtt.ca_file")
+        if self.password_file is not None and self.username is None:
+            raise _config_error("mqtt.password_file is set without mqtt.username.",
+                                "mqtt.password_file")
+
+
+@dataclass(frozen=True, slots=True)
+class NtfySettings:
+    enabled: bool = setting(False)
+    url: str | None = setting(None, check=check_http_url)  # the self-hosted server (needed)
+    topic: str = setting("doorbell", check=check_ntfy_topic)
+    click_url: str | None = setting(None, check=check_http_url)  # the viewer, for a tap
+    token_file: str | None = setting(None, min_len=1)  # an ntfy access token, if it needs one
+    events: tuple[str, ...] = setting(
+        tuple(e for e in NOTIFICATION_EVENTS if e != "motion_ended"), choices=NOTIFICATION_EVENTS)
+    allow_public_targets: bool = setting(False)
+
+    def __post_init__(self) -> None:
+        if self.enabled and self.url is None:
+            raise _config_error("ntfy.enabled = true needs ntfy.url (the ntfy server on the "
+                                "home network).", "ntfy.enabled")
+
+    @property
+    def host(self) -> str | None:
+        return urlsplit(self.url).hostname if self.url else None
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """All settings; each field is one TOML section named like the field."""
 
@@ -216,6 +332,23 @@ class Settings:
     viewer: ViewerSettings = field(default_factory=ViewerSettings)
     doorbell: DoorbellSettings = field(default_factory=DoorbellSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    mqtt: MqttSettings = field(default_factory=MqttSettings)
+    ntfy: NtfySettings = field(default_factory=NtfySettings)
+
+    def __post_init__(self) -> None:
+        # LAN only (issue 6): a target given as an IP address is checked here, at load; a name
+        # is resolved once when the recorder starts (camera.notify) and checked the same way.
+        networks = self.viewer.allowed_networks
+        for key, host, section in (("mqtt.host", self.mqtt.host, self.mqtt),
+                                   ("ntfy.url", self.ntfy.host, self.ntfy)):
+            if not section.enabled or section.allow_public_targets or host is None:
+                continue
+            try:
+                address = str(ipaddress.ip_address(host))
+            except ValueError:
+                continue  # a name: resolved at start
+            if outside_networks(address, networks):
+                raise refuse_public_target(key, host, address, networks)
 
     @classmethod
     def defaults(cls) -> "Settings":

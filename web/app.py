@@ -52,9 +52,9 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
     app.extensions["doorbell"] = viewer
     install_guards(app)
 
-    from .views import audit, auth, clips, live, status, timeline
+    from .views import audit, auth, clips, events, live, status, timeline
 
-    for module in (auth, timeline, clips, live, audit, status):
+    for module in (auth, timeline, clips, live, audit, status, events):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(400)

@@ -20,7 +20,8 @@ log = logging.getLogger("doorbell.viewer")
 SESSION_COOKIE = "__Host-doorbell-session"
 PUBLIC_ENDPOINTS = {"auth.login", "auth.login_submit", "static"}
 # Media and data answer 401 when locked; pages redirect to the login page instead.
-MEDIA_ENDPOINTS = {"clips.video", "clips.thumbnail", "live.stream", "live.frame", "status.data"}
+MEDIA_ENDPOINTS = {"clips.video", "clips.thumbnail", "live.stream", "live.frame", "status.data",
+                   "events.stream"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CONTENT_SECURITY_POLICY = "; ".join([

@@ -5,6 +5,7 @@ import signal
 import threading
 
 from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+from camera.notify import build_event_bus
 from camera.recorder import Recorder
 from camera.sources import plan_source
 from config import load_settings
@@ -45,10 +46,13 @@ def run(args) -> int:
         raise CommandError(str(exc)) from None
     recipients = read_recipients(home.recipients_file)
     prepare_runtime_dir(home.run_dir)
+    # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
+    # to be on the home network now, or a ConfigError naming the key.
+    events = build_event_bus(settings, home.run_dir)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    with ClipIndex(home.index_file) as index:
+    with ClipIndex(home.index_file) as index, events:  # events: started, closed at the end
         for line in reconcile(home.clips_dir, index).lines():
             log.warning("%s", line)
         store = ClipStore(home.clips_dir, index, recipients)
@@ -59,6 +63,7 @@ def run(args) -> int:
             LiveFramePublisher(home.live_frame_file, settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),
             StatusPublisher(home.recorder_status_file),
+            events=events,
         )
         log.info("recording from %s to %s (%d recipient keys)", plan.description,
                  home.clips_dir, len(recipients))

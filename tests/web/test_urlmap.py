@@ -8,7 +8,7 @@ KNOWN_ENDPOINTS = {
     "auth.login", "auth.login_submit", "auth.lock", "timeline.index", "clips.player",
     "clips.video", "clips.thumbnail", "clips.export", "clips.confirm_delete", "clips.delete",
     "live.page", "live.frame", "live.stream", "audit.page", "status.page", "status.data",
-    "static",
+    "events.stream", "static",
 }
 SAFE = {"GET", "HEAD", "OPTIONS"}
 
@@ -43,7 +43,7 @@ def test_every_route_but_login_and_static_refuses_a_locked_client(app, client, h
             assert response.status_code != 200, where
             if method == "GET":
                 if rule.endpoint in {"clips.video", "clips.thumbnail", "live.stream",
-                                     "live.frame", "status.data"}:
+                                     "live.frame", "status.data", "events.stream"}:
                     assert response.status_code == 401, where
                 else:
                     assert _is_login_redirect(response), where

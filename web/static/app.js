@@ -36,7 +36,62 @@ function refreshStatus() {
   setInterval(update, 3000);
 }
 
+// Timeline: new clips and doorbell presses as they happen (server-sent events from /events),
+// as a note at the top of the page and, if this browser was allowed to, as a notification.
+// Permission is only asked when the user clicks the button (browsers require a gesture).
+function liveEvents() {
+  const box = document.getElementById("live-events");
+  if (!box || !window.EventSource) return;
+  const canNotify = "Notification" in window && window.isSecureContext;
+  if (canNotify && Notification.permission === "default") {
+    const ask = document.createElement("button");
+    ask.type = "button";
+    ask.textContent = "Notify me in this browser";
+    ask.addEventListener("click", async () => {
+      await Notification.requestPermission();
+      if (Notification.permission !== "default") ask.remove();
+    });
+    box.appendChild(ask);
+  }
+  const at = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
+  const show = (text, href, className) => {
+    const note = document.createElement("p");
+    note.className = className;
+    note.textContent = text + " ";
+    if (href) {
+      const link = document.createElement("a");
+      link.href = href;
+      link.textContent = "Play";
+      note.appendChild(link);
+    }
+    box.prepend(note);
+    const notes = box.querySelectorAll("p");
+    for (let i = 5; i < notes.length; i++) notes[i].remove();  // the five newest
+    if (canNotify && Notification.permission === "granted") {
+      const shown = new Notification("Doorbell", { body: text, tag: text });
+      if (href) shown.addEventListener("click", () => { window.focus(); window.location.href = href; });
+    }
+  };
+  const source = new EventSource(box.dataset.source);
+  source.addEventListener("doorbell_pressed", (e) => {
+    const d = JSON.parse(e.data);
+    show("Someone rang the doorbell at " + at(d.time) + ".", null, "warning");
+  });
+  source.addEventListener("clip_saved", (e) => {
+    const d = JSON.parse(e.data);
+    const kind = d.trigger === "doorbell" ? "Doorbell" : d.trigger === "motion" ? "Motion" : "New";
+    const length = typeof d.duration_s === "number" ? ", " + Math.round(d.duration_s) + " s" : "";
+    const href = box.dataset.player.replace("CLIP_ID", encodeURIComponent(d.clip_id));
+    show(kind + " clip saved at " + at(d.time) + length + ".", href, "card");
+  });
+  // Locked (401): the browser gives up on the stream; reloading shows the login page.
+  source.addEventListener("error", () => {
+    if (source.readyState === EventSource.CLOSED) window.location.reload();
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   keepLiveViewAlive();
   refreshStatus();
+  liveEvents();
 });

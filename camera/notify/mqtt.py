@@ -1,0 +1,186 @@
+"""MQTT for Home Assistant (paho-mqtt 2.x): discovery, availability with a last will, events.
+
+The sink runs paho's network loop in paho's own thread and is fed by its EventBus worker
+thread; neither is the capture thread, so a slow or absent broker never stalls recording.
+
+ * MQTT 3.1.1 or 5 (`mqtt.protocol`), TLS with certificate checking (`mqtt.tls`, `mqtt.ca_file`),
+   user name and a password read from `mqtt.password_file` at start (never from the config).
+ * Last will: `<prefix>/availability` = "offline", retained, sent by the broker when the
+   recorder dies without saying goodbye; "online" (retained) on every connect, "offline" on a
+   clean stop.
+ * Reconnects by itself with back-off (paho's reconnect_delay_set: 1 s doubling to 60 s). While
+   it is away the bus keeps up to `queue_size` events for it (oldest dropped first, logged) and
+   delivers them when it is back; the retained motion state is re-sent on connect.
+ * Where it connects: the address resolved (and checked to be on the home network) at start.
+   Without TLS it connects to that address itself, so a later DNS answer cannot send it
+   elsewhere; with TLS it connects by name, and the broker's certificate must match the name.
+"""
+
+import json
+import logging
+import threading
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+
+from config import Settings
+
+from ..events import Event, iso_time
+from .discovery import OFFLINE, ONLINE, Topics, discovery_messages, node_id
+
+log = logging.getLogger("doorbell.mqtt")
+
+KEEPALIVE_S = 30
+RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 60
+PAHO_QUEUE = 64  # messages paho itself may hold while a connection drops mid-publish
+
+
+def read_secret(path: str, key: str) -> str:
+    """The first line of a secret file (a password, a token)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise OSError(f"{key}: cannot read {path} ({exc.strerror or exc})") from None
+    return text.splitlines()[0].strip() if text.strip() else ""
+
+
+class MqttSink:
+    name = "mqtt"
+
+    def __init__(self, settings: Settings, address: str | None = None,
+                 reconnect_delay_s: tuple[int, int] = (RECONNECT_MIN_S, RECONNECT_MAX_S),
+                 client_id: str | None = None):
+        self.settings = settings
+        self.config = settings.mqtt
+        self.topics = Topics.for_settings(settings)
+        self.address = address  # resolved and checked at start (camera.notify)
+        self.connected = threading.Event()
+        self._motion = "OFF"
+        self._lock = threading.Lock()
+        self._ever_connected = False
+        self._closed = False
+        self._failing = False
+        v5 = self.config.protocol == "5"
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=client_id or f"doorbell-{node_id(self.config.topic_prefix)}",
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            clean_session=None if v5 else True,
+        )
+        self.client.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
+        if self.config.username is not None:
+            password = None
+            if self.config.password_file is not None:
+                password = read_secret(self.config.password_file, "mqtt.password_file")
+            self.client.username_pw_set(self.config.username, password)
+        if self.config.tls:
+            self.client.tls_set(ca_certs=self.config.ca_file)  # None: the system's CAs
+        self.client.reconnect_delay_set(*reconnect_delay_s)
+        self.client.max_queued_messages_set(PAHO_QUEUE)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_message = self._on_message
+
+    # -- the Sink interface ---------------------------------------------------------------------
+
+    def accepts(self, kind: str) -> bool:
+        return True
+
+    @property
+    def connect_host(self) -> str:
+        """The checked address (plain TCP), or the name (TLS: the certificate says who)."""
+        return self.config.host if self.config.tls or self.address is None else self.address
+
+    def start(self) -> None:
+        log.info("MQTT: connecting to %s:%d (%s, MQTT %s%s)", self.connect_host, self.config.port,
+                 self.config.host, self.config.protocol, ", TLS" if self.config.tls else "")
+        self.client.connect_async(self.connect_host, self.config.port, keepalive=KEEPALIVE_S)
+        self.client.loop_start()
+
+    def ready(self, timeout_s: float) -> bool:
+        return self.connected.wait(timeout_s)
+
+    def deliver(self, event: Event) -> None:
+        body = event.to_dict()
+        if event.type == "doorbell_pressed":
+            self._publish(self.topics.doorbell,
+                          json.dumps({"event_type": "press", "time": iso_time(event.time)}))
+        elif event.type in ("motion_started", "motion_ended"):
+            with self._lock:
+                self._motion = "ON" if event.type == "motion_started" else "OFF"
+            self._publish(self.topics.motion, self._motion, retain=True)
+        elif event.type == "clip_saved":
+            last = {k: body.get(k) for k in ("clip_id", "trigger", "duration_s", "start")}
+            last["time"] = iso_time(event.time)
+            self._publish(self.topics.last_clip, json.dumps(last, sort_keys=True), retain=True)
+            if self.config.snapshot_images and event.image:
+                self._publish(self.topics.snapshot, event.image)
+        body["time"] = iso_time(event.time)
+        self._publish(self.topics.event, json.dumps(body, sort_keys=True))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self.connected.is_set():
+                # A clean goodbye: the broker does not send the will on a DISCONNECT.
+                info = self.client.publish(self.topics.availability, OFFLINE, qos=1, retain=True)
+                info.wait_for_publish(timeout=2.0)
+            self.client.disconnect()
+        except (RuntimeError, ValueError, OSError) as exc:
+            log.warning("MQTT: disconnecting failed: %s", exc)
+        finally:
+            self.client.loop_stop()
+
+    # -- paho callbacks (paho's thread) ---------------------------------------------------------
+
+    def _publish(self, topic: str, payload, retain: bool = False) -> None:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        # NO_CONN: the connection dropped just now; paho keeps a QoS 1 message and sends it
+        # again after reconnecting, so it is not lost and must not be queued twice.
+        if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            raise ConnectionError(f"publishing to {topic} failed: {mqtt.error_string(info.rc)}")
+
+    def _announce(self) -> None:
+        """Discovery (retained), the retained state, and "online"."""
+        for topic, payload in discovery_messages(self.settings):
+            self.client.publish(topic, payload, qos=1, retain=True)
+        with self._lock:
+            motion = self._motion
+        self.client.publish(self.topics.motion, motion, qos=1, retain=True)
+        self.client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("MQTT: the broker %s refused the connection: %s", self.config.host,
+                      reason_code)
+            return
+        log.info("MQTT: connected to %s:%d%s", self.connect_host, self.config.port,
+                 " again" if self._ever_connected else "")
+        self._ever_connected = True
+        self._failing = False
+        client.subscribe(self.topics.ha_status, qos=1)
+        self._announce()
+        self.connected.set()
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        if not self._failing:
+            log.warning("MQTT: cannot reach the broker %s:%d; retrying with back-off up to %d s",
+                        self.connect_host, self.config.port, RECONNECT_MAX_S)
+        self._failing = True
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if was and not self._closed:
+            self._failing = True  # the next failed attempts need no line of their own
+            log.warning("MQTT: lost the broker %s (%s); reconnecting with back-off up to %d s",
+                        self.config.host, reason_code, RECONNECT_MAX_S)
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic == self.topics.ha_status and message.payload == b"online":
+            log.info("MQTT: Home Assistant came online: sending discovery again")
+            self._announce()
