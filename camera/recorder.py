@@ -79,6 +79,8 @@ class Recorder:
         self._machine = RecorderStateMachine(settings.recording)
         self._detector = MotionDetector(settings.motion)
         self._clip: ActiveClip | None = None
+        self._clip_trigger: str | None = None  # why the open clip started
+        self._presses_wall_us: list[int] = []  # doorbell presses during the open clip
         self._pipeline_size: tuple[int, int] | None = None
         self._encoder: H264Encoder | None = None
         self._ring: PacketRing | None = None
@@ -182,7 +184,7 @@ class Recorder:
         if packets:
             self._machine.anchor_start(packets[0].pts_us)  # max_clip_s counts the pre-roll too
         self._clip_trigger = trigger
-        self._presses_wall_us: list[int] = []
+        self._presses_wall_us = []
         for packet in packets:
             self._clip.write(packet)
         log.info("clip %s started (%s)", writer.clip_id, trigger)
