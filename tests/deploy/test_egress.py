@@ -20,6 +20,7 @@ own and shown to drop a service user's datagram to a non-LAN address before it r
 device, while LAN traffic passes.
 """
 
+import contextlib
 import hashlib
 import http.cookiejar
 import os
@@ -136,11 +137,24 @@ def traced(namespace: Namespace, tmp_path: Path, strace: str, *command: str,
     return process, audit_log, strace_log
 
 
+def _traced_children(process: subprocess.Popen) -> list[int]:
+    """The processes strace started (its direct children), from /proc."""
+    found = []
+    for task in Path(f"/proc/{process.pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            found += [int(pid) for pid in task.read_text().split()]
+    return found
+
+
 def stop(process: subprocess.Popen, pid: int | None) -> None:
-    if process.poll() is None and pid is not None:
-        os.kill(pid, signal.SIGTERM)  # the demo stops its recorder and viewer, then exits
+    # SIGTERM the demo itself (strace's child), never strace: strace must see every exit.
+    targets = [pid] if pid is not None else _traced_children(process)
+    if process.poll() is None:
+        for target in targets:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(target, signal.SIGTERM)  # the demo stops recorder and viewer, then exits
     try:
-        process.wait(timeout=60)
+        process.wait(timeout=120)  # strace slows everything down on a busy machine
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
