@@ -58,7 +58,8 @@ def mp4_boxes(data: bytes, start: int = 0, end: int | None = None) -> list[tuple
     return found
 
 
-def _trun_samples(data: bytes, moof_offset: int, moof_size: int) -> int:
+def trun_sample_count(data: bytes, moof_offset: int, moof_size: int) -> int:
+    """Samples in a fragment: moof > traf > trun's sample_count."""
     total = 0
     for kind, offset, size in mp4_boxes(data, moof_offset + 8, moof_offset + moof_size):
         if kind == "traf":
@@ -79,7 +80,7 @@ def mp4_fragments(data: bytes) -> list[tuple[int, int, int]]:
         if kind == "moof" and offset + size <= len(data):
             end = following[1] + following[2] if following and following[0] == "mdat" else \
                 len(data) + 1
-            out.append((offset, end, _trun_samples(data, offset, size)))
+            out.append((offset, end, trun_sample_count(data, offset, size)))
     return out
 
 

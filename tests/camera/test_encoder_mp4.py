@@ -2,7 +2,6 @@
 
 import io
 import random
-import struct
 
 import av
 import cv2
@@ -12,6 +11,9 @@ import pytest
 from camera.encoder import H264Encoder
 from camera.frames import Frame
 from camera.mp4 import FragmentedMp4Writer
+
+from .conftest import mp4_boxes as boxes
+from .conftest import trun_sample_count
 
 WIDTH, HEIGHT, FPS = 320, 240, 15
 FRAME_US = round(1_000_000 / FPS)
@@ -64,33 +66,8 @@ def mux(packets) -> tuple[bytes, int]:
     return sink.data, before_close
 
 
-def boxes(data: bytes, start: int = 0, end: int | None = None):
-    """Top-level (type, offset, size) of the ISO BMFF boxes in data[start:end]."""
-    end = len(data) if end is None else end
-    found, offset = [], start
-    while offset + 8 <= end:
-        size, kind = struct.unpack(">I4s", data[offset:offset + 8])
-        if size == 1:
-            size = struct.unpack(">Q", data[offset + 8:offset + 16])[0]
-        elif size == 0:
-            size = end - offset
-        if size < 8:
-            break
-        found.append((kind.decode("latin-1"), offset, size))
-        offset += size
-    return found
 
 
-def trun_sample_count(data: bytes, moof_offset: int, moof_size: int) -> int:
-    """Samples in a fragment: moof > traf > trun's sample_count."""
-    total = 0
-    for kind, offset, size in boxes(data, moof_offset + 8, moof_offset + moof_size):
-        if kind != "traf":
-            continue
-        for inner, inner_offset, _ in boxes(data, offset + 8, offset + size):
-            if inner == "trun":
-                total += struct.unpack(">I", data[inner_offset + 12:inner_offset + 16])[0]
-    return total
 
 
 def fragments(data: bytes):
