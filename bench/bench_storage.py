@@ -21,12 +21,13 @@ import platform
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+
+from scratch import pick_directory  # noqa: E402 (bench/ is on sys.path)
 
 from storage.age import X25519Identity, decrypt, encrypt  # noqa: E402
 from storage.keyring import Keyring, calibrate_work_factor  # noqa: E402
@@ -41,13 +42,6 @@ def log(message: str) -> None:
     print(f"[bench_storage] {message}", file=sys.stderr, flush=True)
 
 
-def pick_directory(given: str | None) -> Path:
-    if given:
-        base = Path(given)
-    else:
-        tmp = Path(tempfile.gettempdir())
-        base = tmp if os.stat(tmp).st_dev == os.stat(PROJECT).st_dev else PROJECT / "bench"
-    return Path(tempfile.mkdtemp(prefix="doorbell-bench-", dir=base))
 
 
 def blocks_of(data: memoryview, block: int = BLOCK):
@@ -208,7 +202,7 @@ def main() -> int:
                         help="smaller files and fewer repeats, to check the script itself")
     args = parser.parse_args()
 
-    directory = pick_directory(args.dir)
+    directory = pick_directory(args.dir, "doorbell-bench-")
     identity = X25519Identity.generate()
     recipients = [identity.recipient, X25519Identity.generate().recipient]  # member + recovery
     if args.quick:

@@ -45,7 +45,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.parse
 from datetime import datetime, timedelta
@@ -53,6 +52,8 @@ from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(PROJECT))
+
+from scratch import pick_directory  # noqa: E402 (bench/ is on sys.path)
 
 from storage.clipid import clip_paths, new_clip_id  # noqa: E402
 from storage.clipwriter import ClipStore  # noqa: E402
@@ -74,13 +75,6 @@ def log(message: str) -> None:
     print(f"[bench_viewer] {message}", file=sys.stderr, flush=True)
 
 
-def pick_directory(given: str | None) -> Path:
-    if given:
-        base = Path(given)
-    else:
-        tmp = Path(tempfile.gettempdir())
-        base = tmp if os.stat(tmp).st_dev == os.stat(PROJECT).st_dev else PROJECT / "bench"
-    return Path(tempfile.mkdtemp(prefix="doorbell-bench-viewer-", dir=base))
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -551,7 +545,7 @@ def main() -> int:
         sizes = {"1MiB": MIB, "100MiB": 100 * MIB, "1GiB": 1024 * MIB}
         counts, range_repeats, page_repeats, live_s = [1_000, 10_000, 100_000], 15, 5, 10.0
 
-    directory = pick_directory(args.dir)
+    directory = pick_directory(args.dir, "doorbell-bench-viewer-")
     started = time.perf_counter()
     result: dict = {
         "benchmark": "viewer",

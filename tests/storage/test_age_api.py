@@ -18,6 +18,8 @@ import pytest
 from storage import age
 from storage.age import bech32
 
+from .sealing import open_strict, seal
+
 CHUNK = 64 * 1024
 TAG = 16
 ENCRYPTED_CHUNK = CHUNK + TAG
@@ -29,19 +31,8 @@ TEST_WORK_FACTOR = 10
 AGE = shutil.which("age")
 
 
-def seal(plaintext: bytes, recipients) -> bytes:
-    dst = io.BytesIO()
-    with age.encrypt(dst, recipients) as writer:
-        writer.write(plaintext)
-    return dst.getvalue()
 
 
-def open_strict(ciphertext: bytes, identities) -> bytes:
-    reader = age.decrypt(io.BytesIO(ciphertext), identities)
-    out = bytearray()
-    while block := reader.read(MiB):
-        out += block
-    return bytes(out)
 
 
 def header_length(ciphertext: bytes) -> int:

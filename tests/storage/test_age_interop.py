@@ -19,6 +19,7 @@ import pytest
 from storage import age
 from storage.age.armor import BEGIN, armor, dearmor
 
+from .sealing import open_strict, seal
 from .tty import run_on_tty
 
 try:
@@ -61,20 +62,8 @@ TEST_WORK_FACTOR = 10  # fast in tests; the product itself calibrates to >= 2^15
 # -- helpers ------------------------------------------------------------------------------------
 
 
-def seal(plaintext: bytes, recipients) -> bytes:
-    dst = io.BytesIO()
-    with age.encrypt(dst, recipients) as writer:
-        writer.write(plaintext)
-    return dst.getvalue()
 
 
-def open_strict(ciphertext: bytes, identities) -> bytes:
-    """Read the whole plaintext; any error (including one after released data) propagates."""
-    reader = age.decrypt(io.BytesIO(ciphertext), identities)
-    out = bytearray()
-    while block := reader.read(1024 * 1024):
-        out += block
-    return bytes(out)
 
 
 def run_age(*args: str) -> subprocess.CompletedProcess:
