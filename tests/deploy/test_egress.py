@@ -238,7 +238,7 @@ def test_demo_session_makes_no_connection_outside_the_lan_and_no_dns(netns, tmp_
     started = [" ".join(r["args"]) for r in records if r["event"] == "start"]
     for command in (" init ", " record ", " serve "):
         assert any(command in f" {s} " for s in started), started
-    traced_pids = set(re.findall(r"^(\d+) \+\+\+ (?:exited|killed)", strace_log.read_text(),
+    traced_pids = set(re.findall(r"^(\d+)\s+\+\+\+ (?:exited|killed)", strace_log.read_text(),
                                  re.M))
     assert len(traced_pids) >= 5, "strace followed the demo, init, recorder, viewer, worker"
     binds = [r["args"][1] for r in records if r["event"] == "socket.bind"]
