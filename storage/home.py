@@ -6,6 +6,7 @@
     clips/YYYY/MM/DD/      ID.mp4.age, ID.jpg.age, ID.json.age (ID.*.partial while written)
     index.sqlite3          what must stay readable without a key: id, start, state, size
     audit.jsonl            hash-chained audit log (+ audit.jsonl.head)
+    motion-tuning.json     trial motion values while the viewer's tuner is open (no footage)
 
 Runtime files (the live frame, the recorder's status) never go under the home: they live in
 $DOORBELL_RUNTIME_DIR (systemd's RuntimeDirectory, a tmpfs) or else in /dev/shm, so a masked
@@ -69,6 +70,23 @@ class Home:
     @property
     def recorder_status_file(self) -> Path:
         return self.run_dir / "recorder.json"
+
+    @property
+    def motion_overlay_file(self) -> Path:
+        """The tuner's overlay (boxes, score, trial values), written only while tuning."""
+        return self.run_dir / "motion-overlay.json"
+
+    @property
+    def motion_mask_file(self) -> Path:
+        """The tuner's detector mask (PNG at detection size), written only while tuning."""
+        return self.run_dir / "motion-mask.png"
+
+    @property
+    def motion_tuning_file(self) -> Path:
+        """Trial motion values from the viewer's tuner (no footage): the viewer writes it, the
+        recorder reads it. Under the home, not the runtime directory, because the recorder's
+        runtime directory is not writable by the viewer's user."""
+        return self.root / "motion-tuning.json"
 
     @property
     def tls_dir(self) -> Path:
