@@ -1,5 +1,13 @@
 """Passphrase policy and the errors of unlocking: no key material here, so any process may import
-it (the command line's error handling does, the recorder included)."""
+it (the command line's error handling does, the recorder included).
+
+Suggested passphrases are diceware: words drawn with `secrets` from the EFF's large wordlist
+(7,776 words, 12.9 bits each; storage/wordlists/eff_large.txt, CC BY 3.0 US, Electronic Frontier
+Foundation), so six words carry about 77 bits.
+"""
+
+import secrets
+from importlib import resources
 
 _COMMON_PASSPHRASES = {
     "password", "passphrase", "doorbell", "letmein", "qwerty", "iloveyou", "admin",
@@ -30,3 +38,10 @@ def check_passphrase_strength(passphrase: str) -> None:
         raise WeakPassphraseError("the passphrase is a common one: choose another")
     if len(set(passphrase)) < 5:
         raise WeakPassphraseError("the passphrase repeats too few characters: choose another")
+
+
+def suggest_passphrase(words: int = 6) -> str:
+    """A fresh diceware passphrase, e.g. "pouch-ravine-unmoved-sputter-tidy-crumb"."""
+    wordlist = (resources.files(__package__) / "wordlists" / "eff_large.txt").read_text()
+    choices = wordlist.split()
+    return "-".join(secrets.choice(choices) for _ in range(words))

@@ -12,6 +12,7 @@ from storage.audit import AuditLog
 from storage.home import Home
 
 from .guards import install_guards
+from .onboarding import SetupCode
 from .ratelimit import LoginRateLimiter
 from .sessions import SessionStore
 from .unlock import Unlocker
@@ -31,6 +32,16 @@ class Viewer:
     live_viewers: int = 0
     day_counts_cache: dict = field(default_factory=dict)  # index version -> days with clips
     live_lock: threading.Lock = field(default_factory=threading.Lock)
+    setup: SetupCode | None = None  # only while the home has no household keys
+    settings_writer: object | None = None  # web.changes.SettingsWriter, made on first save
+    work_factor: int | None = None  # scrypt log2 N for new identities; calibrated on first use
+
+    def scrypt_work_factor(self) -> int:
+        if self.work_factor is None:
+            from storage.keyring import calibrate_work_factor
+
+            self.work_factor = calibrate_work_factor()
+        return self.work_factor
 
 
 def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
@@ -49,12 +60,14 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
         audit=AuditLog(home.audit_file),
         allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
     )
+    if not home.is_initialised():
+        viewer.setup = SetupCode()
     app.extensions["doorbell"] = viewer
     install_guards(app)
 
-    from .views import audit, auth, clips, events, live, status, timeline
+    from .views import audit, auth, clips, events, live, members, settings, setup, status, timeline
 
-    for module in (auth, timeline, clips, live, audit, status, events):
+    for module in (auth, setup, timeline, clips, live, audit, status, events, settings, members):
         app.register_blueprint(module.blueprint)
 
     @app.errorhandler(400)
@@ -62,6 +75,7 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
     @app.errorhandler(403)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(410)
     @app.errorhandler(413)
     @app.errorhandler(416)
     @app.errorhandler(422)

@@ -19,9 +19,16 @@ log = logging.getLogger("doorbell.viewer")
 
 SESSION_COOKIE = "__Host-doorbell-session"
 PUBLIC_ENDPOINTS = {"auth.login", "auth.login_submit", "static"}
+# Before set-up (no household keys yet) these are all there is; the set-up code guards them.
+SETUP_ENDPOINTS = {"setup.page", "setup.submit", "static"}
+# A freshly set-up owner sees only the recovery key until they confirm they saved it.
+RECOVERY_ENDPOINTS = {"setup.recovery", "setup.recovery_confirm", "auth.lock", "static"}
+# Forms that exist before any session (and so before any CSRF token): same-origin checks only.
+NO_TOKEN_ENDPOINTS = {"auth.login_submit", "setup.submit"}
 # Media and data answer 401 when locked; pages redirect to the login page instead.
 MEDIA_ENDPOINTS = {"clips.video", "clips.thumbnail", "live.stream", "live.frame", "status.data",
-                   "events.stream"}
+                   "events.stream", "settings.motion_overlay", "settings.motion_mask",
+                   "settings.applied", "settings.recording_estimate", "settings.motion_trial"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -109,16 +116,27 @@ def install_guards(app: Flask) -> None:
         if request.method not in SAFE_METHODS:
             if not _same_origin():
                 abort(403, "Cross-site request refused.")
-            if request.endpoint != "auth.login_submit":
+            if request.endpoint not in NO_TOKEN_ENDPOINTS:
                 sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
                 if g.session is None or not hmac.compare_digest(sent, g.session.csrf_token):
                     abort(403, "The form expired or did not come from this viewer: reload it.")
+        if viewer.setup is not None and request.endpoint not in SETUP_ENDPOINTS and \
+                not viewer.home.is_initialised():
+            if request.method == "GET":
+                return redirect(url_for("setup.page"))
+            abort(403, "This device is not set up yet: open the set-up page.")
         if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
+            return None
+        if request.endpoint in SETUP_ENDPOINTS:  # after set-up they only say so, or redirect
             return None
         if g.session is None:
             if request.method == "GET" and request.endpoint not in MEDIA_ENDPOINTS:
                 return redirect(url_for("auth.login"))
             abort(401, "Locked: unlock the viewer first.")
+        if g.session.recovery_secret is not None and request.endpoint not in RECOVERY_ENDPOINTS:
+            if request.method == "GET":
+                return redirect(url_for("setup.recovery"))
+            abort(403, "Confirm that you saved the recovery key first.")
         return None
 
     @app.after_request

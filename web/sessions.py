@@ -21,6 +21,8 @@ class Session:
     created_s: float
     last_seen_s: float
     metadata_cache: dict = field(default_factory=dict)  # decrypted clip metadata, this session only
+    # Set-up only: the recovery key, in memory until the new owner confirms they saved it.
+    recovery_secret: str | None = None
 
 
 class SessionStore:

@@ -1,14 +1,16 @@
-"""`doorbell run [--home DIR]`: the recorder and the viewer, as two processes."""
+"""`doorbell run [--home DIR]`: the recorder and the viewer, as two processes.
+
+On a home with no household keys yet, the viewer prints a set-up code and serves the set-up
+page; the recorder waits until set-up is finished, then records.
+"""
 
 from storage.home import Home
 
-from ..errors import CommandError
 from ..supervisor import supervise
 
 
 def run(args) -> int:
     home = Home.resolve(args.home)
-    if not home.is_initialised():
-        raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
+    home.root.mkdir(mode=0o750, parents=True, exist_ok=True)
     home_args = ["--home", str(home.root)]
     return supervise(home_args, home_args)

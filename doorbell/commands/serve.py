@@ -8,8 +8,6 @@ from web import create_app
 from web.server import is_loopback, serve
 from web.tls import certificate_paths, create_certificate, fingerprint
 
-from ..errors import CommandError
-
 log = logging.getLogger("doorbell.viewer")
 
 
@@ -24,7 +22,8 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     home = Home.resolve(args.home)
     if not home.is_initialised():
-        raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
+        # A new device: set-up happens in the browser, guarded by a code printed below.
+        home.root.mkdir(mode=0o750, parents=True, exist_ok=True)
     settings = load_settings(home.root)
     if args.bind:
         settings = settings.with_overrides({"viewer.bind": args.bind}, source="--bind")
@@ -38,5 +37,11 @@ def run(args) -> int:
         print("Check that your browser shows the same fingerprint before unlocking.")
     shown_host = f"[{host}]" if ":" in host else host
     print(f"Viewer on {scheme}://{shown_host}:{port}/ (home network only)", flush=True)
-    serve(create_app(settings, home), host, port, tls)
+    app = create_app(settings, home)
+    setup = app.extensions["doorbell"].setup
+    if setup is not None:
+        print(f"\n{home.root} has no household member yet. Open the viewer and enter the set-up "
+              f"code\n\n    {setup.display}\n\nIt works once, for {setup.minutes_left} minutes; "
+              "restart the viewer for a new one.\n", flush=True)
+    serve(app, host, port, tls)
     return 0

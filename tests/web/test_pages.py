@@ -187,7 +187,7 @@ def test_days_that_fit_follow_the_storage_budget(make_app, identity, runtime_dir
 def test_days_that_fit_is_never_negative(unlocked, monkeypatch):
     from collections import namedtuple
 
-    import web.views.status as status_view
+    import web.capacity as status_view
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(status_view.shutil, "disk_usage",

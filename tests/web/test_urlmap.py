@@ -1,4 +1,8 @@
-"""Every route needs an unlocked session except login and static files: walk the URL map."""
+"""Every route needs an unlocked session except login and static files: walk the URL map.
+
+The set-up pages are open only while the device has no household member (tests/web/test_setup.py);
+on a set-up device they redirect to the login page (GET) or refuse (POST), like any other route.
+"""
 
 import pytest
 
@@ -9,7 +13,17 @@ KNOWN_ENDPOINTS = {
     "clips.video", "clips.thumbnail", "clips.export", "clips.confirm_delete", "clips.delete",
     "live.page", "live.frame", "live.stream", "audit.page", "status.page", "status.data",
     "events.stream", "static",
+    "setup.page", "setup.submit", "setup.recovery", "setup.recovery_confirm",
+    "settings.index", "settings.areas", "settings.areas_save", "settings.motion",
+    "settings.motion_save", "settings.motion_trial", "settings.motion_overlay",
+    "settings.motion_mask", "settings.recording", "settings.recording_save",
+    "settings.recording_estimate", "settings.applied",
+    "members.page", "members.add", "members.remove", "members.passphrase",
 }
+# Answer 401 when locked (scripts and media fetch them); pages redirect to the login page.
+DATA_ENDPOINTS = {"clips.video", "clips.thumbnail", "live.stream", "live.frame", "status.data",
+                  "events.stream", "settings.motion_overlay", "settings.motion_mask",
+                  "settings.applied", "settings.recording_estimate"}
 SAFE = {"GET", "HEAD", "OPTIONS"}
 
 
@@ -37,13 +51,14 @@ def test_every_route_but_login_and_static_refuses_a_locked_client(app, client, h
             continue
         url = _url(rule, clip_id)
         for method in sorted(rule.methods):
+            if method == "OPTIONS" and rule.endpoint in {"setup.page", "setup.submit"}:
+                continue  # Flask's automatic OPTIONS answer: no body, no state
             response = client.open(url, method=method)
             walked.add(rule.endpoint)
             where = f"{method} {url} -> {response.status_code}"
             assert response.status_code != 200, where
             if method == "GET":
-                if rule.endpoint in {"clips.video", "clips.thumbnail", "live.stream",
-                                     "live.frame", "status.data", "events.stream"}:
+                if rule.endpoint in DATA_ENDPOINTS:
                     assert response.status_code == 401, where
                 else:
                     assert _is_login_redirect(response), where
@@ -60,6 +75,7 @@ def test_every_route_but_login_and_static_refuses_a_locked_client(app, client, h
     assert home.paths(clip_id)["video"].exists()
     assert not home.actions("clip.delete") and not home.actions("clip.export")
     assert not home.actions("clip.view") and not home.actions("live.start")
+    assert not home.actions("setup") and not home.actions("settings.change")
 
 
 def test_locked_with_a_forged_cookie_is_the_same_as_no_cookie(app, client, home):
@@ -80,10 +96,14 @@ def test_login_and_static_are_reachable_locked(client, path):
 
 def test_unlocked_every_get_route_answers(app, unlocked, home, runtime_dir):
     (runtime_dir / "live.jpg").write_bytes(b"\xff\xd8\xff\xe0frame")
+    (runtime_dir / "motion-mask.png").write_bytes(b"\x89PNG\r\n\x1a\nmask")
     clip_id = home.clips["doorbell"].id
     for rule in app.url_map.iter_rules():
         if "GET" not in rule.methods or rule.endpoint in {"live.stream", "auth.login"}:
             continue
         response = unlocked.get(_url(rule, clip_id))
+        if rule.endpoint.startswith("setup."):  # a set-up device: back to where one belongs
+            assert response.status_code == 302, (rule.endpoint, response.status_code)
+            continue
         assert response.status_code == 200, (rule.endpoint, response.status_code)
         response.close()

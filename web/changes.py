@@ -1,0 +1,106 @@
+"""The rules every settings and household change in the browser follows.
+
+1. Re-authentication: the member types their passphrase again, and it must unlock their own
+   identity on the device (rate-limited like a login, before the slow scrypt check).
+2. The audit log must be intact, so no change can be made that leaves no trace.
+3. Validation by the same config model as the file: one error naming the field.
+4. Atomic write (storage.durable): a power cut mid-save leaves the old or the new config.toml.
+5. An audit entry: who, what, and each changed key's value before and after.
+"""
+
+import dataclasses
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from config.editor import ConfigChange, edit_config
+from storage.durable import write_atomically
+from storage.passphrase import WrongPassphraseError
+
+from .unlock import UnlockBusy
+
+
+class ChangeRefused(Exception):
+    """A change that was not made; str() is one sentence for the page, `status` its HTTP code."""
+
+    def __init__(self, message: str, status: int = 400, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+@dataclass
+class Confirmation:
+    member: str
+    address: str
+
+
+def confirm_passphrase(viewer, session, passphrase: str, address: str) -> Confirmation:
+    """Rule 1 (and 2): raise ChangeRefused unless `passphrase` unlocks the session's member."""
+    if not passphrase:
+        raise ChangeRefused("Type your passphrase to confirm the change.", 401, "passphrase")
+    wait_s = viewer.limiter.try_acquire(address, session.member)
+    if wait_s is not None:
+        viewer.audit.append(session.member, "reauth.rate_limited", address=address)
+        raise ChangeRefused(f"Too many attempts. Try again in {int(wait_s // 60) + 1} minutes.",
+                            429)
+    try:
+        identity = viewer.unlocker.unlock(session.member, passphrase)
+    except UnlockBusy:
+        raise ChangeRefused("Another unlock is in progress: try again in a moment.", 503) \
+            from None
+    except WrongPassphraseError:
+        viewer.audit.append(session.member, "reauth.failed", address=address)
+        raise ChangeRefused("Wrong passphrase: nothing was changed.", 401, "passphrase") \
+            from None
+    if str(identity.recipient) != str(session.identity.recipient):
+        raise ChangeRefused("Your key on this device changed since you unlocked: lock and "
+                            "unlock again.", 401)
+    viewer.limiter.forget(address, session.member)
+    if not viewer.audit.verify().ok:
+        raise ChangeRefused("The audit log is damaged, so nothing is changed until it is "
+                            "repaired (see the Audit page).", 409)
+    return Confirmation(session.member, address)
+
+
+def field_sentence(exc) -> str:
+    """A ConfigError as one sentence that names the field."""
+    if exc.key and exc.key not in exc.message:
+        return f"{exc.key}: {exc.message}"
+    return exc.message
+
+
+class SettingsWriter:
+    """Rules 3-5 for config.toml. One save at a time; the viewer's settings follow the file."""
+
+    def __init__(self, viewer) -> None:
+        self._viewer = viewer
+        self._lock = threading.Lock()
+
+    def save(self, confirmation: Confirmation, values: dict[str, Any]) -> ConfigChange:
+        from config.loader import ConfigError
+
+        v = self._viewer
+        path = v.home.config_file
+        with self._lock:
+            try:
+                current = path.read_text(encoding="utf-8-sig")
+            except FileNotFoundError:
+                current = ""
+            try:
+                change = edit_config(current, values, source=path.name)
+            except ConfigError as exc:
+                raise ChangeRefused(field_sentence(exc), 400, exc.key) from None
+            if not change.changes:
+                return change
+            try:
+                write_atomically(path, change.text.encode("utf-8"), mode=0o640)
+            except OSError as exc:
+                raise ChangeRefused(f"The settings could not be saved ({exc.strerror or exc}); "
+                                    "the old settings are still in force.", 500) from None
+            v.audit.append(confirmation.member, "settings.change", address=confirmation.address,
+                           changes={key: {"before": before, "after": after}
+                                    for key, (before, after) in change.changes.items()})
+            # The viewer's own section (bind, networks) is what it started with until a restart.
+            v.settings = dataclasses.replace(change.settings, viewer=v.settings.viewer)
+            return change

@@ -1,0 +1,256 @@
+"""Settings in the browser: privacy masks and motion zones drawn on the picture, the motion
+tuner with the detector's live overlay, and recording/retention with the days that fit.
+
+Every save goes through web/changes.py (passphrase again, same validation as the file, atomic
+write, audit entry). The recorder notices the new config.toml within about a second and applies
+it; `applied.json` compares what the recorder runs with what is on disk.
+"""
+
+import hashlib
+import json
+import math
+import time
+
+from flask import (
+    Blueprint,
+    abort,
+    g,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    send_file,
+    url_for,
+)
+
+from config.editor import setting_value
+from storage.durable import write_atomically
+
+from ..capacity import days_that_fit, measure_usage
+from ..changes import ChangeRefused, SettingsWriter, confirm_passphrase, field_sentence
+from .common import viewer
+
+blueprint = Blueprint("settings", __name__, url_prefix="/settings")
+
+GB = 1_000_000_000
+TRIAL_LIFETIME_S = 15.0  # the tuner page refreshes its trial values every 5 s
+MOTION_KEYS = ("sensitivity", "min_area", "trigger_frames")
+RECORDING_FIELDS = {  # form field -> (dotted key, conversion)
+    "pre_roll_s": ("recording.pre_roll_s", float),
+    "post_roll_s": ("recording.post_roll_s", float),
+    "max_clip_s": ("recording.max_clip_s", float),
+    "max_age_days": ("retention.max_age_days", int),
+    "max_total_gb": ("retention.max_total_bytes", lambda text: round(float(text) * GB)),
+    "min_free_gb": ("retention.min_free_bytes", lambda text: round(float(text) * GB)),
+}
+
+
+def _writer() -> SettingsWriter:
+    v = viewer()
+    if v.settings_writer is None:
+        v.settings_writer = SettingsWriter(v)
+    return v.settings_writer
+
+
+def _save(values: dict, page: str):
+    """Confirm the passphrase, save, and go back to `page` saying so (or show the refusal)."""
+    v = viewer()
+    confirmation = confirm_passphrase(v, g.session, request.form.get("passphrase", ""),
+                                      request.remote_addr)
+    change = _writer().save(confirmation, values)
+    note = "saved" if change.changes else "unchanged"
+    return redirect(url_for(page, note=note), code=303)
+
+
+@blueprint.errorhandler(ChangeRefused)
+def refused(exc: ChangeRefused):
+    """A refused change re-shows its page with the sentence (and the field) in an alert."""
+    endpoint = request.endpoint.removesuffix("_save")
+    pages = {"settings.areas": areas, "settings.motion": motion,
+             "settings.recording": recording}
+    if endpoint in pages and request.method == "POST":
+        body = pages[endpoint](error=str(exc), error_field=exc.field, form=request.form)
+        return body, exc.status
+    return jsonify(error=str(exc), field=exc.field), exc.status
+
+
+@blueprint.get("")
+def index():
+    return render_template("settings.html")
+
+
+# -- privacy masks and motion zones ---------------------------------------------------------------
+
+@blueprint.get("/areas")
+def areas(error=None, error_field=None, form=None):
+    s = viewer().settings
+    masks = form.get("masks") if form else json.dumps(setting_value(s, "privacy.masks"))
+    zones = form.get("zones") if form else json.dumps(setting_value(s, "motion.zones"))
+    return render_template("settings_areas.html", masks=masks, zones=zones, error=error,
+                           error_field=error_field, note=request.args.get("note"))
+
+
+@blueprint.post("/areas")
+def areas_save():
+    values = {"privacy.masks": _polygons_field("masks", "privacy.masks"),
+              "motion.zones": _polygons_field("zones", "motion.zones")}
+    return _save(values, "settings.areas")
+
+
+def _polygons_field(name: str, key: str) -> list:
+    try:
+        polygons = json.loads(request.form.get(name, "[]") or "[]")
+    except ValueError:
+        raise ChangeRefused(f"{key}: the polygons could not be read; reload the page.", 400,
+                            key) from None
+    if not isinstance(polygons, list):
+        raise ChangeRefused(f"{key}: expected a list of polygons.", 400, key)
+    return polygons
+
+
+# -- motion tuner ----------------------------------------------------------------------------------
+
+@blueprint.get("/motion")
+def motion(error=None, error_field=None, form=None):
+    s = viewer().settings
+    values = {key: setting_value(s, f"motion.{key}") for key in MOTION_KEYS}
+    if form:
+        values.update({key: form.get(key, values[key]) for key in MOTION_KEYS})
+    return render_template("settings_motion.html", values=values, error=error,
+                           error_field=error_field, note=request.args.get("note"))
+
+
+@blueprint.post("/motion")
+def motion_save():
+    values = {f"motion.{key}": _number(key, f"motion.{key}", float if key != "trigger_frames"
+                                       else int) for key in MOTION_KEYS}
+    response = _save(values, "settings.motion")
+    viewer().home.motion_tuning_file.unlink(missing_ok=True)  # the saved values are in force
+    return response
+
+
+@blueprint.post("/motion/trial")
+def motion_trial():
+    """The tuner's trial values: the recorder runs a second detector with them (no recording
+    changes) and publishes its mask and boxes while the file stays fresh. Not a settings change:
+    nothing persistent changes, so no passphrase is asked."""
+    from config.loader import ConfigError
+
+    v = viewer()
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        abort(400, "Expected a JSON object of motion values.")
+    trial = {key: data[key] for key in MOTION_KEYS if key in data}
+    try:
+        v.settings.with_overrides({f"motion.{k}": val for k, val in trial.items()},
+                                  source="tuner")
+    except ConfigError as exc:
+        return jsonify(error=field_sentence(exc), field=exc.key), 400
+    body = {"motion": trial, "expires_at": time.time() + TRIAL_LIFETIME_S,
+            "member": g.session.member}
+    write_atomically(v.home.motion_tuning_file, json.dumps(body).encode(), mode=0o640)
+    return jsonify(ok=True, expires_at=body["expires_at"])
+
+
+@blueprint.get("/motion/overlay.json")
+def motion_overlay():
+    try:
+        overlay = json.loads(viewer().home.motion_overlay_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return jsonify(active=False)
+    overlay["active"] = time.time() - overlay.get("updated", 0) < 5.0
+    return jsonify(overlay)
+
+
+@blueprint.get("/motion/mask.png")
+def motion_mask():
+    path = viewer().home.motion_mask_file
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        abort(404, "No overlay: the tuner is not running or the recorder is stopped.")
+    from io import BytesIO
+
+    return send_file(BytesIO(data), mimetype="image/png")
+
+
+# -- recording and retention -------------------------------------------------------------------
+
+@blueprint.get("/recording")
+def recording(error=None, error_field=None, form=None):
+    s = viewer().settings
+    values = {
+        "pre_roll_s": s.recording.pre_roll_s, "post_roll_s": s.recording.post_roll_s,
+        "max_clip_s": s.recording.max_clip_s, "max_age_days": s.retention.max_age_days,
+        "max_total_gb": _gb(s.retention.max_total_bytes),
+        "min_free_gb": _gb(s.retention.min_free_bytes),
+    }
+    if form:
+        values.update({key: form.get(key, values[key]) for key in RECORDING_FIELDS})
+    return render_template("settings_recording.html", values=values, error=error,
+                           error_field=error_field, note=request.args.get("note"),
+                           estimate=_estimate(s))
+
+
+@blueprint.post("/recording")
+def recording_save():
+    values = {key: _number(field, key, convert) for field, (key, convert)
+              in RECORDING_FIELDS.items()}
+    return _save(values, "settings.recording")
+
+
+@blueprint.get("/recording/estimate.json")
+def recording_estimate():
+    """Days that fit for proposed values (query string, the form's fields), before saving."""
+    from config.loader import ConfigError
+
+    s = viewer().settings
+    values = {key: _number(field, key, convert, request.args) for field, (key, convert)
+              in RECORDING_FIELDS.items() if field in request.args}
+    try:
+        proposed = s.with_overrides(values, source="form")
+    except ConfigError as exc:
+        return jsonify(error=field_sentence(exc), field=exc.key), 400
+    return jsonify(_estimate(proposed))
+
+
+def _estimate(proposed) -> dict:
+    v = viewer()
+    usage = measure_usage(v.home.index_file, v.home.clips_dir)
+    days = days_that_fit(usage, proposed.retention, proposed.recording, v.settings.recording)
+    return {"days": days, "bytes_per_day": round(usage.bytes_per_day),
+            "free_bytes": usage.free_bytes, "clips_bytes": usage.clips_bytes}
+
+
+def _gb(size_bytes: int) -> float:
+    return round(size_bytes / GB, 2)
+
+
+def _number(field: str, key: str, convert, source=None):
+    text = (source if source is not None else request.form).get(field, "").strip()
+    try:
+        value = convert(text)
+    except (TypeError, ValueError):
+        raise ChangeRefused(f"{key}: enter a number.", 400, key) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ChangeRefused(f"{key}: enter a finite number.", 400, key)
+    return value
+
+
+# -- did the recorder pick it up? ------------------------------------------------------------------
+
+@blueprint.get("/applied.json")
+def applied():
+    v = viewer()
+    try:
+        saved = hashlib.sha256(v.home.config_file.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        saved = hashlib.sha256(b"").hexdigest()
+    try:
+        status = json.loads(v.home.recorder_status_file.read_text())
+    except (FileNotFoundError, ValueError):
+        status = {}
+    running = status.get("config_sha256")
+    fresh = time.time() - (status.get("updated") or 0) < 10
+    return jsonify(saved_sha256=saved, recorder_sha256=running,
+                   recorder_running=fresh, applied=fresh and running == saved)

@@ -1,0 +1,126 @@
+"""First-run set-up in the browser: set-up code -> first member -> recovery key -> timeline.
+
+Only while the home has no household keys (see web/onboarding.py for the code). The new member's
+identity is unlocked straight away (we hold it), and the session keeps the recovery key in memory
+until the owner confirms they saved it; every other page waits until then.
+"""
+
+import logging
+
+from flask import Blueprint, abort, g, redirect, render_template, request, url_for
+
+from storage.household import HouseholdError, create_household
+from storage.passphrase import KeyringError, suggest_passphrase
+from storage.recipients import RecipientsError, check_member_name
+from web.tls import certificate_paths, create_certificate, fingerprint
+
+from ..guards import SESSION_COOKIE
+from ..onboarding import SetupCodeError
+from .common import viewer
+
+blueprint = Blueprint("setup", __name__, url_prefix="/setup")
+log = logging.getLogger("doorbell.viewer")
+
+SETUP_LIMIT_KEY = "(set-up code)"  # rate-limit bucket name: never a valid member name
+
+
+def needs_setup() -> bool:
+    v = viewer()
+    return v.setup is not None and not v.home.is_initialised()
+
+
+def _form(error: str | None = None, status: int = 200, member: str = ""):
+    return render_template("setup.html", error=error, member=member,
+                           suggestion=suggest_passphrase(),
+                           minutes_left=viewer().setup.minutes_left), status
+
+
+@blueprint.get("")
+def page():
+    if not needs_setup():
+        return redirect(url_for("auth.login"))
+    if viewer().setup.expired:
+        return _form("The set-up code has expired: restart the viewer to print a new one.", 410)
+    return _form()
+
+
+@blueprint.post("")
+def submit():
+    v = viewer()
+    if not needs_setup():
+        abort(403, "This device is already set up: unlock with your name and passphrase.")
+    member = request.form.get("member", "").strip()[:64]
+    passphrase = request.form.get("passphrase", "")
+    wait_s = v.limiter.try_acquire(request.remote_addr, SETUP_LIMIT_KEY)
+    if wait_s is not None:
+        return _form(f"Too many attempts. Try again in {int(wait_s // 60) + 1} minutes.", 429,
+                     member)
+    try:
+        v.setup.check(request.form.get("code", ""))
+    except SetupCodeError as exc:
+        log.warning("set-up code refused for %s: %s", request.remote_addr, exc)
+        return _form(str(exc), 401, member)
+    try:
+        check_member_name(member)
+        if passphrase != request.form.get("passphrase_confirm", ""):
+            raise KeyringError("the two passphrases differ")
+        v.setup.consume(request.form.get("code", ""))
+    except (RecipientsError, KeyringError) as exc:
+        return _form(f"{_sentence(exc)}", 400, member)
+    except SetupCodeError as exc:  # another tab finished set-up a moment ago
+        return _form(str(exc), 401, member)
+    try:
+        household = create_household(v.home, member, passphrase, v.scrypt_work_factor())
+        cert, _key = certificate_paths(v.home.tls_dir)
+        digest = fingerprint(cert) if cert.exists() else create_certificate(v.home.tls_dir)
+    except (HouseholdError, RecipientsError, KeyringError, OSError) as exc:
+        v.setup.release()
+        log.error("set-up failed: %s", exc)
+        return _form(f"Set-up failed: {_sentence(exc)}", 400 if not isinstance(exc, OSError)
+                     else 500, member)
+    v.limiter.forget(request.remote_addr, SETUP_LIMIT_KEY)
+    v.audit.append(member, "setup", member=member,
+                   member_key=str(household.member_identity.recipient),
+                   recovery_key=str(household.recovery_identity.recipient),
+                   tls_fingerprint=digest, address=request.remote_addr)
+    log.info("set up by %s from %s", member, request.remote_addr)
+    session_id, session = v.sessions.create(member, household.member_identity)
+    session.recovery_secret = str(household.recovery_identity)
+    response = redirect(url_for("setup.recovery"), code=303)
+    response.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True,
+                        samesite="Strict", path="/")
+    return response
+
+
+@blueprint.get("/recovery")
+def recovery():
+    secret = g.session.recovery_secret
+    if secret is None:
+        return redirect(url_for("timeline.index"))
+    return _recovery_page(secret)
+
+
+@blueprint.post("/recovery")
+def recovery_confirm():
+    secret = g.session.recovery_secret
+    if secret is None:
+        return redirect(url_for("timeline.index"), code=303)
+    if request.form.get("saved") != "yes":
+        return _recovery_page(secret, "Tick the box once the recovery key is saved or printed.",
+                              400)
+    g.session.recovery_secret = None
+    viewer().audit.append(g.session.member, "setup.recovery_saved",
+                          address=request.remote_addr)
+    return redirect(url_for("timeline.index"), code=303)
+
+
+def _recovery_page(secret: str, error: str | None = None, status: int = 200):
+    cert, _key = certificate_paths(viewer().home.tls_dir)
+    groups = " ".join(secret[i:i + 6] for i in range(0, len(secret), 6))
+    return render_template("setup_recovery.html", secret=secret, groups=groups, error=error,
+                           fingerprint=fingerprint(cert) if cert.exists() else None), status
+
+
+def _sentence(exc: Exception) -> str:
+    text = str(exc)
+    return text[:1].upper() + text[1:].rstrip(".") + "."
