@@ -197,7 +197,9 @@ install_program() {
 # the audit log create new files readable by their owner's group only (0640).
 CONFIG_TEMPLATE='# Doorbell settings for this device (written by deploy/install.sh; edit freely).
 # Every key, its default and range: /opt/doorbell/venv/lib/python3*/site-packages/config/default.toml
-# Restart after a change: sudo systemctl restart doorbell-recorder doorbell-viewer
+# Masks, zones, motion, recording and retention can be changed in the viewer (Settings); the
+# recorder applies changes to this file within seconds (camera and notification changes restart
+# it). A [viewer] change needs: sudo systemctl restart doorbell-viewer
 
 [camera]
 # "/dev/video0" (a USB webcam), an rtsp:// URL on your home network (needs
@@ -302,28 +304,34 @@ install_units() {
 }
 
 start_or_guide() {
-  if [ -f "$HOME_DIR/recipients.txt" ]; then
-    if [ "$use_systemd" = yes ]; then
-      systemctl restart "${UNITS[@]}"
-      say "started: ${UNITS[*]} (journalctl -u doorbell-recorder -u doorbell-viewer -f)"
-    else
-      say "the home is initialised; the services start at the next boot."
-    fi
-    return 0
+  local url
+  url="https://$(hostname -s 2>/dev/null || hostname).local:8443/"
+  if [ "$use_systemd" = yes ]; then
+    systemctl restart "${UNITS[@]}"
+    say "started: ${UNITS[*]} (journalctl -u doorbell-recorder -u doorbell-viewer -f)"
+  else
+    say "the services start at the next boot."
   fi
+  [ -f "$HOME_DIR/recipients.txt" ] && return 0
   cat <<EOF
 
-Next: create the household's first member. Run, as the viewer user that owns the keys:
+Next: create the household's first member, in a browser on your home network. Open
+
+    $url
+
+and type the one-time set-up code the viewer printed to its log:
+
+    sudo journalctl -u doorbell-viewer | grep -A 2 'set-up code'
+
+The code works once, for 30 minutes (restart doorbell-viewer for a new one). The page asks
+for your name and a passphrase, then shows a RECOVERY KEY once (save or print it: with it,
+age alone decrypts every clip) and the certificate fingerprint to compare with your browser's.
+The recorder waits until then and starts recording as soon as set-up is done.
+
+Or, from this terminal, as the viewer user that owns the keys:
 
     sudo runuser -u $VIEW_USER -- $VENV/bin/doorbell init --home $HOME_DIR --user YOUR-NAME
 
-(as root, leave out sudo). It asks for a passphrase, prints a RECOVERY KEY once (write it
-down: with it, age alone decrypts every clip) and the viewer certificate's SHA-256
-fingerprint. Then start the services:
-
-    sudo systemctl start doorbell-recorder doorbell-viewer
-
-and open https://$(hostname -s 2>/dev/null || hostname).local:8443/ from your home network.
 EOF
 }
 
