@@ -31,8 +31,13 @@ def needs_setup() -> bool:
 
 def _form(error: str | None = None, status: int = 200, member: str = ""):
     return render_template("setup.html", error=error, member=member,
-                           suggestion=suggest_passphrase(),
+                           suggestion=suggest_passphrase(), fingerprint=_fingerprint(),
                            minutes_left=viewer().setup.minutes_left), status
+
+
+def _fingerprint() -> str | None:
+    cert, _key = certificate_paths(viewer().home.tls_dir)
+    return fingerprint(cert) if cert.exists() else None
 
 
 @blueprint.get("")
@@ -60,6 +65,7 @@ def submit():
     except SetupCodeError as exc:
         log.warning("set-up code refused for %s: %s", request.remote_addr, exc)
         return _form(str(exc), 401, member)
+    v.limiter.forget(request.remote_addr, SETUP_LIMIT_KEY)  # not guessing: typos below are free
     try:
         check_member_name(member)
         if passphrase != request.form.get("passphrase_confirm", ""):
@@ -115,10 +121,9 @@ def recovery_confirm():
 
 
 def _recovery_page(secret: str, error: str | None = None, status: int = 200):
-    cert, _key = certificate_paths(viewer().home.tls_dir)
     groups = " ".join(secret[i:i + 6] for i in range(0, len(secret), 6))
     return render_template("setup_recovery.html", secret=secret, groups=groups, error=error,
-                           fingerprint=fingerprint(cert) if cert.exists() else None), status
+                           fingerprint=_fingerprint()), status
 
 
 def _sentence(exc: Exception) -> str:
