@@ -117,6 +117,10 @@ def install_guards(app: Flask) -> None:
             if not _same_origin():
                 abort(403, "Cross-site request refused.")
             if request.endpoint not in NO_TOKEN_ENDPOINTS:
+                if g.session is None and request.endpoint in MEDIA_ENDPOINTS:
+                    # A data POST (the tuner's trial values) from a page whose session locked:
+                    # 401 makes the page reload to the login page, as its GETs do.
+                    abort(401, "Locked: unlock the viewer first.")
                 sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
                 if g.session is None or not hmac.compare_digest(sent, g.session.csrf_token):
                     abort(403, "The form expired or did not come from this viewer: reload it.")

@@ -8,6 +8,7 @@ logins, applied before the code is compared.
 """
 
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -50,7 +51,7 @@ class SetupCode:
 
     @property
     def minutes_left(self) -> int:
-        return max(0, int((self._lifetime_s - (self._clock() - self._issued_s)) // 60))
+        return max(0, math.ceil((self._lifetime_s - (self._clock() - self._issued_s)) / 60))
 
     def check(self, given: str) -> None:
         """Raise SetupCodeError unless `given` is the code and it is still good."""

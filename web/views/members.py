@@ -33,10 +33,13 @@ def refused(exc: ChangeRefused):
 @blueprint.get("")
 def page(error=None, error_field=None):
     v = viewer()
+    form = dict(request.form.items()) if request.method == "POST" else {}
+    if form.get("public_key", "").strip().upper().startswith("AGE-SECRET-KEY-"):
+        form["public_key"] = ""  # a secret key pasted by mistake is never sent back
     return render_template("members.html", members=list_members(v.home), error=error,
                            error_field=error_field, note=request.args.get("note"),
                            recovery_name=RECOVERY_NAME, suggestion=suggest_passphrase(),
-                           form=request.form if request.method == "POST" else {})
+                           form=form)
 
 
 def _confirm():
@@ -70,7 +73,10 @@ def add():
                              work_factor=v.scrypt_work_factor())
             kind = "passphrase identity"
     except (HouseholdError, RecipientsError, KeyringError) as exc:
-        raise _refuse(exc, "public_key" if public_key else "name") from None
+        # The sentence names the member when the name is the problem (bad, or taken).
+        about_name = repr(name) in str(exc) or isinstance(exc, RecipientsError)
+        other = "public_key" if public_key else "new_passphrase"
+        raise _refuse(exc, "name" if about_name else other) from None
     v.audit.append(confirmation.member, "keys.add", member=key.name, key=str(key.recipient),
                    kind=kind, address=confirmation.address)
     return redirect(url_for("members.page", note=f"added:{key.name}"), code=303)

@@ -230,8 +230,9 @@ def _number(field: str, key: str, convert, source=None):
     text = (source if source is not None else request.form).get(field, "").strip()
     try:
         value = convert(text)
-    except (TypeError, ValueError):
-        raise ChangeRefused(f"{key}: enter a number.", 400, key) from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: "inf" GB as whole bytes
+        kind = "a whole number" if convert is int else "a number"
+        raise ChangeRefused(f"{key}: enter {kind}.", 400, key) from None
     if isinstance(value, float) and not math.isfinite(value):
         raise ChangeRefused(f"{key}: enter a finite number.", 400, key)
     return value

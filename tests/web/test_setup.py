@@ -1,0 +1,375 @@
+"""First-run set-up in the browser: set-up code -> first member -> recovery key -> timeline."""
+
+import html
+import re
+
+import pytest
+
+from storage.age.identities import parse_identity
+from storage.home import Home
+from storage.household import create_household
+from storage.keyring import Keyring
+from storage.passphrase import WrongPassphraseError
+from storage.recipients import RECOVERY_NAME, read_household_keys
+from web.onboarding import LIFETIME_S, SetupCode
+
+from .conftest import FAST_WORK_FACTOR, ORIGIN, SESSION_COOKIE, new_client, session_cookie
+
+OWNER = "dana"
+OWNER_PASSPHRASE = "otter-lantern-gravel-mosaic-7"
+SAME_ORIGIN = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
+ALERT = re.compile(r'role="alert"[^>]*>(.*?)</p>', re.S)
+RECOVERY_KEY = re.compile(r'<pre id="recovery-key"[^>]*>([^<]+)</pre>')
+EXPIRED = "The set-up code has expired: restart the viewer to print a new one."
+
+
+def _alert(response) -> str:
+    match = ALERT.search(response.get_data(as_text=True))
+    return html.unescape(match.group(1)).strip() if match else ""
+
+
+def _redirects_to(response, path: str) -> bool:
+    return response.status_code in (302, 303) and response.headers["Location"] == path
+
+
+def submit(client, code: str, member: str = OWNER, passphrase: str = OWNER_PASSPHRASE,
+           confirm: str | None = None, headers: dict | None = None):
+    """POST the set-up form as a browser on the device's own origin would."""
+    data = {"code": code, "member": member, "passphrase": passphrase,
+            "passphrase_confirm": passphrase if confirm is None else confirm}
+    return client.post("/setup", data=data, headers={**SAME_ORIGIN, **(headers or {})})
+
+
+def household_files(root) -> dict[str, bytes]:
+    """Every file set-up could write (everything but the rate limiter's database)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and not p.name.startswith("viewer.sqlite3")}
+
+
+def assert_not_set_up(fresh_home) -> None:
+    assert household_files(fresh_home.root) == {}
+    assert not fresh_home.home.is_initialised()
+
+
+def recovery_secret(response) -> str:
+    match = RECOVERY_KEY.search(response.get_data(as_text=True))
+    assert match, "no recovery key on the page"
+    return match.group(1).strip()
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 10_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def visitor(fresh_app):
+    """A browser on the home network that has never seen the viewer."""
+    return new_client(fresh_app)
+
+
+@pytest.fixture
+def owner(visitor, setup_code):
+    """A browser that just set the device up (the recovery key is not confirmed yet)."""
+    response = submit(visitor, setup_code)
+    assert _redirects_to(response, "/setup/recovery"), response.status_code
+    return visitor
+
+
+def confirm_saved(client):
+    page = client.get("/setup/recovery")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))
+    return client.post("/setup/recovery", data={"csrf_token": token.group(1), "saved": "yes"},
+                       headers=SAME_ORIGIN)
+
+
+# -- before set-up
+
+@pytest.mark.parametrize("path", [
+    "/", "/login", "/settings", "/settings/areas", "/settings/motion", "/settings/recording",
+    "/members", "/audit", "/status", "/live", "/setup/recovery", "/status.json",
+    "/settings/applied.json", "/clips/20240101T000000Z-abcd",
+])
+def test_before_setup_every_page_leads_to_the_setup_page(visitor, path):
+    assert _redirects_to(visitor.get(path), "/setup")
+
+
+def test_the_setup_page_asks_for_the_code_a_name_and_a_passphrase(visitor):
+    page = visitor.get("/setup")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    for field in ('name="code"', 'name="member"', 'name="passphrase"',
+                  'name="passphrase_confirm"'):
+        assert field in text
+    assert re.search(r"It works once, for (29|30) more minutes", text)
+    assert 'id="suggestion"' in text
+
+
+def test_before_setup_nothing_else_accepts_a_post(visitor, fresh_home):
+    response = visitor.post("/login", data={"member": "dana", "passphrase": OWNER_PASSPHRASE},
+                            headers=SAME_ORIGIN)
+    assert response.status_code == 403
+    assert_not_set_up(fresh_home)
+
+
+def test_wrong_code_is_401_and_writes_nothing(visitor, fresh_home, setup_code):
+    wrong = "2222-3333-4444" if setup_code != "2222-3333-4444" else "5555-6666-7777"
+    response = submit(visitor, wrong)
+    assert response.status_code == 401
+    assert _alert(response) == "Wrong set-up code: it is printed in the viewer's log."
+    assert session_cookie(visitor) is None
+    assert_not_set_up(fresh_home)
+    assert submit(visitor, "").status_code == 401
+    assert_not_set_up(fresh_home)
+
+
+@pytest.mark.parametrize("typed", [
+    lambda code: code,
+    lambda code: code.lower(),
+    lambda code: code.replace("-", ""),
+    lambda code: code.replace("-", "").lower(),
+    lambda code: " " + code.replace("-", " ") + " ",
+], ids=["as printed", "lower case", "no dashes", "lower case no dashes", "spaces"])
+def test_the_code_is_accepted_however_it_is_typed(visitor, fresh_home, setup_code, typed):
+    response = submit(visitor, typed(setup_code))
+    assert _redirects_to(response, "/setup/recovery")
+    assert fresh_home.home.is_initialised()
+
+
+@pytest.mark.parametrize(("member", "passphrase", "confirm", "says"), [
+    (OWNER, "short", "short", "too short"),
+    (OWNER, "password123", "password123", "common"),
+    (OWNER, OWNER_PASSPHRASE, OWNER_PASSPHRASE + "x", "differ"),
+    ("Dana Smith", OWNER_PASSPHRASE, OWNER_PASSPHRASE, "Invalid member name"),
+    ("recovery", OWNER_PASSPHRASE, OWNER_PASSPHRASE, "Invalid member name"),
+    ("", OWNER_PASSPHRASE, OWNER_PASSPHRASE, "Invalid member name"),
+], ids=["weak", "common", "mismatch", "name with a space", "reserved name", "no name"])
+def test_name_and_passphrase_are_checked_without_using_up_the_code(
+        visitor, fresh_home, setup_code, member, passphrase, confirm, says):
+    response = submit(visitor, setup_code, member, passphrase, confirm)
+    assert response.status_code == 400
+    assert says in _alert(response)
+    assert session_cookie(visitor) is None
+    assert_not_set_up(fresh_home)
+    # The same code still works once the form is right.
+    assert _redirects_to(submit(visitor, setup_code), "/setup/recovery")
+
+
+# -- a successful set-up
+
+def test_setup_creates_the_household(owner, fresh_home, fresh_app):
+    keys = read_household_keys(fresh_home.home.recipients_file)
+    assert [key.name for key in keys] == [OWNER, RECOVERY_NAME]
+    identity = Keyring(fresh_home.root / "identities").unlock(OWNER, OWNER_PASSPHRASE)
+    assert str(identity.recipient) == str(keys[0].recipient)
+    with pytest.raises(WrongPassphraseError):
+        Keyring(fresh_home.root / "identities").unlock(OWNER, OWNER_PASSPHRASE + "x")
+    assert Keyring(fresh_home.root / "identities").work_factor(OWNER) == FAST_WORK_FACTOR
+    [entry] = fresh_home.actions("setup")
+    assert entry.actor == OWNER
+    assert entry.details["member"] == OWNER
+    assert entry.details["member_key"] == str(keys[0].recipient)
+    assert entry.details["recovery_key"] == str(keys[1].recipient)
+    assert entry.details["address"] == "127.0.0.1"
+    assert (fresh_home.root / "tls" / "viewer-cert.pem").exists()
+    # The new owner is unlocked straight away, with a proper session cookie.
+    assert session_cookie(owner)
+    sessions = fresh_app.extensions["doorbell"].sessions
+    assert len(sessions) == 1
+    assert sessions.get(session_cookie(owner)).member == OWNER
+
+
+def test_setup_sets_a_strict_session_cookie(visitor, setup_code):
+    response = submit(visitor, setup_code)
+    [cookie] = [c for c in response.headers.getlist("Set-Cookie") if SESSION_COOKIE in c]
+    for flag in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+        assert flag in cookie
+
+
+def test_the_recovery_page_shows_the_recovery_key_of_recipients_txt(owner, fresh_home):
+    page = owner.get("/setup/recovery")
+    assert page.status_code == 200
+    secret = recovery_secret(page)
+    assert secret.startswith("AGE-SECRET-KEY-1")
+    recovery = [k for k in read_household_keys(fresh_home.home.recipients_file)
+                if k.name == RECOVERY_NAME]
+    assert str(parse_identity(secret).recipient) == str(recovery[0].recipient)
+    text = page.get_data(as_text=True)
+    groups = re.search(r'<pre id="recovery-groups"[^>]*>([^<]+)</pre>', text).group(1)
+    assert groups.replace(" ", "") == secret
+    [entry] = fresh_home.actions("setup")
+    assert entry.details["tls_fingerprint"] in text
+
+
+@pytest.mark.parametrize("path", ["/", "/settings", "/settings/recording", "/members", "/audit",
+                                  "/status", "/live", "/clips/20240101T000000Z-abcd"])
+def test_every_page_waits_until_the_recovery_key_is_saved(owner, path):
+    assert _redirects_to(owner.get(path), "/setup/recovery")
+
+
+def test_changes_wait_until_the_recovery_key_is_saved(owner, fresh_home):
+    page = owner.get("/setup/recovery")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    before = household_files(fresh_home.root)
+    response = owner.post("/members/add", data={"csrf_token": token, "name": "eve",
+                                                "public_key": "age1x", "passphrase": "x"},
+                          headers=SAME_ORIGIN)
+    assert response.status_code == 403
+    trial = owner.post("/settings/motion/trial", json={"sensitivity": 0.9},
+                       headers={**SAME_ORIGIN, "X-CSRF-Token": token})
+    assert trial.status_code == 403
+    assert household_files(fresh_home.root) == before
+
+
+def test_the_box_must_be_ticked(owner, fresh_home):
+    page = owner.get("/setup/recovery")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True)).group(1)
+    for data in ({"csrf_token": token}, {"csrf_token": token, "saved": "no"}):
+        response = owner.post("/setup/recovery", data=data, headers=SAME_ORIGIN)
+        assert response.status_code == 400
+        assert _alert(response) == "Tick the box once the recovery key is saved or printed."
+        assert recovery_secret(response) == recovery_secret(page)  # still shown
+    assert _redirects_to(owner.get("/"), "/setup/recovery")
+    # Without the form's token the confirmation is refused too.
+    response = owner.post("/setup/recovery", data={"saved": "yes"}, headers=SAME_ORIGIN)
+    assert response.status_code == 403
+    assert _redirects_to(owner.get("/"), "/setup/recovery")
+    assert not fresh_home.actions("setup.recovery_saved")
+
+
+def test_once_saved_the_recovery_key_is_gone_and_the_timeline_works(owner, fresh_home,
+                                                                    fresh_app):
+    secret = recovery_secret(owner.get("/setup/recovery"))
+    response = confirm_saved(owner)
+    assert _redirects_to(response, "/")
+    timeline = owner.get("/")
+    assert timeline.status_code == 200
+    assert 'id="lock-now"' in timeline.get_data(as_text=True)
+    assert _redirects_to(owner.get("/setup/recovery"), "/")
+    for path in ("/", "/members", "/settings", "/audit", "/status"):
+        page = owner.get(path)
+        assert page.status_code == 200, path
+        assert secret not in page.get_data(as_text=True), path
+    assert [e.actor for e in fresh_home.actions("setup.recovery_saved")] == [OWNER]
+    # Stored nowhere under the home, in any form.
+    raw = bytes(parse_identity(secret)._key.private_bytes_raw())
+    for path in fresh_home.root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            assert secret.encode() not in data, path
+            assert secret.lower().encode() not in data, path
+            assert raw not in data, path
+    # The members page lists the recovery key by its public half only.
+    members = owner.get("/members").get_data(as_text=True)
+    assert str(parse_identity(secret).recipient) in members
+
+
+# -- refused once the device is set up
+
+def test_after_setup_the_setup_page_is_closed(owner, fresh_home, setup_code, fresh_app):
+    confirm_saved(owner)
+    before = household_files(fresh_home.root)
+    stranger = new_client(fresh_app, "192.168.1.50")
+    assert _redirects_to(stranger.get("/setup"), "/login")
+    assert _redirects_to(owner.get("/setup"), "/login")
+    # A second set-up with the same code (say, from another tab or another browser).
+    for client in (stranger, owner):
+        response = submit(client, setup_code, member="mallory")
+        assert response.status_code == 403
+    assert household_files(fresh_home.root) == before
+    assert len(fresh_home.actions("setup")) == 1
+    assert [k.name for k in read_household_keys(fresh_home.home.recipients_file)] == \
+        [OWNER, RECOVERY_NAME]
+
+
+def test_setup_is_refused_when_doorbell_init_ran_meanwhile(visitor, fresh_home, setup_code):
+    # The viewer started (and printed a code) on an empty home; then `doorbell init` ran.
+    create_household(Home(fresh_home.root), "bob", "bob-walks-the-long-road-42",
+                     FAST_WORK_FACTOR)
+    before = household_files(fresh_home.root)
+    response = submit(visitor, setup_code)
+    assert response.status_code == 403
+    assert session_cookie(visitor) is None
+    assert household_files(fresh_home.root) == before
+    assert not (fresh_home.root / "identities" / f"{OWNER}.age").exists()
+    assert not fresh_home.actions("setup")
+    assert _redirects_to(visitor.get("/setup"), "/login")
+    assert _redirects_to(visitor.get("/"), "/login")
+
+
+def test_setup_is_refused_on_a_home_set_up_before_the_viewer_started(app, client, home):
+    assert app.extensions["doorbell"].setup is None  # no code is printed at all
+    before = home.root.joinpath("recipients.txt").read_bytes()
+    assert _redirects_to(client.get("/setup"), "/login")
+    response = submit(client, "ABCD-EFGH-JKMN")
+    assert response.status_code == 403
+    assert home.root.joinpath("recipients.txt").read_bytes() == before
+    assert not home.actions("setup")
+
+
+# -- expired and used codes
+
+def test_an_expired_code_is_refused_and_says_so(fresh_app, visitor, fresh_home):
+    clock = FakeClock()
+    fresh_app.extensions["doorbell"].setup = SetupCode(clock=clock)
+    code = fresh_app.extensions["doorbell"].setup.display
+    clock.now += 10 * 60
+    assert "for 20 more minutes" in visitor.get("/setup").get_data(as_text=True)
+    clock.now += LIFETIME_S - 10 * 60 + 60  # 31 minutes after the code was printed
+    page = visitor.get("/setup")
+    assert page.status_code == 410
+    assert _alert(page) == EXPIRED
+    response = submit(visitor, code)
+    assert response.status_code == 401
+    assert _alert(response) == EXPIRED
+    assert session_cookie(visitor) is None
+    assert_not_set_up(fresh_home)
+
+
+def test_a_code_taken_by_another_tab_is_refused(fresh_app, visitor, fresh_home, setup_code):
+    # Another tab's set-up took the code a moment ago and is still writing the household.
+    fresh_app.extensions["doorbell"].setup.consume(setup_code)
+    response = submit(visitor, setup_code)
+    assert response.status_code == 401
+    assert _alert(response) == "This set-up code was already used: the device is set up."
+    assert session_cookie(visitor) is None
+    assert_not_set_up(fresh_home)
+
+
+# -- rate limit and cross-site requests
+
+def test_wrong_codes_are_rate_limited_even_before_the_right_one(make_fresh_app, fresh_home):
+    app = make_fresh_app({"viewer.login_attempts_per_15min": 3})
+    code = app.extensions["doorbell"].setup.display
+    client = new_client(app)
+    for wrong in ("2222-2222-2222", "3333-3333-3333", "4444-4444-4444"):
+        assert submit(client, wrong).status_code == 401
+    response = submit(client, code)
+    assert response.status_code == 429
+    assert _alert(response).startswith("Too many attempts. Try again in ")
+    assert session_cookie(client) is None
+    assert_not_set_up(fresh_home)
+    # Kept across a restart of the viewer (which prints a new code).
+    restarted = make_fresh_app({"viewer.login_attempts_per_15min": 3})
+    again = submit(new_client(restarted), restarted.extensions["doorbell"].setup.display)
+    assert again.status_code == 429
+    assert_not_set_up(fresh_home)
+
+
+@pytest.mark.parametrize("headers", [
+    {"Origin": "https://evil.example"},
+    {"Origin": "null"},
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Sec-Fetch-Site": "same-site"},
+    {"Origin": ORIGIN, "Sec-Fetch-Site": "cross-site"},
+])
+def test_a_cross_site_setup_is_refused(visitor, fresh_home, setup_code, headers):
+    response = submit(visitor, setup_code, headers=headers)
+    assert response.status_code == 403
+    assert session_cookie(visitor) is None
+    assert_not_set_up(fresh_home)
+    # The code was not used up by the forged request.
+    assert _redirects_to(submit(visitor, setup_code), "/setup/recovery")
