@@ -27,6 +27,7 @@ PASSPHRASE = "amber-kettle-under-snow-31"
 SESSION_COOKIE = "__Host-doorbell-session"
 ORIGIN = "http://localhost"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+FAST_WORK_FACTOR = 15  # scrypt log2 N for identities the tests create (the minimum age allows)
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -208,7 +209,9 @@ def make_app(home):
         settings = load_settings(home.root)
         if overrides:
             settings = settings.with_overrides(overrides, source="test")
-        return create_app(settings, Home(home.root), testing=True)
+        app = create_app(settings, Home(home.root), testing=True)
+        app.extensions["doorbell"].work_factor = FAST_WORK_FACTOR  # new identities: fast scrypt
+        return app
 
     return make
 
@@ -268,3 +271,42 @@ def post_form(client, path: str, data: dict | None = None, **kwargs):
     form = {"csrf_token": csrf_token(client), **(data or {})}
     headers = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin", **kwargs.pop("headers", {})}
     return client.post(path, data=form, headers=headers, **kwargs)
+
+
+# -- a home before set-up (no household keys yet) ------------------------------------------------
+
+@pytest.fixture
+def fresh_home(tmp_path, runtime_dir) -> HomeFixture:
+    """An empty home directory, as `doorbell serve` finds it before anyone set the device up."""
+    root = tmp_path / "fresh"
+    root.mkdir(mode=0o750)
+    return HomeFixture(root)
+
+
+@pytest.fixture
+def make_fresh_app(fresh_home):
+    """make_fresh_app({"viewer.key": value}) -> a viewer on the empty home, with a new code."""
+    from config import load_settings
+    from storage.home import Home
+    from web import create_app
+
+    def make(overrides: dict | None = None):
+        settings = load_settings(fresh_home.root)
+        if overrides:
+            settings = settings.with_overrides(overrides, source="test")
+        app = create_app(settings, Home(fresh_home.root), testing=True)
+        app.extensions["doorbell"].work_factor = FAST_WORK_FACTOR
+        return app
+
+    return make
+
+
+@pytest.fixture
+def fresh_app(make_fresh_app):
+    return make_fresh_app()
+
+
+@pytest.fixture
+def setup_code(fresh_app) -> str:
+    """The code the viewer printed to its console, as displayed (XXXX-XXXX-XXXX)."""
+    return fresh_app.extensions["doorbell"].setup.display
