@@ -9,19 +9,22 @@ finaliser; the processes' output goes to log files next to the home, shown when 
 
 `chromium` is Debian's Chromium driven by Playwright (`executable_path`; Playwright's own
 browser download is never used). `watched_page` gives a fresh context and page whose console
-messages, Content-Security-Policy violations and requests are recorded (`PageWatch`).
+messages, Content-Security-Policy violations and requests are recorded (`PageWatch`);
+`watch_page` does the same for a device of a test's own (`running_device`, `make_empty_home`).
 """
 
 import contextlib
+import hashlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,9 @@ MEMBER = "alice"
 PASSPHRASE = "amber-kettle-under-snow-31"
 CAMERA_CONFIG = "[camera]\nwidth = 640\nheight = 360\n"
 FIRST_CLIP_TIMEOUT_S = 75.0
+# `doorbell serve` prints the set-up code on a line of its own: "    XXXX-XXXX-XXXX".
+SETUP_CODE = re.compile(r"^ {4}([2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4}-[2-9A-HJKMNP-Z]{4})$",
+                        re.MULTILINE)
 
 # Runs in every document before its own scripts: a CSP violation is reported on the console,
 # where the page's console listener (which survives navigations) records it.
@@ -137,6 +143,35 @@ class Device:
         self.viewer = self._spawn("serve", "serve", "--home", str(self.root), "--bind",
                                   f"127.0.0.1:{self.port}")
 
+    def log(self, name: str) -> str:
+        """One process's output so far ("serve", "record-1", ...)."""
+        path = self.logs_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def setup_code(self) -> str | None:
+        """The set-up code `doorbell serve` printed for a home without household keys."""
+        found = SETUP_CODE.search(self.log("serve"))
+        return found.group(1) if found else None
+
+    def recorder_status(self) -> dict:
+        """The recorder's recorder.json in the runtime directory ({} while there is none)."""
+        try:
+            return json.loads((self.runtime_dir / "recorder.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return {}
+
+    def recorder_applied(self, name: str) -> bool:
+        """Whether the running recorder publishes the SHA-256 of the home's `name` as in force
+        ("config.toml" or "recipients.txt")."""
+        key = {"config.toml": "config_sha256", "recipients.txt": "recipients_sha256"}[name]
+        try:
+            data = (self.root / name).read_bytes()
+        except FileNotFoundError:
+            data = b""
+        status = self.recorder_status()
+        fresh = time.time() - (status.get("updated") or 0) < 5
+        return fresh and status.get(key) == hashlib.sha256(data).hexdigest()
+
     def logs(self) -> str:
         parts = []
         for path in sorted(self.logs_dir.glob("*.log")):
@@ -199,7 +234,7 @@ class Device:
         stop_process(self.viewer)
 
 
-def make_device(base: Path) -> Device:
+def make_device(base: Path, config: str = CAMERA_CONFIG) -> Device:
     root = base / "home"
     runtime_dir = base / "run"
     runtime_dir.mkdir(mode=0o700)
@@ -212,24 +247,46 @@ def make_device(base: Path) -> Device:
     result = device.doorbell("init", "--home", str(root), "--user", MEMBER,
                              "--passphrase-file", str(secret), "--work-factor", "15")
     assert result.returncode == 0, result.stdout + result.stderr
-    (root / "config.toml").write_text(CAMERA_CONFIG)
+    (root / "config.toml").write_text(config)
     return device
 
 
-@pytest.fixture(scope="module")
-def device(tmp_path_factory):
-    """The running device, once its first clip is saved."""
-    device = make_device(tmp_path_factory.mktemp("device"))
+def make_empty_home(base: Path, config: str = CAMERA_CONFIG) -> Device:
+    """A home directory holding only config.toml: no household keys, no identities, no clips
+    (set-up happens in the browser). Nothing is started."""
+    root = base / "home"
+    root.mkdir(mode=0o750, parents=True)
+    (root / "config.toml").write_text(config)
+    runtime_dir = base / "run"
+    runtime_dir.mkdir(mode=0o700)
+    logs_dir = base / "logs"
+    logs_dir.mkdir()
+    return Device(root, runtime_dir, logs_dir, free_port())
+
+
+@contextlib.contextmanager
+def running_device(base: Path, config: str = CAMERA_CONFIG,
+                   first_clip_timeout_s: float = FIRST_CLIP_TIMEOUT_S) -> Iterator[Device]:
+    """An initialised home (alice) with `config`, recorder and viewer running, once the first
+    clip is saved; both are stopped on the way out."""
+    device = make_device(base, config)
     try:
         device.start_recorder()
         device.start_viewer()
         wait_until(device.viewer_answers, 30, "the viewer to answer GET /login",
                    describe=device.logs)
-        device.wait_for_clip(lambda clip: clip["state"] == "complete", FIRST_CLIP_TIMEOUT_S,
+        device.wait_for_clip(lambda clip: clip["state"] == "complete", first_clip_timeout_s,
                              "the recorder's first clip")
         yield device
     finally:
         device.stop()
+
+
+@pytest.fixture(scope="module")
+def device(tmp_path_factory):
+    """The running device, once its first clip is saved."""
+    with running_device(tmp_path_factory.mktemp("device")) as device:
+        yield device
 
 
 @pytest.fixture(scope="module")
@@ -278,12 +335,12 @@ class PageWatch:
             f"requests to somewhere other than the device: {self.foreign_requests()}")
 
 
-@pytest.fixture
-def watched_page(chromium, device):
-    """(page, watch): a fresh browser context (no cookies) on the device."""
-    context = chromium.new_context(base_url=device.base_url, viewport={"width": 1000,
-                                                                       "height": 900})
-    watch = PageWatch(device.base_url)
+@contextlib.contextmanager
+def watch_page(browser, base_url: str, **context_options):
+    """(page, watch): a fresh browser context (no cookies) on `base_url`, watched."""
+    options = {"viewport": {"width": 1000, "height": 900}, **context_options}
+    context = browser.new_context(base_url=base_url, **options)
+    watch = PageWatch(base_url)
     context.on("request", lambda request: watch.requests.append(request.url))
     context.add_init_script(CSP_LISTENER)
     page = context.new_page()
@@ -294,6 +351,13 @@ def watched_page(chromium, device):
         yield page, watch
     finally:
         context.close()
+
+
+@pytest.fixture
+def watched_page(chromium, device):
+    """(page, watch): a fresh browser context (no cookies) on the device."""
+    with watch_page(chromium, device.base_url) as (page, watch):
+        yield page, watch
 
 
 def unlock(page, member: str = MEMBER, passphrase: str = PASSPHRASE) -> None:
