@@ -11,6 +11,7 @@ from fractions import Fraction
 
 import av
 import cv2
+from av.video.frame import PictureType
 
 from .frames import Frame
 
@@ -56,6 +57,12 @@ class H264Encoder:
         self.width = width
         self.height = height
         self.fps = fps
+        self._keyframe_due = False
+
+    def force_keyframe(self) -> None:
+        """Make the next frame a keyframe (an IDR: x264 keeps GOPs closed), so a clip can
+        start right there, e.g. at the first frame with a new privacy mask."""
+        self._keyframe_due = True
 
     def encode(self, frame: Frame) -> list[EncodedPacket]:
         image = frame.image
@@ -65,6 +72,9 @@ class H264Encoder:
         video_frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
         video_frame.pts = frame.pts_us
         video_frame.time_base = MICROSECONDS
+        if self._keyframe_due:
+            self._keyframe_due = False
+            video_frame.pict_type = PictureType.I
         return self._packets(self._context.encode(video_frame))
 
     def flush(self) -> list[EncodedPacket]:

@@ -14,7 +14,8 @@ import cv2
 import numpy as np
 
 
-def _replace_file(path: Path, data: bytes) -> None:
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `path` atomically (a reader sees the old file or the new one, never a part)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}")
     with open(temporary, "wb") as handle:
         handle.write(data)
@@ -47,8 +48,12 @@ class LiveFramePublisher:
         small = cv2.resize(image, (self._width, height), interpolation=cv2.INTER_AREA)
         ok, jpeg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, self._quality])
         if ok:
-            _replace_file(self.path, jpeg.tobytes())
+            replace_file(self.path, jpeg.tobytes())
         return bool(ok)
+
+    def publish_next(self) -> None:
+        """Publish the next frame whatever the rate (it is the first with new settings)."""
+        self._last_s = None
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -61,4 +66,4 @@ class StatusPublisher:
         self.path = path
 
     def publish(self, status: dict) -> None:
-        _replace_file(self.path, json.dumps(status, sort_keys=True).encode())
+        replace_file(self.path, json.dumps(status, sort_keys=True).encode())

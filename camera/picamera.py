@@ -14,7 +14,10 @@ never touches a full frame except to make a thumbnail or a live frame (a few tim
 most), so a Zero 2 W only analyses the 320 px lores stream.
 
 The mask goes into the camera's own buffers in `pre_callback`, which picamera2 runs before any
-encoder, capture or copy sees the frame: the encoder never gets the masked pixels.
+encoder, capture or copy sees the frame: the encoder never gets the masked pixels. New masks
+(config.toml changed, camera.reload) are swapped in there from the next frame; the callback
+notes that frame's timestamp, and nothing older (frames in flight, packets in the ring) is shown
+live or starts a clip: the next clip begins at the first keyframe under the new masks.
 
 `CircularOutput2` holds the encoded stream `pre_roll_s + keyframe_interval_s` behind: opening an
 output starts it at the ring's oldest keyframe (at least `pre_roll_s` before the trigger), and
@@ -28,6 +31,7 @@ picamera2 is imported only inside these functions: everything else runs without 
 import contextlib
 import functools
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -188,27 +192,59 @@ class PiCameraSource:
             streams = self._picam2.camera_configuration()
             self.main_size = tuple(streams["main"]["size"])
             self.lores_size = tuple(streams["lores"]["size"])
-            masks = settings.privacy.masks
-            self._main_mask = YuvPrivacyMask(masks, *self.main_size, streams["main"]["stride"])
-            self._lores_mask = YuvPrivacyMask(masks, *self.lores_size, streams["lores"]["stride"])
+            self._strides = (streams["main"]["stride"], streams["lores"]["stride"])
+            self._burnt_masks = None  # the masks the last frame got (picamera2's thread)
+            self._masks_from_sensor_us: int | None = None  # the first frame that got them
+            self.set_masks(settings.privacy.masks)
             self._picam2.pre_callback = self._burn_masks
         except Exception as exc:
             self.close()
             raise SourceLost(f"cannot configure the Raspberry Pi camera: {exc}") from exc
 
+    def set_masks(self, polygons: tuple[Polygon, ...]) -> None:
+        """Burn these privacy masks into every frame from the next one the camera delivers."""
+        self.mask_polygons = polygons
+        self._masks_from_sensor_us = None
+        # One assignment, so picamera2's thread sees the old pair or the new, never a mix.
+        self._masks = (YuvPrivacyMask(polygons, *self.main_size, self._strides[0]),
+                       YuvPrivacyMask(polygons, *self.lores_size, self._strides[1]))
+
+    @property
+    def masks_applied_from_us(self) -> int | None:
+        """The timestamp (the frames' timeline) of the first frame masked with the masks last
+        set; None while no such frame has come. Earlier frames, and packets, show older masks."""
+        since, sensor0 = self._masks_from_sensor_us, self._sensor0_us
+        if since is None or sensor0 is None or self._burnt_masks is not self._masks:
+            return None
+        return since - sensor0
+
     def _burn_masks(self, request) -> None:
         """picamera2's pre_callback: runs on its event loop before encoders and captures."""
-        if self._main_mask.empty:
+        masks = self._masks
+        if masks is not self._burnt_masks:
+            # The first frame under new masks: clips may start again at the first keyframe from
+            # here on. (No forced keyframe: picamera2's LibavH264Encoder.force_key_frame sets
+            # pict_type = "I", which PyAV 13+ refuses, and that would stop the camera's loop.)
+            self._masks_from_sensor_us = int(request.get_metadata()["SensorTimestamp"] / 1000)
+            self._burnt_masks = masks
+        main_mask, lores_mask = masks
+        if main_mask.empty:
             return
         with self._mapped_array(request, "main") as mapped:
-            self._main_mask.apply(mapped.array)
+            main_mask.apply(mapped.array)
         with self._mapped_array(request, "lores") as mapped:
-            self._lores_mask.apply(mapped.array)
+            lores_mask.apply(mapped.array)
 
     def start_encoder(self, encoder, output) -> None:
         """Feed the (masked) main stream to `encoder`, whose packets go to `output`."""
         self._picam2.start_encoder(encoder, output, name="main")
         self._encoder = encoder
+
+    def restart_encoder(self, encoder, output) -> None:
+        """Replace the running encoder (recording settings changed); only between clips."""
+        self._encoder = None
+        self._picam2.stop_encoder()
+        self.start_encoder(encoder, output)
 
     def packet_pts_us(self, encoder_timestamp_us: int) -> int:
         """An encoder timestamp (µs since its first frame) on the frames' timeline."""
@@ -384,6 +420,9 @@ class PiCameraRecorder(Recorder):
         self._presses_us: list[int] = []
         self._clip_trigger: str | None = None
         self._last_live_s = -1e9
+        # Frames and packets before this timestamp show privacy masks no longer in force: they
+        # are never noted, shown live or let start a clip. inf: new masks, no frame with them yet.
+        self._fresh_from_us: float = -math.inf
 
     def run(self, open_source: Callable[[], PiCameraSource], stop: threading.Event,
             until_eof: bool = False) -> None:
@@ -400,6 +439,10 @@ class PiCameraRecorder(Recorder):
 
     def _attach(self, source: PiCameraSource) -> None:
         source.lores_frames = True
+        if source.mask_polygons != self.settings.privacy.masks:
+            source.set_masks(self.settings.privacy.masks)  # changed since the source was planned
+        self._fresh_from_us = -math.inf  # the camera has not started: every frame is fresh
+        self._encoder_stale = False  # the encoder is made from the settings in force
         self._drop_output()
         self._preroll = make_preroll_ring(self.settings)
         try:
@@ -412,14 +455,22 @@ class PiCameraRecorder(Recorder):
 
     def process(self, frame: Frame) -> None:
         self._ensure_pipeline(frame)
+        if self._fresh_from_us == math.inf and self._source is not None:
+            since_us = self._source.masks_applied_from_us
+            self._fresh_from_us = math.inf if since_us is None else since_us
+        if self._encoder_stale and self._output is None:
+            self._rebuild_encoder()
         motion = self._detector.update(frame)
+        if self.tuner is not None:
+            self.tuner.update(frame, self._source.main_size)
         pressed = self.presses.pressed(frame.pts_us)
         decision = self._machine.step(frame.pts_us, motion.triggered, pressed)
         if pressed:
             log.info("doorbell pressed")
         try:
             self._follow(decision, frame.pts_us)
-            if self._output is not None and self._stop_at_us is None:
+            if self._output is not None and self._stop_at_us is None and \
+                    self._settings_visible(frame.pts_us):
                 self._note(frame.image, motion.score, motion.triggered, motion.boxes)
                 if pressed:
                     self._presses_us.append(frame.pts_us)
@@ -428,7 +479,7 @@ class PiCameraRecorder(Recorder):
                 self._clip.writer.sync_if_due()  # the fsync interval holds between packets too
         except OSError as exc:
             self._handle_write_error(exc)
-        self._publish_live()
+        self._publish_live(frame.pts_us)
         self._account(frame)
         self._run_retention()
 
@@ -497,6 +548,8 @@ class PiCameraRecorder(Recorder):
                 self._close_output()
                 return
             if self._clip is None:
+                if not keyframe or pts_us < self._fresh_from_us:
+                    continue  # under the old masks: the clip starts at the next fresh keyframe
                 self._begin_clip(pts_us)
             self._clip.write(EncodedPacket(data, pts_us, keyframe))
 
@@ -568,8 +621,8 @@ class PiCameraRecorder(Recorder):
             self._machine.stop()  # idle, as the generic Recorder goes after a failed write
         super()._handle_write_error(exc)
 
-    def _publish_live(self) -> None:
-        if self.live is None or self._source is None:
+    def _publish_live(self, pts_us: int) -> None:
+        if self.live is None or self._source is None or not self._settings_visible(pts_us):
             return
         now = time.monotonic()
         if now - self._last_live_s < 1.0 / self.settings.live.fps:
@@ -581,4 +634,38 @@ class PiCameraRecorder(Recorder):
         super()._reset_pipeline()
         self._drop_output()
         self._source = None
+
+    # -- settings that change while recording ----------------------------------------------------
+
+    ENCODER_SETTINGS = ("crf", "keyframe_interval_s")  # picamera2 picks its own preset
+
+    def _masks_changed(self) -> None:
+        """The camera burns the new masks in from its next frame; frames already masked (and
+        maybe encoded) under the old ones are told apart by their timestamp."""
+        self._detector.reset()  # the newly blacked-out area would look like motion
+        if self.tuner is not None:
+            self.tuner.reset()
+        if self._source is not None:
+            self._source.set_masks(self.settings.privacy.masks)
+            self._fresh_from_us = math.inf
+        self._last_live_s = -1e9  # publish the first frame with the new masks at once
+
+    def _recording_changed(self, old: Settings) -> None:
+        super()._recording_changed(old)
+        if self._preroll is not None:
+            self._preroll.buffer_duration_ms = round(self._ring_duration_us() / 1000)
+
+    def _rebuild_encoder(self) -> None:
+        """A new encoder and ring for new recording settings, while no clip is being written."""
+        self._encoder_stale = False
+        if self._source is None:
+            return  # _attach makes them from the settings in force
+        self._preroll = make_preroll_ring(self.settings)
+        try:
+            self._source.restart_encoder(make_h264_encoder(self.settings), self._preroll)
+        except RuntimeError as exc:
+            raise SourceLost(f"the camera's H.264 encoder did not restart: {exc}") from exc
+
+    def _settings_visible(self, pts_us: int) -> bool:
+        return pts_us >= self._fresh_from_us
 

@@ -15,6 +15,8 @@ class PacketRing:
         self._packets: deque[EncodedPacket] = deque()
 
     def append(self, packet: EncodedPacket) -> None:
+        if not self._packets and not packet.keyframe:
+            return  # after clear(): the ring starts at a keyframe again, or a clip could not
         self._packets.append(packet)
         horizon = packet.pts_us - self.duration_us
         # Drop whole keyframe groups that end before the horizon; keep the group the horizon
@@ -42,6 +44,11 @@ class PacketRing:
             if packet.pts_us > pts_us and start is not None:
                 break
         return packets[start:] if start is not None else []
+
+    def clear(self) -> None:
+        """Forget every packet (they show a privacy mask no longer in force, say): the next
+        clip's pre-roll is short until the ring refills from the next keyframe."""
+        self._packets.clear()
 
     def __len__(self) -> int:
         return len(self._packets)

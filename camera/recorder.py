@@ -7,13 +7,19 @@
 The mask is burned in first, so nothing downstream (encoder, thumbnail, live view, detector)
 ever sees the masked area. Full frames go to the encoder; the detector makes its own small
 grayscale copy. Everything storage-related goes through the store's write-only API.
+
+Settings follow config.toml and recipients.txt while recording (camera.reload): after each frame
+`check_settings()` applies what changed, from the next frame on. Masks, motion, recording,
+retention and live settings apply in place; any other section makes `run()` return with
+`restart_sections` set, and the command starts itself again.
 """
 
+import dataclasses
 import errno
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from config import Settings
@@ -30,12 +36,18 @@ from .masks import PrivacyMask
 from .motion import MotionDetector
 from .preroll import PacketRing
 from .presses import NoButton, PressSource
+from .reload import SettingsWatcher
 from .statemachine import Action, RecorderStateMachine, State
+from .tuning import MotionTuner
 from .watchdog import SystemdWatchdog
 
 log = logging.getLogger("doorbell.recorder")
 
 _US = 1_000_000
+
+# The sections a running recorder puts in force by itself; a change anywhere else (camera,
+# doorbell button, notifications, the viewer's networks) takes a restart.
+LIVE_SECTIONS = ("privacy", "motion", "recording", "retention", "live")
 
 
 @dataclass
@@ -48,6 +60,9 @@ class RecorderStats:
 
 
 class Recorder:
+    # The recording settings the encoder is built with (a change waits until no clip is open).
+    ENCODER_SETTINGS = ("preset", "crf", "keyframe_interval_s")
+
     def __init__(
         self,
         settings: Settings,
@@ -60,6 +75,8 @@ class Recorder:
         retention_interval_s: float = 60.0,
         watchdog: SystemdWatchdog | None = None,
         events=None,  # camera.events.EventBus: notifications (never blocks capture)
+        watcher: SettingsWatcher | None = None,  # config.toml and recipients.txt, followed
+        tuner: MotionTuner | None = None,  # the viewer's motion tuner, when it is open
     ):
         self.settings = settings
         self.store = store
@@ -90,6 +107,15 @@ class Recorder:
         self._rate_window: list[float] = []
         self._fps = float(settings.camera.fps)
         self._last_status_s = 0.0
+        self.watcher = watcher
+        self.tuner = tuner
+        self.restart_sections: list[str] = []  # set: run() returns so the command restarts
+        self._status_due = False  # a change was applied: publish the status at once
+        self._encoder_stale = False  # encoder settings changed: rebuild once no clip is open
+        self._applied_sha256 = {} if watcher is None else {
+            "config_sha256": watcher.config_sha256,
+            "recipients_sha256": watcher.recipients_sha256,
+        }
 
     # -- the frame loop ---------------------------------------------------------------------------
 
@@ -102,13 +128,13 @@ class Recorder:
         backoff_s = 1.0
         self._run_retention(force=True)
         self.watchdog.ready()
-        while not stop.is_set():
+        while not self._stopping(stop):
             try:
                 source = open_source()
             except (OSError, ValueError, SourceLost) as exc:
                 self._camera_state("lost", f"cannot open the camera: {exc}; retrying in "
                                    f"{backoff_s:.0f} s")
-                stop.wait(backoff_s)
+                self._wait(stop, backoff_s)
                 backoff_s = min(backoff_s * 2, 30.0)
                 continue
             self._camera_state("ok", "camera open")
@@ -119,7 +145,8 @@ class Recorder:
                     self.process(frame)
                     self.watchdog.frame_arrived()  # only while frames really arrive
                     backoff_s = 1.0
-                    if stop.is_set():
+                    self.check_settings()
+                    if self._stopping(stop):
                         break
                 else:
                     if until_eof:
@@ -129,18 +156,39 @@ class Recorder:
                 self.close_clip()
                 self._reset_pipeline()
                 self._camera_state("lost", f"camera lost: {exc}; retrying in {backoff_s:.0f} s")
-                stop.wait(backoff_s)
+                self._wait(stop, backoff_s)
                 backoff_s = min(backoff_s * 2, 30.0)
             finally:
                 source.close()
         self.close_clip()
-        self._publish_status(force=True, state="stopped")
+        if self.tuner is not None:
+            self.tuner.end()
+        self._publish_status(force=True,
+                             state="restarting" if self.restart_sections else "stopped")
+
+    def _stopping(self, stop: threading.Event) -> bool:
+        return stop.is_set() or bool(self.restart_sections)
+
+    def _wait(self, stop: threading.Event, seconds: float) -> None:
+        """Wait out a camera back-off while still following the settings: a fixed
+        camera.source, say, restarts the recorder at once instead of after the back-off."""
+        if self.watcher is None:
+            stop.wait(seconds)
+            return
+        deadline = time.monotonic() + seconds
+        while not self._stopping(stop) and (left_s := deadline - time.monotonic()) > 0:
+            stop.wait(min(left_s, 1.0))
+            self.check_settings()
 
     def process(self, frame: Frame) -> None:
         self._ensure_pipeline(frame)
+        if self._encoder_stale and self._clip is None:
+            self._rebuild_encoder()
         image = frame.image
         self._mask.apply(image)
         motion = self._detector.update(frame)
+        if self.tuner is not None:
+            self.tuner.update(frame)  # the same masked frame; it never affects recording
         pressed = self.presses.pressed(frame.pts_us)
         decision = self._machine.step(frame.pts_us, motion.triggered, pressed)
         if pressed:
@@ -167,6 +215,106 @@ class Recorder:
             self.live.maybe_publish(image, time.monotonic())
         self._account(frame)
         self._run_retention()
+
+    # -- settings that change while recording ----------------------------------------------------
+
+    def check_settings(self) -> None:
+        """After each frame: at the watcher's pace (once a second), apply what changed in
+        config.toml, recipients.txt and the motion tuner's file."""
+        if self.watcher is None:
+            return
+        reload = self.watcher.poll()
+        if reload is None:
+            return
+        if reload.settings is not None and self.apply_settings(reload.settings):
+            self._applied_sha256["config_sha256"] = self.watcher.config_sha256
+        if reload.recipients is not None:
+            self.apply_recipients(reload.recipients)
+            self._applied_sha256["recipients_sha256"] = self.watcher.recipients_sha256
+        if self.tuner is not None:
+            self.tuner.poll(self.settings)
+        if self._status_due and self._pipeline_size is None:
+            self._status_due = False  # no frames flowing (camera lost): say so now
+            self._publish_status(force=True)
+
+    def apply_settings(self, new: Settings) -> bool:
+        """Put `new` in force from the next frame on; True if it is.
+
+        False if a section changed that only a restart applies: `restart_sections` names it,
+        and run() seals the open clip and returns.
+        """
+        changed = [section.name for section in dataclasses.fields(new)
+                   if getattr(new, section.name) != getattr(self.settings, section.name)]
+        restart = [name for name in changed if name not in LIVE_SECTIONS]
+        if restart:
+            log.warning("%s settings changed: restarting the recorder to apply them",
+                        ", ".join(restart))
+            self.restart_sections = restart
+            return False
+        old, self.settings = self.settings, new
+        if "privacy" in changed:
+            self._masks_changed()
+        if "motion" in changed:
+            self._detector = MotionDetector(new.motion)
+        if "recording" in changed:
+            self._recording_changed(old)
+        if "live" in changed and self.live is not None:
+            self.live = LiveFramePublisher(self.live.path, new.live.fps, new.live.width,
+                                           new.live.jpeg_quality)
+        if "retention" in changed:
+            self._run_retention(force=True)
+        if changed:
+            log.info("settings applied without a restart: %s", ", ".join(changed))
+        self._status_due = True
+        return True
+
+    def apply_recipients(self, recipients: Sequence) -> None:
+        """Encrypt the next clip to `recipients`; the open clip keeps the keys it began with."""
+        self.store.set_recipients(recipients)
+        log.info("recipients.txt changed: new clips are encrypted to %d keys", len(recipients))
+        self._status_due = True
+
+    def _masks_changed(self) -> None:
+        """New privacy masks, burnt into the very next frame. No packet encoded under the old
+        masks may start a later clip: the pre-roll ring starts again at a forced keyframe."""
+        self._detector.reset()  # the newly blacked-out area would look like motion
+        if self.tuner is not None:
+            self.tuner.reset()
+        if self._mask is None:
+            return  # no frame yet: the pipeline is built from the settings in force
+        self._mask = PrivacyMask(self.settings.privacy.masks, self._mask.width,
+                                 self._mask.height)
+        self._ring.clear()
+        self._encoder.force_keyframe()
+        if self.live is not None:
+            self.live.publish_next()
+
+    def _recording_changed(self, old: Settings) -> None:
+        """Post-roll, lengths and pre-roll at once; the encoder between clips."""
+        self._machine.settings = self.settings.recording
+        if self._ring is not None:
+            self._ring.duration_us = self._ring_duration_us()
+        self._encoder_stale = any(getattr(self.settings.recording, name) !=
+                                  getattr(old.recording, name) for name in self.ENCODER_SETTINGS)
+
+    def _ring_duration_us(self) -> int:
+        recording = self.settings.recording
+        return round((recording.pre_roll_s + recording.keyframe_interval_s) * _US)
+
+    def _rebuild_encoder(self) -> None:
+        """An encoder with the recording settings in force. The ring restarts with its first
+        keyframe: a clip never mixes packets of two encoders."""
+        recording = self.settings.recording
+        width, height = self._pipeline_size
+        self._encoder = H264Encoder(width, height, self._fps, recording.preset, recording.crf,
+                                    recording.keyframe_interval_s)
+        self._encoder_stale = False
+        if self._ring is not None:
+            self._ring.clear()
+
+    def _settings_visible(self, pts_us: int) -> bool:
+        """Does the frame at `pts_us` show the settings in force (its mask)? Always, here."""
+        return True
 
     # -- clips ------------------------------------------------------------------------------------
 
@@ -232,11 +380,9 @@ class Recorder:
         size = (frame.width - frame.width % 2, frame.height - frame.height % 2)
         if self._pipeline_size == size:
             return
-        rec = self.settings.recording
         self._pipeline_size = size
-        self._encoder = H264Encoder(size[0], size[1], self._fps, rec.preset, rec.crf,
-                                    rec.keyframe_interval_s)
-        self._ring = PacketRing(round((rec.pre_roll_s + rec.keyframe_interval_s) * _US))
+        self._ring = PacketRing(self._ring_duration_us())
+        self._rebuild_encoder()
         self._mask = PrivacyMask(self.settings.privacy.masks, frame.width, frame.height)
         self._detector = MotionDetector(self.settings.motion)
         if self._origin is None:
@@ -261,7 +407,11 @@ class Recorder:
         if len(self._rate_window) > 1:
             span = self._rate_window[-1] - self._rate_window[0]
             self.stats.fps = (len(self._rate_window) - 1) / span if span > 0 else 0.0
-        self._publish_status()
+        # After a change, the status goes out with the first frame showing it (its live frame
+        # published first), so "applied" in the viewer is what the live view shows.
+        due = self._status_due and self._settings_visible(frame.pts_us)
+        self._status_due = self._status_due and not due
+        self._publish_status(force=due)
         self._track_activity()
 
     def _emit(self, kind: str, **fields) -> None:
@@ -301,6 +451,7 @@ class Recorder:
             "last_frame_time": self.stats.last_frame_wall_s,
             "recording": self._clip.clip_id if self._clip else None,
             "updated": time.time(),
+            **self._applied_sha256,  # config_sha256, recipients_sha256: what is in force
         })
 
     def _run_retention(self, force: bool = False) -> None:

@@ -42,12 +42,22 @@ class SystemdWatchdog:
         """True when systemd expects watchdog pings from this process."""
         return self._interval_s is not None
 
+    @property
+    def ping_interval_s(self) -> float | None:
+        """How often systemd wants a ping (WatchdogSec/2), None outside systemd's watchdog."""
+        return self._interval_s
+
     def ready(self, status: str = "recording") -> bool:
         """Tell systemd start-up is complete (Type=notify)."""
         return self._send(f"READY=1\nSTATUS={status}")
 
     def frame_arrived(self) -> bool:
         """Call once per frame; pings the watchdog at most every WatchdogSec/2."""
+        return self.ping()
+
+    def ping(self) -> bool:
+        """WATCHDOG=1, at most every WatchdogSec/2: from the frame loop, or while the recorder
+        waits for set-up (alive, but with no camera open yet)."""
         if self._interval_s is None:
             return False
         now = self._clock()

@@ -78,8 +78,11 @@ class ClipWriter:
         self.clip_id = clip_id
         self._store = store
         self._paths = clip_paths(store.clips_dir, clip_id)
+        # The keys in force when the clip began: a change of recipients.txt mid-clip applies
+        # from the next clip, so the video, thumbnail and metadata of one clip always match.
+        self.recipients = list(store.recipients)
         self._file = _SyncedFile(create_partial(self._paths["video"]), fsync_interval_s, clock)
-        self.video = encrypt(self._file, store.recipients)
+        self.video = encrypt(self._file, self.recipients)
         self._finished = False
 
     def sync(self) -> None:
@@ -94,7 +97,7 @@ class ClipWriter:
         if self._finished:
             raise RuntimeError("clip already finished")
         self._finished = True
-        recipients = self._store.recipients
+        recipients = self.recipients
         size = 0
         if thumbnail_jpeg is not None:
             size += _write_small_encrypted(self._paths["thumbnail"], thumbnail_jpeg, recipients)
@@ -127,12 +130,16 @@ class ClipStore:
         recipients: Sequence[X25519Recipient],
         clock: Callable[[], float] = time.monotonic,
     ):
-        if not recipients:
-            raise ValueError("a clip store needs at least one recipient")
         self.clips_dir = clips_dir
         self.index = index
-        self.recipients = list(recipients)
+        self.set_recipients(recipients)
         self._clock = clock
+
+    def set_recipients(self, recipients: Sequence[X25519Recipient]) -> None:
+        """Encrypt clips begun from now on to `recipients`; a clip already open keeps its own."""
+        if not recipients:
+            raise ValueError("a clip store needs at least one recipient")
+        self.recipients = list(recipients)
 
     def begin_clip(self, start_us: int, fsync_interval_s: float = 2.0) -> ClipWriter:
         """Start a clip whose first frame is at `start_us` (µs since the epoch, UTC)."""

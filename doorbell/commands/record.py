@@ -1,25 +1,38 @@
-"""`doorbell record [--home DIR] [--source SPEC] [--until-eof]`: the write-only recorder."""
+"""`doorbell record [--home DIR] [--source SPEC] [--until-eof]`: the write-only recorder.
+
+A home without recipients.txt yet (set-up is finished in the viewer's browser) is waited for:
+the recorder tells systemd it is up, keeps its watchdog fed and starts recording as soon as the
+household's keys appear. While recording it follows config.toml and recipients.txt (see
+camera.reload); a change it cannot apply in place ends the run cleanly, like SIGTERM, and the
+command starts itself again with the same arguments (os.execv: under systemd the PID stays).
+"""
 
 import logging
+import os
 import signal
+import sys
 import threading
 
 from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
 from camera.notify import build_event_bus
 from camera.recorder import Recorder
+from camera.reload import SettingsWatcher
 from camera.sources import plan_source
-from config import load_settings
+from camera.tuning import MotionTuner
+from camera.watchdog import SystemdWatchdog
 from storage.audit import AuditLog
 from storage.clipwriter import ClipStore
 from storage.home import Home
 from storage.index import ClipIndex
-from storage.recipients import read_recipients
 from storage.reconcile import reconcile
 
 from ..errors import CommandError
 from ..guard import forbid_identity_access
 
 log = logging.getLogger("doorbell.recorder")
+
+SET_UP_POLL_S = 2.0
+WAITING_FOR_SET_UP = "waiting for set-up: no household keys yet; finish set-up in the viewer"
 
 
 def build_presses(settings, plan):
@@ -32,30 +45,73 @@ def build_presses(settings, plan):
                         settings.doorbell.chime_s)
 
 
+def wait_for_set_up(home: Home, stop: threading.Event, watchdog: SystemdWatchdog,
+                    poll_s: float = SET_UP_POLL_S) -> bool:
+    """Until recipients.txt exists: True then, False if stopped first."""
+    if home.is_initialised():
+        return True
+    log.info("%s", WAITING_FOR_SET_UP)
+    watchdog.ready(status=WAITING_FOR_SET_UP)  # up and well: systemd must not restart us
+    wait_s = min(poll_s, watchdog.ping_interval_s or poll_s)
+    while not home.is_initialised():
+        watchdog.ping()
+        if stop.wait(wait_s):
+            log.info("stopped while waiting for set-up")
+            return False
+    log.info("the household's keys are there: starting to record")
+    return True
+
+
+def restart_arguments(args) -> list[str]:
+    """The `doorbell` arguments this recorder was started with."""
+    argv = ["record"]
+    if args.home:
+        argv += ["--home", args.home]
+    if args.source:
+        argv += ["--source", args.source]
+    if args.until_eof:
+        argv.append("--until-eof")
+    return argv
+
+
+def restart(args) -> None:
+    """Replace this process by a fresh `doorbell record` (only once everything is closed)."""
+    argv = [sys.executable, "-m", "doorbell", *restart_arguments(args)]
+    log.info("restarting: %s", " ".join(argv[2:]))
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter and arguments
+
+
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     home = Home.resolve(args.home)
-    if not home.is_initialised():
-        raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
+    if not home.root.is_dir():
+        raise CommandError(f"{home.root} does not exist: run 'doorbell init' first")
     forbid_identity_access(home.identities_dir)
-    settings = load_settings(home.root)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    watchdog = SystemdWatchdog()  # a no-op outside systemd
+    if not wait_for_set_up(home, stop, watchdog):
+        return 0
+    watcher = SettingsWatcher(home)  # config.toml and recipients.txt, now and as they change
+    settings = watcher.settings
     spec = args.source or settings.camera.source
     try:
         plan = plan_source(spec, settings, until_eof=args.until_eof)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    recipients = read_recipients(home.recipients_file)
     prepare_runtime_dir(home.run_dir)
     # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
     # to be on the home network now, or a ConfigError naming the key.
     events = build_event_bus(settings, home.run_dir)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     with ClipIndex(home.index_file) as index, events:  # events: started, closed at the end
         for line in reconcile(home.clips_dir, index).lines():
             log.warning("%s", line)
-        store = ClipStore(home.clips_dir, index, recipients)
+        store = ClipStore(home.clips_dir, index, watcher.recipients)
         # picamera2 brings its own recorder (hardware encoder, its circular buffer).
         recorder_class = getattr(plan, "recorder_class", Recorder)
         recorder = recorder_class(
@@ -63,11 +119,13 @@ def run(args) -> int:
             LiveFramePublisher(home.live_frame_file, settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),
             StatusPublisher(home.recorder_status_file),
-            events=events,
+            events=events, watchdog=watchdog, watcher=watcher, tuner=MotionTuner(home),
         )
         log.info("recording from %s to %s (%d recipient keys)", plan.description,
-                 home.clips_dir, len(recipients))
+                 home.clips_dir, len(watcher.recipients))
         recorder.run(plan.open, stop, until_eof=args.until_eof)
         recorder.presses.close()
     log.info("stopped: %d clip(s) saved, %d frames", recorder.stats.clips, recorder.stats.frames)
+    if recorder.restart_sections and not stop.is_set():
+        restart(args)  # the clip is sealed, the index and the event bus are closed
     return 0

@@ -90,3 +90,18 @@ def test_a_request_older_than_the_ring_starts_at_its_oldest_keyframe():
     got = ring.since(0)
     assert got[0].keyframe
     assert got[0].pts_us == ring.since(-10**12)[0].pts_us
+
+
+def test_after_clear_the_ring_starts_again_at_a_keyframe():
+    """New privacy masks: what the ring held is gone, and until the next keyframe there is
+    nothing a clip could start with."""
+    ring = recorder_ring()
+    for index in range(40):
+        ring.append(packet(index))
+    ring.clear()
+    for index in range(40, 44):  # the rest of a keyframe group: useless without its keyframe
+        ring.append(packet(index))
+    assert len(ring) == 0 and ring.since(44 * FRAME_US) == []
+    ring.append(EncodedPacket(bytes(6000), 44 * FRAME_US, True))  # a forced keyframe
+    ring.append(packet(46))
+    assert [p.pts_us for p in ring.since(0)] == [44 * FRAME_US, 46 * FRAME_US]

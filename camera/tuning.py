@@ -1,0 +1,177 @@
+"""The motion tuner's overlay: trial motion values tried on the live picture, recording untouched.
+
+While the viewer's tuner page is open it keeps `motion-tuning.json` in the home (no footage):
+
+    {"motion": {"sensitivity": 0.7, "min_area": 0.002, ...}, "expires_at": 1714564830}
+
+(any motion.* key) and refreshes `expires_at` every few seconds. The recorder checks the file
+once a second. While it holds valid values (checked exactly like config.toml) and has not
+expired, a second MotionDetector runs with them on the same masked frames as the real one, and
+at the live frame rate the recorder writes, atomically, into the runtime directory:
+
+    motion-mask.png      the trial detector's motion mask, at detection resolution
+    motion-overlay.json  {"updated", "frame_width", "frame_height", "boxes" (x, y, w, h as
+                         fractions of the frame), "score", "triggered", "light_change",
+                         "motion" (the trial values in force)}
+
+The mask is footage-derived, so like live.jpg it only ever goes to the runtime directory (a
+tmpfs), never under the home. A file that is removed, expires or stops being valid ends tuning:
+both outputs are deleted and the second detector is dropped. Expiry is capped at two minutes
+from when the file was read, so a viewer that vanishes without cleaning up costs little.
+"""
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+
+from config import ConfigError, MotionSettings, Settings
+from storage.home import Home
+
+from .frames import Frame
+from .live import replace_file
+from .motion import MotionDetector
+from .reload import Stamp, file_stamp
+
+log = logging.getLogger("doorbell.recorder")
+
+MAX_EXPIRY_S = 120.0  # an expires_at further ahead counts as now + this
+
+
+def read_tuning(path: Path, base: Settings, now_s: float) -> tuple[MotionSettings, float]:
+    """(trial motion settings, expiry in unix seconds) from the tuner's file.
+
+    Raises ConfigError (not JSON, not the shape above, or a value config.toml would refuse,
+    named by key; str() names the file) or OSError.
+    """
+    try:
+        raw = json.loads(path.read_bytes())
+    except ValueError as exc:
+        raise ConfigError(f"the file is not valid JSON ({exc}).", source=str(path)) from None
+    expires_at = raw.get("expires_at") if isinstance(raw, dict) else None
+    if not isinstance(raw, dict) or not isinstance(raw.get("motion"), dict) or \
+            not isinstance(expires_at, int | float) or isinstance(expires_at, bool) or \
+            not math.isfinite(expires_at):
+        raise ConfigError('it must be {"motion": {...}, "expires_at": <unix seconds>}.',
+                          source=str(path))
+    overrides = {f"motion.{key}": value for key, value in raw["motion"].items()}
+    trial = base.with_overrides(overrides, source=str(path))
+    return trial.motion, min(float(expires_at), now_s + MAX_EXPIRY_S)
+
+
+def motion_values(motion: MotionSettings) -> dict:
+    """The trial values the overlay reports (JSON-ready)."""
+    return {
+        "sensitivity": motion.sensitivity,
+        "min_area": motion.min_area,
+        "trigger_frames": motion.trigger_frames,
+        "detect_width": motion.detect_width,
+        "light_change_fraction": motion.light_change_fraction,
+        "zones": [[list(point) for point in zone] for zone in motion.zones],
+    }
+
+
+class MotionTuner:
+    """The second detector and its overlay files; `poll` once a second, `update` every frame."""
+
+    def __init__(self, home: Home, wall_clock_s: Callable[[], float] = time.time,
+                 clock_s: Callable[[], float] = time.monotonic):
+        self.tuning_file = home.motion_tuning_file
+        self.mask_file = home.motion_mask_file
+        self.overlay_file = home.motion_overlay_file
+        self.detector: MotionDetector | None = None
+        self._wall_clock_s = wall_clock_s
+        self._clock_s = clock_s
+        self._stamp: Stamp = None
+        self._base: Settings | None = None
+        self._expires_at_s = 0.0
+        self._interval_s = 0.5
+        self._last_write_s: float | None = None
+        self._files_out = True  # so the first end() removes what a killed recorder left
+
+    @property
+    def active(self) -> bool:
+        return self.detector is not None
+
+    def poll(self, settings: Settings) -> None:
+        """Start, follow or end tuning as the viewer's file says (`settings`: those in force)."""
+        now_s = self._wall_clock_s()
+        self._interval_s = 1.0 / settings.live.fps
+        stamp = file_stamp(self.tuning_file)
+        if stamp is None:
+            self._stamp = None
+            self.end()
+            return
+        if stamp != self._stamp or settings is not self._base:
+            # Read again when the viewer rewrote the file, and when config.toml changed: the
+            # trial is the settings in force with the tuner's values over them.
+            new_file, self._stamp, self._base = stamp != self._stamp, stamp, settings
+            try:
+                motion, self._expires_at_s = read_tuning(self.tuning_file, settings, now_s)
+            except (OSError, ConfigError) as exc:
+                if new_file:  # one line per version of the file, not one a second
+                    log.warning("motion tuning ignored: %s", exc)
+                self.end()
+                return
+            if self._expires_at_s > now_s and (self.detector is None
+                                               or self.detector.settings != motion):
+                # Same values (the viewer only pushed the expiry on): keep the detector,
+                # which has learnt the scene; new values: a detector that learns afresh.
+                if self.detector is None:
+                    log.info("motion tuning started")
+                self.detector = MotionDetector(motion)
+                self._last_write_s = None
+        if now_s >= self._expires_at_s:
+            self.end()
+
+    def update(self, frame: Frame, full_size: tuple[int, int] | None = None) -> None:
+        """Run the trial detector on this (masked) frame; write the overlay at the live rate.
+
+        `full_size`: the camera's frame size when `frame` is a smaller copy (picamera2's lores
+        stream); boxes are fractions of the frame either way.
+        """
+        if self.detector is None:
+            return
+        motion = self.detector.update(frame)
+        now_s = self._clock_s()
+        if self._last_write_s is not None and now_s - self._last_write_s < self._interval_s:
+            return
+        self._last_write_s = now_s
+        ok, png = cv2.imencode(".png", motion.mask)
+        if not ok:
+            return
+        width, height = frame.width, frame.height
+        overlay = {
+            "updated": round(self._wall_clock_s(), 3),
+            "frame_width": (full_size or (width, height))[0],
+            "frame_height": (full_size or (width, height))[1],
+            "boxes": [[round(x / width, 5), round(y / height, 5), round(w / width, 5),
+                       round(h / height, 5)] for x, y, w, h in motion.boxes],
+            "score": round(float(motion.score), 5),
+            "triggered": bool(motion.triggered),
+            "light_change": bool(motion.light_change),
+            "motion": motion_values(self.detector.settings),
+        }
+        # The mask first: once the overlay says "updated", the mask beside it is as new.
+        self._files_out = True
+        replace_file(self.mask_file, png.tobytes())
+        replace_file(self.overlay_file, json.dumps(overlay, sort_keys=True).encode())
+
+    def reset(self) -> None:
+        """The picture changed under the detector (new privacy masks): learn it afresh."""
+        if self.detector is not None:
+            self.detector.reset()
+
+    def end(self) -> None:
+        """No tuning (the file went, expired or is invalid; the recorder stops): clean up."""
+        if self.detector is not None:
+            log.info("motion tuning ended")
+        self.detector = None
+        if self._files_out:
+            self._files_out = False
+            for path in (self.mask_file, self.overlay_file):
+                path.unlink(missing_ok=True)
