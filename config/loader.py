@@ -41,10 +41,15 @@ class ConfigError(Exception):
         return ConfigError(self.message, key=self.key, source=source, line=line)
 
 
+def shipped_settings() -> Settings:
+    """The shipped config/default.toml: what every home's config.toml is read over."""
+    shipped = resources.files(__package__) / "default.toml"
+    return parse_settings(shipped.read_text(encoding="utf-8"), str(shipped), Settings())
+
+
 def load_settings(home: str | PathLike[str]) -> Settings:
     """The shipped defaults, overridden key by key by home/config.toml if that file exists."""
-    shipped = resources.files(__package__) / "default.toml"
-    settings = parse_settings(shipped.read_text(encoding="utf-8"), str(shipped), Settings())
+    settings = shipped_settings()
     path = Path(home) / CONFIG_FILE
     try:
         text = path.read_text(encoding="utf-8-sig")  # -sig: tolerate a BOM from Windows editors
@@ -59,14 +64,19 @@ def load_settings(home: str | PathLike[str]) -> Settings:
 
 def parse_settings(text: str, source: str | None, base: Settings) -> Settings:
     """`base` with the keys present in the TOML `text` replaced."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _syntax_error(str(exc), text, source) from None
+    data = parse_toml(text, source)
     try:
         return build(type(base), data, base)
     except ConfigError as exc:
         raise exc.located(source, find_line(text, exc.key)) from None
+
+
+def parse_toml(text: str, source: str | None) -> dict[str, Any]:
+    """The TOML `text` as a dict, or a ConfigError locating the syntax error."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(str(exc), text, source) from None
 
 
 def apply_overrides(base: Settings, values: Mapping[str, Any], source: str | None) -> Settings:
@@ -125,6 +135,9 @@ def _convert(raw: Any, hint: Any, meta: Mapping[str, Any], key: str) -> Any:
     if get_origin(hint) is tuple:
         if not isinstance(raw, list | tuple):
             raise ConfigError(f'"{key}" must be a list, got {_show(raw)}.', key=key)
+        if "max_items" in meta and len(raw) > meta["max_items"]:
+            raise ConfigError(f'"{key}" must be a list of at most {meta["max_items"]} entries, '
+                              f"got {len(raw)}.", key=key)
         item = get_args(hint)[0]
         return tuple(_convert_one(x, item, meta, f"{key}[{i}]") for i, x in enumerate(raw))
     return _convert_one(raw, hint, meta, key)

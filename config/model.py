@@ -10,7 +10,8 @@ and its metadata:
                       type-based conversion); raises ValueError(requirement) when it can't
     check             a function called with the converted value; raises ValueError(requirement)
 
-For a `tuple[X, ...]` field the TOML value is a list and all of the above apply to each item.
+For a `tuple[X, ...]` field the TOML value is a list and all of the above apply to each item;
+`max_items` bounds the length of the list itself.
 `requirement` completes the sentence '"key" must be ...'.
 
 To add a section: write one dataclass below and add one field on `Settings`. The loader, the
@@ -25,10 +26,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-# A polygon in normalised frame coordinates: (x, y) pairs in 0..1, at least 3 points. Normalised
-# so that masks and zones survive a change of resolution.
+# A polygon in normalised frame coordinates: (x, y) pairs in 0..1, 3 to 64 points enclosing an
+# area; at most 16 per list. Normalised so that masks and zones survive a change of resolution.
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]
+MAX_POLYGONS = 16
+MAX_POLYGON_POINTS = 64
+# Below this (a fraction of the frame: under a pixel even at 3840x2160) a polygon covers nothing:
+# its points lie on one line or on one spot. A mask like that would hide nothing.
+MIN_POLYGON_AREA = 1e-7
 
 # The viewer is LAN-only: loopback, RFC 1918, link-local and IPv6 unique-local. Also the default.
 LAN_NETWORKS = (
@@ -43,6 +49,8 @@ LAN_NETWORKS = (
 )
 
 _POLYGON = "a polygon: a list of at least 3 [x, y] points with x and y between 0 and 1"
+_POLYGON_POINTS = f"a polygon of at most {MAX_POLYGON_POINTS} points"
+_POLYGON_AREA = "a polygon that encloses an area, not points on one line or one spot"
 _BIND = "HOST:PORT with a port between 1 and 65535 (an IPv6 address in brackets, e.g. [::1]:8080)"
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 _BIND_FORM = re.compile(r"\[(?P<v6>[^\]]+)\]:(?P<p6>\d{1,5})|(?P<host>[^:\[\]]+):(?P<port>\d{1,5})")
@@ -65,7 +73,37 @@ def parse_polygon(raw: Any) -> Polygon:
                    for c in point):
             raise ValueError(_POLYGON)
         points.append((float(point[0]), float(point[1])))
+    if len(points) > MAX_POLYGON_POINTS:
+        raise ValueError(_POLYGON_POINTS)
+    if hull_area(points) < MIN_POLYGON_AREA:
+        raise ValueError(_POLYGON_AREA)
     return tuple(points)
+
+
+def hull_area(points: Iterable[Point]) -> float:
+    """The area of the convex hull of `points`: 0 exactly when they all lie on one line.
+
+    The hull, not the polygon's own (signed) area: a figure-8 whose two loops cancel out still
+    covers part of the frame when it is filled.
+    """
+    unique = sorted(set(points))
+    if len(unique) < 3:
+        return 0.0
+
+    def turn(o: Point, a: Point, b: Point) -> float:
+        return (a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0])
+
+    def half(ordered: list[Point]) -> list[Point]:  # Andrew's monotone chain
+        chain: list[Point] = []
+        for p in ordered:
+            while len(chain) >= 2 and turn(chain[-2], chain[-1], p) <= 0:
+                chain.pop()
+            chain.append(p)
+        return chain[:-1]
+
+    hull = half(unique) + half(unique[::-1])
+    return abs(sum(x1 * y2 - x2 * y1
+                   for (x1, y1), (x2, y2) in zip(hull, hull[1:] + hull[:1], strict=True))) / 2
 
 
 def is_host(value: str) -> bool:
@@ -202,12 +240,13 @@ class CameraSettings:
 
 @dataclass(frozen=True, slots=True)
 class PrivacySettings:
-    masks: tuple[Polygon, ...] = setting((), parse=parse_polygon)
+    masks: tuple[Polygon, ...] = setting((), parse=parse_polygon, max_items=MAX_POLYGONS)
 
 
 @dataclass(frozen=True, slots=True)
 class MotionSettings:
-    zones: tuple[Polygon, ...] = setting((), parse=parse_polygon)  # empty: the whole frame
+    # empty: the whole frame
+    zones: tuple[Polygon, ...] = setting((), parse=parse_polygon, max_items=MAX_POLYGONS)
     detect_width: int = setting(320, min=80, max=1280)
     sensitivity: float = setting(0.5, min=0.0, max=1.0)  # higher = more sensitive
     min_area: float = setting(0.004, min=0.0001, max=0.5)  # fraction of the frame area

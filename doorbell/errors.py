@@ -5,7 +5,7 @@ from storage.age.errors import AgeError
 from storage.audit import AuditLogCorrupt
 from storage.clipid import InvalidClipId
 from storage.passphrase import KeyringError
-from storage.recipients import RecipientsError
+from storage.recipients import HouseholdError, RecipientsError
 
 
 class CommandError(Exception):
@@ -20,6 +20,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     AuditLogCorrupt,
     InvalidClipId,
     RecipientsError,
+    HouseholdError,  # storage.household: a refused change to the household's keys
     KeyringError,
     LookupError,
     OSError,  # the environment: permissions, a full disk, a path that is a file

@@ -6,7 +6,8 @@ The package is split in two halves so the recorder can be proven write-only:
   `storage.clipwriter`, `storage.index`, `storage.retention`, `storage.audit`) needs only
   public keys;
 * the decrypting half (`storage.age.reader`, `storage.age.identities`, `storage.keyring`,
-  `storage.clipreader`) needs an identity, and `camera` never imports it (a test enforces it).
+  `storage.household`, `storage.clipreader`) needs an identity, and `camera` never imports it
+  (a test enforces it).
 
 Nothing is imported here on purpose: importing `storage` must not pull in either half.
 """

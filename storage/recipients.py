@@ -24,6 +24,13 @@ class RecipientsError(ValueError):
     """recipients.txt is missing, malformed, or a change to it is invalid."""
 
 
+class HouseholdError(ValueError):
+    """A change to the household's keys is refused (storage.household); one sentence.
+
+    Defined here, with no key material around it, so that the command line's error handling can
+    name it without importing the decrypting half (the recorder imports that handling too)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HouseholdKey:
     name: str  # a member's name, or "recovery"

@@ -17,7 +17,7 @@ import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
 DECRYPTING = ("storage.age.reader", "storage.age.identities", "storage.keyring",
-              "storage.clipreader")
+              "storage.clipreader", "storage.household")
 RECORDER_ENTRY_POINTS = ("camera.recorder", "camera.sources", "doorbell.commands.record")
 
 

@@ -1,4 +1,9 @@
-"""`doorbell init`: create a home, the first member, the recovery key and the index."""
+"""`doorbell init`: create a home, the first member, the recovery key and the index.
+
+The household itself is made by storage.household (the viewer's pages use the same code); this
+command adds what belongs to a terminal: the prompts, the TLS certificate, the audit entry and
+showing the recovery key once.
+"""
 
 import argparse
 import sys
@@ -7,22 +12,12 @@ from config import Settings
 from storage.age.identities import X25519Identity
 from storage.audit import AuditLog
 from storage.home import Home
-from storage.index import ClipIndex
-from storage.keyring import Keyring, calibrate_work_factor, check_passphrase_strength
-from storage.recipients import RECOVERY_NAME, HouseholdKey, check_member_name, write_household_keys
+from storage.household import check_new_household, create_household
 from web.tls import create_certificate
 
 from ..audit_trail import cli_actor
 from ..errors import CommandError
 from ..passphrase import read_passphrase
-
-CONFIG_STUB = """\
-# Your doorbell settings. Only the keys you change need to be here; the shipped defaults,
-# with a comment for every key, are in the doorbell package's config/default.toml.
-#
-# [camera]
-# source = "picamera2"
-"""
 
 
 def format_recovery(identity: X25519Identity) -> str:
@@ -43,37 +38,24 @@ def format_recovery(identity: X25519Identity) -> str:
 
 def run(args: argparse.Namespace) -> int:
     home = Home.resolve(args.home)
-    if home.is_initialised():
-        raise CommandError(f"{home.root} is already initialised (it has a recipients.txt)")
-    name = check_member_name(args.user)
-    passphrase = read_passphrase(args.passphrase_file, prompt=f"New passphrase for {name}: ",
-                                 confirm=True)
-    check_passphrase_strength(passphrase)
     if args.work_factor is not None and not 15 <= args.work_factor <= 22:
         raise CommandError("--work-factor must be between 15 and 22")
-    work_factor = args.work_factor or calibrate_work_factor()
-
-    home.root.mkdir(mode=0o750, parents=True, exist_ok=True)
-    home.clips_dir.mkdir(mode=0o750, exist_ok=True)
-    if home.config_file.exists():
+    name = check_new_household(home, args.user)  # before asking for a passphrase
+    passphrase = read_passphrase(args.passphrase_file, prompt=f"New passphrase for {name}: ",
+                                 confirm=True)
+    if home.config_file.exists():  # an owner's own config.toml is kept: it must be valid
         Settings.from_toml_text(home.config_file.read_text(), str(home.config_file))
-    else:
-        home.config_file.write_text(CONFIG_STUB)
-    member = Keyring(home.identities_dir).create(name, passphrase, work_factor)
-    recovery = X25519Identity.generate()
-    write_household_keys(
-        home.recipients_file,
-        [HouseholdKey(name, member.recipient), HouseholdKey(RECOVERY_NAME, recovery.recipient)],
-    )
-    ClipIndex(home.index_file).close()
+
+    created = create_household(home, name, passphrase, args.work_factor)
+    member, work_factor = created.member_identity, created.work_factor
     tls_fingerprint = create_certificate(home.tls_dir)
     AuditLog(home.audit_file).append(
         cli_actor(name), "init", member=name, member_key=str(member.recipient),
-        recovery_key=str(recovery.recipient), scrypt_work_factor=work_factor,
+        recovery_key=str(created.recovery_identity.recipient), scrypt_work_factor=work_factor,
     )
     print(f"Initialised {home.root} for member {name!r} (scrypt work factor 2^{work_factor}).")
     print(f"{name}'s public key: {member.recipient}\n")
-    print(format_recovery(recovery))
+    print(format_recovery(created.recovery_identity))
     print("The viewer's TLS certificate (for HTTPS on the home network) has the SHA-256")
     print(f"fingerprint {tls_fingerprint}\nCheck that your browser shows the same one.")
     sys.stdout.flush()
