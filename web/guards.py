@@ -100,6 +100,13 @@ def _same_origin() -> bool:
     return origin is None or origin == f"{request.scheme}://{request.host}"
 
 
+def set_session_cookie(response, session_id: str):
+    """The browser's only piece of a session: a random id, never readable by scripts."""
+    response.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True,
+                        samesite="Strict", path="/")
+    return response
+
+
 def install_guards(app: Flask) -> None:
     @app.before_request
     def check_request():

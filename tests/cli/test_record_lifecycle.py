@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -87,16 +86,6 @@ def recorders():
     yield started
     for recorder in started:
         recorder.kill()
-
-
-@pytest.fixture
-def notify_socket(tmp_path):
-    path = tmp_path / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(5)
-    yield path, sock
-    sock.close()
 
 
 def test_a_home_that_does_not_exist_is_one_sentence(tmp_path):

@@ -206,16 +206,6 @@ def test_nftables_rules_parse(tmp_path):
 
 # -- sd_notify ----------------------------------------------------------------------------------
 
-@pytest.fixture
-def notify_socket(tmp_path):
-    path = tmp_path / "notify"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(path))
-    sock.settimeout(5)
-    yield path, sock
-    sock.close()
-
-
 def received(sock) -> list[str]:
     messages = []
     sock.setblocking(False)

@@ -16,7 +16,7 @@ from flask import (
 
 from storage.keyring import WrongPassphraseError
 
-from ..guards import SESSION_COOKIE
+from ..guards import SESSION_COOKIE, set_session_cookie
 from ..unlock import UnlockBusy
 
 blueprint = Blueprint("auth", __name__)
@@ -62,10 +62,7 @@ def login_submit():
     viewer.limiter.forget(request.remote_addr, member)
     session_id, _session = viewer.sessions.create(member, identity)
     viewer.audit.append(member, "unlock", address=request.remote_addr)
-    response = redirect(url_for("timeline.index"), code=303)
-    response.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True,
-                        samesite="Strict", path="/")
-    return response
+    return set_session_cookie(redirect(url_for("timeline.index"), code=303), session_id)
 
 
 @blueprint.post("/lock")

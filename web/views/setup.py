@@ -14,7 +14,7 @@ from storage.passphrase import KeyringError, suggest_passphrase
 from storage.recipients import RecipientsError, check_member_name
 from web.tls import certificate_paths, create_certificate, fingerprint
 
-from ..guards import SESSION_COOKIE
+from ..guards import set_session_cookie
 from ..onboarding import SetupCodeError
 from .common import viewer
 
@@ -92,10 +92,7 @@ def submit():
     log.info("set up by %s from %s", member, request.remote_addr)
     session_id, session = v.sessions.create(member, household.member_identity)
     session.recovery_secret = str(household.recovery_identity)
-    response = redirect(url_for("setup.recovery"), code=303)
-    response.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True,
-                        samesite="Strict", path="/")
-    return response
+    return set_session_cookie(redirect(url_for("setup.recovery"), code=303), session_id)
 
 
 @blueprint.get("/recovery")

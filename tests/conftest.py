@@ -1,0 +1,16 @@
+"""Fixtures more than one test package needs."""
+
+import socket
+
+import pytest
+
+
+@pytest.fixture
+def notify_socket(tmp_path):
+    """A NOTIFY_SOCKET stand-in: (path, bound datagram socket) to read sd_notify messages from."""
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    yield path, sock
+    sock.close()
