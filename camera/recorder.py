@@ -246,6 +246,9 @@ class Recorder:
         changed = [section.name for section in dataclasses.fields(new)
                    if getattr(new, section.name) != getattr(self.settings, section.name)]
         restart = [name for name in changed if name not in LIVE_SECTIONS]
+        if "viewer" in restart and \
+                new.viewer.allowed_networks == self.settings.viewer.allowed_networks:
+            restart.remove("viewer")  # the recorder uses only the networks from [viewer]
         if restart:
             log.warning("%s settings changed: restarting the recorder to apply them",
                         ", ".join(restart))

@@ -272,6 +272,25 @@ def test_a_camera_change_seals_the_clip_and_ends_the_run_for_a_restart(small_hom
     assert status(home)["state"] == "restarting"
 
 
+def test_viewer_settings_restart_the_recorder_only_when_its_networks_change(small_home):
+    """The recorder uses [viewer] for one thing, the networks notifications may reach: a new idle
+    timeout must not break a visit into two clips."""
+    home = small_home
+    config = home.root / "config.toml"
+
+    def longer_idle_timeout():
+        replace_text(config, config.read_text() + "\n[viewer]\nidle_timeout_s = 1800\n")
+
+    def fewer_networks():
+        replace_text(config, config.read_text() + 'allowed_networks = ["192.168.0.0/16"]\n')
+
+    recorder = record(home, [], 8.0, {30: longer_idle_timeout, 90: fewer_networks})
+
+    assert recorder.settings.viewer.idle_timeout_s == 1800  # applied in place at frame 30
+    assert recorder.restart_sections == ["viewer"]  # ...and the networks need a restart
+    assert recorder.stats.frames == 91
+
+
 # -- picamera2 -------------------------------------------------------------------------------------
 
 
