@@ -63,6 +63,21 @@ def confirm_passphrase(viewer, session, passphrase: str, address: str) -> Confir
     return Confirmation(session.member, address)
 
 
+def current_settings(viewer):
+    """The settings in config.toml now (someone may have edited it by hand since the viewer
+    started), so a form never shows, and then saves back, a value that is no longer there.
+    The viewer's own section stays what it started with. A file that does not load gives the
+    last good settings."""
+    from config import ConfigError, load_settings
+
+    try:
+        fresh = load_settings(viewer.home.root)
+    except ConfigError:
+        return viewer.settings
+    viewer.settings = dataclasses.replace(fresh, viewer=viewer.settings.viewer)
+    return viewer.settings
+
+
 def field_sentence(exc) -> str:
     """A ConfigError as one sentence that names the field."""
     if exc.key and exc.key not in exc.message:

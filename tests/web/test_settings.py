@@ -247,6 +247,30 @@ def test_saving_the_same_values_again_writes_nothing(household, browser):
     assert config_bytes(household) == saved
 
 
+def test_the_tuner_sliders_can_show_every_value_the_file_may_hold(household, browser):
+    """A slider clamps a value beyond its range, and saving the form would then change a setting
+    the owner never touched: the range must take in what the file says."""
+    (household.root / "config.toml").write_text(CONFIG.replace("[motion]",
+                                                               "[motion]\nmin_area = 0.1234"))
+    page = browser.get("/settings/motion").get_data(as_text=True)
+    slider = re.search(r'<input type="range" name="min_area"[^>]*>', page).group(0)
+    assert 'value="0.1234"' in slider
+    assert float(re.search(r'max="([^"]+)"', slider).group(1)) >= 0.1234
+    assert 'step="any"' in slider  # no snapping of 0.1234 to a coarser step either
+
+
+def test_a_hand_edit_made_while_the_viewer_runs_is_shown_and_kept(household, browser):
+    config = household.root / "config.toml"
+    config.write_text(config.read_text().replace("sensitivity = 0.5", "sensitivity = 0.8"))
+    page = browser.get("/settings/motion").get_data(as_text=True)
+    assert 'id="sensitivity" min="0" max="1" step="0.05" value="0.8"' in page
+    form = {key: re.search(rf'name="{key}"[^>]*value="([^"]+)"', page).group(1)
+            for key in ("sensitivity", "min_area", "trigger_frames")}
+    assert save(browser, "/settings/motion", {**form, "trigger_frames": "4"}).status_code == 303
+    settings = load_settings(household.root)
+    assert (settings.motion.sensitivity, settings.motion.trigger_frames) == (0.8, 4)
+
+
 def test_saving_privacy_masks_and_motion_zones(household, browser):
     response = save(browser, "/settings/areas",
                     {"masks": json.dumps([MASK]), "zones": json.dumps([ZONE])})

@@ -27,7 +27,13 @@ from config.editor import setting_value
 from storage.durable import write_atomically
 
 from ..capacity import days_that_fit, measure_usage
-from ..changes import ChangeRefused, SettingsWriter, confirm_passphrase, field_sentence
+from ..changes import (
+    ChangeRefused,
+    SettingsWriter,
+    confirm_passphrase,
+    current_settings,
+    field_sentence,
+)
 from .common import viewer
 
 blueprint = Blueprint("settings", __name__, url_prefix="/settings")
@@ -83,7 +89,7 @@ def index():
 
 @blueprint.get("/areas")
 def areas(error=None, error_field=None, form=None):
-    s = viewer().settings
+    s = current_settings(viewer())
     masks = form.get("masks") if form else json.dumps(setting_value(s, "privacy.masks"))
     zones = form.get("zones") if form else json.dumps(setting_value(s, "motion.zones"))
     return render_template("settings_areas.html", masks=masks, zones=zones, error=error,
@@ -112,7 +118,7 @@ def _polygons_field(name: str, key: str) -> list:
 
 @blueprint.get("/motion")
 def motion(error=None, error_field=None, form=None):
-    s = viewer().settings
+    s = current_settings(viewer())
     values = {key: setting_value(s, f"motion.{key}") for key in MOTION_KEYS}
     if form:
         values.update({key: form.get(key, values[key]) for key in MOTION_KEYS})
@@ -142,7 +148,7 @@ def motion_trial():
         abort(400, "Expected a JSON object of motion values.")
     trial = {key: data[key] for key in MOTION_KEYS if key in data}
     try:
-        v.settings.with_overrides({f"motion.{k}": val for k, val in trial.items()},
+        current_settings(v).with_overrides({f"motion.{k}": val for k, val in trial.items()},
                                   source="tuner")
     except ConfigError as exc:
         return jsonify(error=field_sentence(exc), field=exc.key), 400
@@ -178,7 +184,7 @@ def motion_mask():
 
 @blueprint.get("/recording")
 def recording(error=None, error_field=None, form=None):
-    s = viewer().settings
+    s = current_settings(viewer())
     values = {
         "pre_roll_s": s.recording.pre_roll_s, "post_roll_s": s.recording.post_roll_s,
         "max_clip_s": s.recording.max_clip_s, "max_age_days": s.retention.max_age_days,
@@ -204,7 +210,7 @@ def recording_estimate():
     """Days that fit for proposed values (query string, the form's fields), before saving."""
     from config.loader import ConfigError
 
-    s = viewer().settings
+    s = current_settings(viewer())
     values = {key: _number(field, key, convert, request.args) for field, (key, convert)
               in RECORDING_FIELDS.items() if field in request.args}
     try:
