@@ -11,6 +11,7 @@ from config import Settings
 from storage.audit import AuditLog
 from storage.home import Home
 
+from .changes import SettingsWriter
 from .guards import install_guards
 from .onboarding import SetupCode
 from .ratelimit import LoginRateLimiter
@@ -33,7 +34,7 @@ class Viewer:
     day_counts_cache: dict = field(default_factory=dict)  # index version -> days with clips
     live_lock: threading.Lock = field(default_factory=threading.Lock)
     setup: SetupCode | None = None  # only while the home has no household keys
-    settings_writer: object | None = None  # web.changes.SettingsWriter, made on first save
+    settings_writer: "SettingsWriter | None" = None  # config.toml changes, one at a time
     work_factor: int | None = None  # scrypt log2 N for new identities; calibrated on first use
 
     def scrypt_work_factor(self) -> int:
@@ -60,6 +61,7 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
         audit=AuditLog(home.audit_file),
         allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
     )
+    viewer.settings_writer = SettingsWriter(viewer)
     if not home.is_initialised():
         viewer.setup = SetupCode()
     app.extensions["doorbell"] = viewer

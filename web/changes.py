@@ -13,11 +13,12 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from config import ConfigError, load_settings
 from config.editor import ConfigChange, edit_config
 from storage.durable import write_atomically
 from storage.passphrase import WrongPassphraseError
 
-from .unlock import UnlockBusy
+from .unlock import RateLimited, UnlockBusy, unlock_with_limit
 
 
 class ChangeRefused(Exception):
@@ -39,24 +40,19 @@ def confirm_passphrase(viewer, session, passphrase: str, address: str) -> Confir
     """Rule 1 (and 2): raise ChangeRefused unless `passphrase` unlocks the session's member."""
     if not passphrase:
         raise ChangeRefused("Type your passphrase to confirm the change.", 401, "passphrase")
-    wait_s = viewer.limiter.try_acquire(address, session.member)
-    if wait_s is not None:
-        viewer.audit.append(session.member, "reauth.rate_limited", address=address)
-        raise ChangeRefused(f"Too many attempts. Try again in {int(wait_s // 60) + 1} minutes.",
-                            429)
     try:
-        identity = viewer.unlocker.unlock(session.member, passphrase)
+        identity = unlock_with_limit(viewer, session.member, passphrase, address, "reauth")
+    except RateLimited as exc:
+        raise ChangeRefused(exc.sentence, 429) from None
     except UnlockBusy:
         raise ChangeRefused("Another unlock is in progress: try again in a moment.", 503) \
             from None
     except WrongPassphraseError:
-        viewer.audit.append(session.member, "reauth.failed", address=address)
         raise ChangeRefused("Wrong passphrase: nothing was changed.", 401, "passphrase") \
             from None
     if str(identity.recipient) != str(session.identity.recipient):
         raise ChangeRefused("Your key on this device changed since you unlocked: lock and "
                             "unlock again.", 401)
-    viewer.limiter.forget(address, session.member)
     if not viewer.audit.verify().ok:
         raise ChangeRefused("The audit log is damaged, so nothing is changed until it is "
                             "repaired (see the Audit page).", 409)
@@ -68,8 +64,6 @@ def current_settings(viewer):
     started), so a form never shows, and then saves back, a value that is no longer there.
     The viewer's own section stays what it started with. A file that does not load gives the
     last good settings."""
-    from config import ConfigError, load_settings
-
     try:
         fresh = load_settings(viewer.home.root)
     except ConfigError:
@@ -93,8 +87,6 @@ class SettingsWriter:
         self._lock = threading.Lock()
 
     def save(self, confirmation: Confirmation, values: dict[str, Any]) -> ConfigChange:
-        from config.loader import ConfigError
-
         v = self._viewer
         path = v.home.config_file
         with self._lock:

@@ -26,6 +26,38 @@ class UnlockBusy(Exception):
     """Another unlock is running; try again in a moment."""
 
 
+class RateLimited(Exception):
+    """Too many attempts for this address or member; `wait_s` until the next is allowed."""
+
+    def __init__(self, wait_s: float) -> None:
+        super().__init__(f"too many attempts: wait {wait_s:.0f} s")
+        self.wait_s = wait_s
+
+    @property
+    def sentence(self) -> str:
+        return f"Too many attempts. Try again in {int(self.wait_s // 60) + 1} minutes."
+
+
+def unlock_with_limit(viewer, member: str, passphrase: str, address: str,
+                      action: str) -> X25519Identity:
+    """A login or a re-authentication: the rate limit first (before scrypt), then the unlock.
+
+    Refusals are audited as `<action>.rate_limited` / `<action>.failed`; raises RateLimited,
+    UnlockBusy or WrongPassphraseError. A success clears the address's and member's count.
+    """
+    wait_s = viewer.limiter.try_acquire(address, member)
+    if wait_s is not None:
+        viewer.audit.append(member, f"{action}.rate_limited", address=address)
+        raise RateLimited(wait_s)
+    try:
+        identity = viewer.unlocker.unlock(member, passphrase)
+    except WrongPassphraseError:
+        viewer.audit.append(member, f"{action}.failed", address=address)
+        raise
+    viewer.limiter.forget(address, member)
+    return identity
+
+
 class Unlocker:
     def __init__(self, identities_dir: Path, wait_s: float = 5.0):
         self._keyring = Keyring(identities_dir)

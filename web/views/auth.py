@@ -17,7 +17,7 @@ from flask import (
 from storage.keyring import WrongPassphraseError
 
 from ..guards import SESSION_COOKIE, set_session_cookie
-from ..unlock import UnlockBusy
+from ..unlock import RateLimited, UnlockBusy, unlock_with_limit
 
 blueprint = Blueprint("auth", __name__)
 log = logging.getLogger("doorbell.viewer")
@@ -42,24 +42,19 @@ def login_submit():
     if not member or not passphrase:
         return render_template("login.html", error="Enter your name and passphrase.",
                                member=member), 400
-    wait_s = viewer.limiter.try_acquire(request.remote_addr, member)
-    if wait_s is not None:
-        viewer.audit.append(member, "unlock.rate_limited", address=request.remote_addr)
-        response = make_response(render_template(
-            "login.html", member=member,
-            error=f"Too many attempts. Try again in {int(wait_s // 60) + 1} minutes."), 429)
-        response.headers["Retry-After"] = str(int(wait_s))
-        return response
     try:
-        identity = viewer.unlocker.unlock(member, passphrase)
+        identity = unlock_with_limit(viewer, member, passphrase, request.remote_addr, "unlock")
+    except RateLimited as exc:
+        response = make_response(render_template("login.html", member=member,
+                                                 error=exc.sentence), 429)
+        response.headers["Retry-After"] = str(int(exc.wait_s))
+        return response
     except UnlockBusy:
         abort(503, "Another unlock is in progress: try again in a moment.")
     except WrongPassphraseError:
-        viewer.audit.append(member, "unlock.failed", address=request.remote_addr)
         log.warning("failed unlock for %r from %s", member, request.remote_addr)
         return render_template("login.html", error="Wrong name or passphrase.",
                                member=member), 401
-    viewer.limiter.forget(request.remote_addr, member)
     session_id, _session = viewer.sessions.create(member, identity)
     viewer.audit.append(member, "unlock", address=request.remote_addr)
     return set_session_cookie(redirect(url_for("timeline.index"), code=303), session_id)

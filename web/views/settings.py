@@ -13,23 +13,23 @@ import time
 
 from flask import (
     Blueprint,
+    Response,
     abort,
     g,
     jsonify,
     redirect,
     render_template,
     request,
-    send_file,
     url_for,
 )
 
+from config import ConfigError
 from config.editor import setting_value
 from storage.durable import write_atomically
 
 from ..capacity import days_that_fit, measure_usage
 from ..changes import (
     ChangeRefused,
-    SettingsWriter,
     confirm_passphrase,
     current_settings,
     field_sentence,
@@ -51,19 +51,12 @@ RECORDING_FIELDS = {  # form field -> (dotted key, conversion)
 }
 
 
-def _writer() -> SettingsWriter:
-    v = viewer()
-    if v.settings_writer is None:
-        v.settings_writer = SettingsWriter(v)
-    return v.settings_writer
-
-
 def _save(values: dict, page: str):
     """Confirm the passphrase, save, and go back to `page` saying so (or show the refusal)."""
     v = viewer()
     confirmation = confirm_passphrase(v, g.session, request.form.get("passphrase", ""),
                                       request.remote_addr)
-    change = _writer().save(confirmation, values)
+    change = v.settings_writer.save(confirmation, values)
     note = "saved" if change.changes else "unchanged"
     return redirect(url_for(page, note=note), code=303)
 
@@ -140,8 +133,6 @@ def motion_trial():
     """The tuner's trial values: the recorder runs a second detector with them (no recording
     changes) and publishes its mask and boxes while the file stays fresh. Not a settings change:
     nothing persistent changes, so no passphrase is asked."""
-    from config.loader import ConfigError
-
     v = viewer()
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -175,9 +166,7 @@ def motion_mask():
         data = path.read_bytes()
     except FileNotFoundError:
         abort(404, "No overlay: the tuner is not running or the recorder is stopped.")
-    from io import BytesIO
-
-    return send_file(BytesIO(data), mimetype="image/png")
+    return Response(data, mimetype="image/png")
 
 
 # -- recording and retention -------------------------------------------------------------------
@@ -208,8 +197,6 @@ def recording_save():
 @blueprint.get("/recording/estimate.json")
 def recording_estimate():
     """Days that fit for proposed values (query string, the form's fields), before saving."""
-    from config.loader import ConfigError
-
     s = current_settings(viewer())
     values = {key: _number(field, key, convert, request.args) for field, (key, convert)
               in RECORDING_FIELDS.items() if field in request.args}
