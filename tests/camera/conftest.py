@@ -24,16 +24,23 @@ VIDEO_DIR = PROJECT.parent / "shared" / "testdata" / "video"
 PASSPHRASE = "amber-kettle-under-snow-31"
 ORIGIN_US = 1_714_564_800_000_000  # 2024-05-01T12:00:00Z: wall clock of the first frame
 WIDTH, HEIGHT, FPS = 640, 360, 15
-BASE_CONFIG = f"""\
+
+
+def camera_config(width: int, height: int, fps: int) -> str:
+    """config.toml for a test recorder: this frame size and rate, no free-space pruning."""
+    return f"""\
 [camera]
-width = {WIDTH}
-height = {HEIGHT}
-fps = {FPS}
+width = {width}
+height = {height}
+fps = {fps}
 
 [retention]
 # the test machine's free space must not decide which clips survive
 min_free_bytes = 0
 """
+
+
+BASE_CONFIG = camera_config(WIDTH, HEIGHT, FPS)
 
 _IDENTITIES: dict[bytes, object] = {}
 

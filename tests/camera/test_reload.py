@@ -25,21 +25,13 @@ from camera.reload import SettingsWatcher
 from camera.synthetic import ScriptedEvent, SyntheticScene
 from storage.home import Home
 
-from .conftest import ORIGIN_US
+from .conftest import ORIGIN_US, camera_config
 from .test_recorder import decode_mp4
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 # The brick wall and door at the left of the synthetic scene: never black until masked.
 WALL = [(0.0, 0.0), (0.15, 0.0), (0.15, 1.0), (0.0, 1.0)]
-BASE = f"""\
-[camera]
-width = {WIDTH}
-height = {HEIGHT}
-fps = {FPS}
-
-[retention]
-min_free_bytes = 0
-"""
+BASE = camera_config(WIDTH, HEIGHT, FPS)
 
 
 def pts_us(index: int) -> int:
