@@ -32,9 +32,9 @@ sys.path.insert(0, str(PROJECT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from camera.frames import Frame  # noqa: E402
-from camera.motion import MotionDetector  # noqa: E402
-from camera.synthetic import ScriptedEvent, SyntheticScene  # noqa: E402
+from doorbell.camera.frames import Frame  # noqa: E402
+from doorbell.camera.motion import MotionDetector  # noqa: E402
+from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene  # noqa: E402
 
 RESOLUTIONS = {"720p": (1280, 720), "1080p": (1920, 1080)}
 DISTINCT_FRAMES = 40

@@ -99,14 +99,14 @@ def main() -> None:
     from gpiozero.pins.mock import MockFactory
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from camera.notify import build_event_bus
-    from camera.presses import GpioDoorbell
-    from camera.recorder import Recorder
-    from camera.synthetic import SyntheticScene
-    from config import Settings
-    from storage.age.identities import X25519Identity
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
+    from doorbell.camera.notify import build_event_bus
+    from doorbell.camera.presses import GpioDoorbell
+    from doorbell.camera.recorder import Recorder
+    from doorbell.camera.synthetic import SyntheticScene
+    from doorbell.config import Settings
+    from doorbell.storage.age.identities import X25519Identity
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
 
     load_at_start = os.getloadavg()[0]
     work = Path(tempfile.mkdtemp(prefix="bench-notify-"))

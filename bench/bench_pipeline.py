@@ -51,7 +51,7 @@ def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
 
 def make_test_file(path: Path, seconds: float) -> int:
     """The synthetic scene's first `seconds` (a visit at 8-24 s) as 720p15 H.264 MP4."""
-    from camera.synthetic import SyntheticScene
+    from doorbell.camera.synthetic import SyntheticScene
 
     scene = SyntheticScene(WIDTH, HEIGHT, FPS, duration_s=seconds)
     frames = 0
@@ -104,13 +104,13 @@ def init_home(root: Path, env: dict) -> None:
 
 
 def pipeline_in_process(home: Path, path: Path, video_s: float) -> dict:
-    from camera.filesource import VideoFileSource
-    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from camera.recorder import Recorder
-    from config import load_settings
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
+    from doorbell.camera.filesource import VideoFileSource
+    from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+    from doorbell.camera.recorder import Recorder
+    from doorbell.config import load_settings
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
 
     settings = load_settings(home)
     run_dir = Path(os.environ["DOORBELL_RUNTIME_DIR"])

@@ -98,8 +98,8 @@ def cpu_seconds() -> float:
 
 def make_home(root: Path, recipients: list) -> None:
     """A recorder's home as `doorbell init` leaves it, minus the private keys (not needed)."""
-    from storage.home import Home
-    from storage.recipients import HouseholdKey, write_household_keys
+    from doorbell.storage.home import Home
+    from doorbell.storage.recipients import HouseholdKey, write_household_keys
 
     root.mkdir(parents=True)
     home = Home(root)
@@ -170,7 +170,7 @@ def ratios(numerator: dict, denominator: dict) -> dict:
 
 
 def parent(args) -> None:
-    from storage.age import X25519Identity
+    from doorbell.storage.age import X25519Identity
 
     load_1m = os.getloadavg()[0]
     started = time.perf_counter()
@@ -271,7 +271,7 @@ def parent(args) -> None:
 def scene_images():
     """A visitor walking in from the side in the rain: 40 frames from the middle of it, then
     back again, so nothing jumps when the sequence repeats (as bench_motion.py)."""
-    from camera.synthetic import ScriptedEvent, SyntheticScene
+    from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
 
     script = [ScriptedEvent("rain", 0.0, 20.0), ScriptedEvent("visit", 1.0, 16.0, "side")]
     scene = SyntheticScene(WIDTH, HEIGHT, fps=FPS, seed=1, script=script, duration_s=20)
@@ -294,17 +294,17 @@ def child(name: str, home_root: Path) -> None:
     import av
     import cv2
 
-    from camera.frames import Frame
-    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from camera.recorder import Recorder
-    from camera.reload import SettingsWatcher, file_stamp
-    from camera.tuning import MotionTuner
-    from config import load_settings
-    from storage.clipwriter import ClipStore
-    from storage.durable import write_atomically
-    from storage.home import Home
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
+    from doorbell.camera.frames import Frame
+    from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+    from doorbell.camera.recorder import Recorder
+    from doorbell.camera.reload import SettingsWatcher, file_stamp
+    from doorbell.camera.tuning import MotionTuner
+    from doorbell.config import load_settings
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.durable import write_atomically
+    from doorbell.storage.home import Home
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
 
     def reply(message: dict) -> None:
         sys.stdout.write(json.dumps(message) + "\n")

@@ -29,8 +29,8 @@ sys.path.insert(0, str(PROJECT))
 
 from scratch import pick_directory  # noqa: E402 (bench/ is on sys.path)
 
-from storage.age import X25519Identity, decrypt, encrypt  # noqa: E402
-from storage.keyring import Keyring, calibrate_work_factor  # noqa: E402
+from doorbell.storage.age import X25519Identity, decrypt, encrypt  # noqa: E402
+from doorbell.storage.keyring import Keyring, calibrate_work_factor  # noqa: E402
 
 MIB = 1024 * 1024
 BLOCK = 64 * 1024

@@ -55,11 +55,11 @@ sys.path.insert(0, str(PROJECT))
 
 from scratch import pick_directory  # noqa: E402 (bench/ is on sys.path)
 
-from storage.clipid import clip_paths, new_clip_id  # noqa: E402
-from storage.clipwriter import ClipStore  # noqa: E402
-from storage.home import Home  # noqa: E402
-from storage.index import ClipIndex, IndexedClip  # noqa: E402
-from storage.recipients import read_recipients  # noqa: E402
+from doorbell.storage.clipid import clip_paths, new_clip_id  # noqa: E402
+from doorbell.storage.clipwriter import ClipStore  # noqa: E402
+from doorbell.storage.home import Home  # noqa: E402
+from doorbell.storage.index import ClipIndex, IndexedClip  # noqa: E402
+from doorbell.storage.recipients import read_recipients  # noqa: E402
 
 MIB = 1024 * 1024
 RANGE_BYTES = 64 * 1024

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 
-from storage.clipwriter import ClipWriter
-from storage.index import IndexedClip
+from doorbell.storage.clipwriter import ClipWriter
+from doorbell.storage.index import IndexedClip
 
 from .encoder import EncodedPacket
 from .mp4 import FragmentedMp4Writer

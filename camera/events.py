@@ -40,7 +40,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from config.model import NOTIFICATION_EVENTS
+from doorbell.config.model import NOTIFICATION_EVENTS
 
 log = logging.getLogger("doorbell.events")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from camera.frames import Frame
+from doorbell.camera.frames import Frame
 
 log = logging.getLogger(__name__)
 

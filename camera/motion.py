@@ -50,9 +50,9 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from camera.frames import Frame
-from camera.masks import ZoneMask
-from config import MotionSettings
+from doorbell.camera.frames import Frame
+from doorbell.camera.masks import ZoneMask
+from doorbell.config import MotionSettings
 
 NOMINAL_FRAME_INTERVAL_S = 1 / 15  # assumed when update() gets a bare image without a timestamp
 

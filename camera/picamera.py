@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from config import Settings
+from doorbell.config import Settings
 
 from .clip import THUMBNAIL_WIDTH, ActiveClip
 from .encoder import EncodedPacket

@@ -22,11 +22,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from config import Settings
-from storage.audit import AuditLog
-from storage.clipwriter import ClipStore
-from storage.reconcile import reconcile
-from storage.retention import disk_free_bytes, enforce_retention
+from doorbell.config import Settings
+from doorbell.storage.audit import AuditLog
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.reconcile import reconcile
+from doorbell.storage.retention import disk_free_bytes, enforce_retention
 
 from .clip import ActiveClip
 from .encoder import H264Encoder

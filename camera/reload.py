@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import ConfigError, Settings, load_settings
-from storage.age import X25519Recipient
-from storage.home import Home
-from storage.recipients import read_recipients
+from doorbell.config import ConfigError, Settings, load_settings
+from doorbell.storage.age import X25519Recipient
+from doorbell.storage.home import Home
+from doorbell.storage.recipients import read_recipients
 
 log = logging.getLogger("doorbell.recorder")
 

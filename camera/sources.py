@@ -4,7 +4,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import Settings
+from doorbell.config import Settings
 
 from .frames import FrameSource
 from .presses import NoButton, PressSource, ScriptedPresses

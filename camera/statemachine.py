@@ -13,7 +13,7 @@ what to do, so every rule below is tested with plain numbers.
 from dataclasses import dataclass, field
 from enum import Enum
 
-from config import RecordingSettings
+from doorbell.config import RecordingSettings
 
 _US = 1_000_000
 

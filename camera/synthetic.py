@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from camera.frames import Frame
+from doorbell.camera.frames import Frame
 
 EVENT_KINDS = (
     "visit", "doorbell", "cloud", "exposure_step", "headlights", "rain", "branch_gust",

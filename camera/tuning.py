@@ -29,8 +29,8 @@ from pathlib import Path
 
 import cv2
 
-from config import ConfigError, MotionSettings, Settings
-from storage.home import Home
+from doorbell.config import ConfigError, MotionSettings, Settings
+from doorbell.storage.home import Home
 
 from .frames import Frame
 from .live import replace_file

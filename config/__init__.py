@@ -4,8 +4,8 @@
     settings.motion.sensitivity
 """
 
-from config.loader import ConfigError, load_settings
-from config.model import (
+from doorbell.config.loader import ConfigError, load_settings
+from doorbell.config.model import (
     CameraSettings,
     DoorbellSettings,
     LiveSettings,

@@ -22,7 +22,7 @@ from tomlkit.container import OutOfOrderTableProxy
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Comment, InlineTable, Table
 
-from config.loader import (
+from doorbell.config.loader import (
     ConfigError,
     _show,
     _unknown,
@@ -31,7 +31,7 @@ from config.loader import (
     parse_toml,
     shipped_settings,
 )
-from config.model import Settings, parse_polygon
+from doorbell.config.model import Settings, parse_polygon
 
 POLYGON_DECIMALS = 4  # 1/10000 of the frame: finer than a pixel at 3840x2160
 

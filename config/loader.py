@@ -17,7 +17,7 @@ from pathlib import Path
 from types import NoneType, UnionType
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
-from config.model import Settings
+from doorbell.config.model import Settings
 
 CONFIG_FILE = "config.toml"
 

@@ -212,7 +212,7 @@ def outside_networks(address: str, networks: Iterable[str]) -> bool:
 
 def refuse_public_target(key: str, host: str, address: str, networks: Iterable[str]):
     """The ConfigError for a notification target outside the home network (raise it)."""
-    from config.loader import ConfigError  # the loader imports this module
+    from doorbell.config.loader import ConfigError  # the loader imports this module
 
     section = key.partition(".")[0]
     shown = f"resolves to {address}" if host != address else f"points at {address}"
@@ -223,7 +223,7 @@ def refuse_public_target(key: str, host: str, address: str, networks: Iterable[s
 
 
 def _config_error(message: str, key: str):
-    from config.loader import ConfigError  # the loader imports this module
+    from doorbell.config.loader import ConfigError  # the loader imports this module
 
     return ConfigError(message, key=key)
 
@@ -397,13 +397,13 @@ class Settings:
     def from_toml_text(cls, text: str, source: str = "<string>") -> "Settings":
         """Settings from TOML text; keys it leaves out keep their defaults."""
         # Imported here, not at the top: the loader imports this module.
-        from config.loader import parse_settings
+        from doorbell.config.loader import parse_settings
 
         return parse_settings(text, source, cls.defaults())
 
     def with_overrides(self, values: Mapping[str, Any], source: str = "command line") -> "Settings":
         """A copy with dotted keys replaced, validated like the file, e.g.
         `settings.with_overrides({"viewer.bind": "0.0.0.0:8443"}, source="--bind")`."""
-        from config.loader import apply_overrides
+        from doorbell.config.loader import apply_overrides
 
         return apply_overrides(self, values, source)

@@ -196,7 +196,7 @@ install_program() {
 # Pre-creating the files both services write is what lets them share them: `doorbell init` and
 # the audit log create new files readable by their owner's group only (0640).
 CONFIG_TEMPLATE='# Doorbell settings for this device (written by deploy/install.sh; edit freely).
-# Every key, its default and range: /opt/doorbell/venv/lib/python3*/site-packages/config/default.toml
+# Every key, its default and range: /opt/doorbell/venv/lib/python3*/site-packages/doorbell/config/default.toml
 # Masks, zones, motion, recording and retention can be changed in the viewer (Settings); the
 # recorder applies changes to this file within seconds (camera and notification changes restart
 # it). A [viewer] change needs: sudo systemctl restart doorbell-viewer

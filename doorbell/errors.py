@@ -1,11 +1,11 @@
 """Errors the command line turns into one plain sentence on stderr and exit code 1."""
 
-from config import ConfigError
-from storage.age.errors import AgeError
-from storage.audit import AuditLogCorrupt
-from storage.clipid import InvalidClipId
-from storage.passphrase import KeyringError
-from storage.recipients import HouseholdError, RecipientsError
+from doorbell.config import ConfigError
+from doorbell.storage.age.errors import AgeError
+from doorbell.storage.audit import AuditLogCorrupt
+from doorbell.storage.clipid import InvalidClipId
+from doorbell.storage.passphrase import KeyringError
+from doorbell.storage.recipients import HouseholdError, RecipientsError
 
 
 class CommandError(Exception):

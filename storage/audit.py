@@ -55,7 +55,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from storage.durable import write_atomically
+from doorbell.storage.durable import write_atomically
 
 __all__ = [
     "GENESIS",

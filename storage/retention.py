@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from config import RetentionSettings
+from doorbell.config import RetentionSettings
 
 from .clipwriter import ClipStore
 

@@ -150,7 +150,7 @@ class Demo:
         for pid in demo_processes(self.dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        from storage.home import Home
+        from doorbell.storage.home import Home
 
         run_dir = Home(self.dir.absolute()).run_dir
         if run_dir.is_dir() and run_dir.name.startswith("doorbell-"):

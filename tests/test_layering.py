@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[1]
-DECRYPTING = ("storage.age.reader", "storage.age.identities", "storage.keyring",
-              "storage.clipreader", "storage.household")
-RECORDER_ENTRY_POINTS = ("camera.recorder", "camera.sources", "doorbell.commands.record")
+DECRYPTING = ("doorbell.storage.age.reader", "doorbell.storage.age.identities",
+              "doorbell.storage.keyring", "doorbell.storage.clipreader",
+              "doorbell.storage.household")
+RECORDER_ENTRY_POINTS = ("doorbell.camera.recorder", "doorbell.camera.sources",
+                         "doorbell.commands.record")
 
 
 def python_files(package: str) -> list[Path]:
@@ -27,9 +29,12 @@ def python_files(package: str) -> list[Path]:
 
 
 def module_name(path: Path) -> str:
+    """The installed name: camera/clip.py is doorbell.camera.clip (pyproject's package-dir)."""
     parts = list(path.relative_to(PROJECT).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
+    if parts[0] != "doorbell":
+        parts.insert(0, "doorbell")
     return ".".join(parts)
 
 
@@ -80,10 +85,10 @@ for name in {list(optional)!r}:
         importlib.import_module(name)
     except ModuleNotFoundError as exc:
         # an optional third-party dependency (picamera2, gpiozero) that is not installed
-        if (exc.name or "").split(".")[0] in ("camera", "storage", "web", "config", "doorbell"):
+        if (exc.name or "").split(".")[0] == "doorbell":
             raise
-from camera.sources import plan_source
-from config import Settings
+from doorbell.camera.sources import plan_source
+from doorbell.config import Settings
 plan_source("synthetic", Settings())
 print(json.dumps(sorted(sys.modules)))
 """
@@ -101,9 +106,10 @@ def decrypting(modules: set[str]) -> list[str]:
 
 def test_camera_package_loads_no_decrypting_code():
     camera_modules = [module_name(p) for p in python_files("camera")]
-    modules = loaded_modules(["camera.recorder", "camera.sources"], camera_modules)
+    modules = loaded_modules(["doorbell.camera.recorder", "doorbell.camera.sources"],
+                             camera_modules)
     assert decrypting(modules) == [], "the camera package loaded decrypting code"
-    assert not any(m == "web" or m.startswith("web.") for m in modules)
+    assert not any(m == "doorbell.web" or m.startswith("doorbell.web.") for m in modules)
 
 
 def test_record_command_loads_no_decrypting_code():
@@ -117,16 +123,17 @@ def test_doorbell_record_process_loads_no_decrypting_code():
     modules = loaded_modules(["doorbell.cli", "doorbell.parsers", "doorbell.errors",
                               "doorbell.commands.record"])
     assert decrypting(modules) == [], "the `doorbell record` process loaded decrypting code"
-    assert not any(m == "flask" or m.startswith(("flask.", "web.")) for m in modules)
+    assert not any(m == "flask" or m.startswith(("flask.", "doorbell.web.")) for m in modules)
 
 
 def test_camera_never_imports_web_and_web_never_imports_camera():
-    assert offending("camera", ("web",)) == []
-    assert offending("web", ("camera",)) == []
+    assert offending("camera", ("doorbell.web",)) == []
+    assert offending("web", ("doorbell.camera",)) == []
 
 
 def test_storage_imports_neither_camera_nor_web():
-    assert offending("storage", ("camera", "web", "doorbell")) == []
+    assert offending("storage", ("doorbell.camera", "doorbell.web", "doorbell.commands",
+                                  "doorbell.cli")) == []
 
 
 def test_camera_source_never_names_a_decrypting_module():
@@ -160,3 +167,62 @@ def test_every_package_parses(package):
     # A syntax error in a rarely imported module would otherwise hide until it is needed.
     for path in python_files(package):
         ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+# -- import cycles --------------------------------------------------------------------------------
+
+
+def project_imports(path: Path, known: set[str]) -> set[str]:
+    """The project modules a file imports, at the top or inside a function (a lazy import is
+    still a dependency: a cycle through one only waits for the call that closes it).
+
+    `from P import n` depends on P.n when that is a module, else on P; the parent packages
+    Python initialises on the way are not counted (a package's __init__ importing its own
+    submodules is not a cycle).
+    """
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = module_name(path)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            for alias in node.names:
+                child = f"{prefix}.{alias.name}"
+                found.add(child if child in known else prefix)
+    return found & known
+
+
+def import_cycles() -> list[list[str]]:
+    paths = [p for package in ("camera", "storage", "web", "config", "doorbell")
+             for p in python_files(package)]
+    known = {module_name(p) for p in paths}
+    graph = {module_name(p): project_imports(p, known) - {module_name(p)} for p in paths}
+    cycles, state = [], {}
+
+    def walk(node: str, trail: list[str]) -> None:
+        state[node] = "open"
+        for target in sorted(graph[node]):
+            if state.get(target) == "open":
+                cycles.append(trail[trail.index(target):] + [target])
+            elif target not in state:
+                walk(target, trail + [target])
+        state[node] = "done"
+
+    for start in sorted(graph):
+        if start not in state:
+            walk(start, [start])
+    return cycles
+
+
+def test_no_import_cycles():
+    cycles = import_cycles()
+    assert cycles == [], "import cycles: " + "; ".join(" -> ".join(c) for c in cycles)

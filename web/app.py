@@ -7,9 +7,9 @@ from pathlib import Path
 
 from flask import Flask, render_template
 
-from config import Settings
-from storage.audit import AuditLog
-from storage.home import Home
+from doorbell.config import Settings
+from doorbell.storage.audit import AuditLog
+from doorbell.storage.home import Home
 
 from .changes import SettingsWriter
 from .guards import install_guards
@@ -39,7 +39,7 @@ class Viewer:
 
     def scrypt_work_factor(self) -> int:
         if self.work_factor is None:
-            from storage.keyring import calibrate_work_factor
+            from doorbell.storage.keyring import calibrate_work_factor
 
             self.work_factor = calibrate_work_factor()
         return self.work_factor

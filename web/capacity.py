@@ -13,7 +13,7 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from storage.index import ClipIndex
+from doorbell.storage.index import ClipIndex
 
 RECENT_DAYS = 7
 TYPICAL_MOTION_S = 10.0

@@ -13,10 +13,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from config import ConfigError, load_settings
-from config.editor import ConfigChange, edit_config
-from storage.durable import write_atomically
-from storage.passphrase import WrongPassphraseError
+from doorbell.config import ConfigError, load_settings
+from doorbell.config.editor import ConfigChange, edit_config
+from doorbell.storage.durable import write_atomically
+from doorbell.storage.passphrase import WrongPassphraseError
 
 from .unlock import RateLimited, UnlockBusy, unlock_with_limit
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from storage.age.identities import X25519Identity
+from doorbell.storage.age.identities import X25519Identity
 
 
 @dataclass

@@ -11,15 +11,15 @@ import secrets
 import threading
 from pathlib import Path
 
-from storage.age.identities import X25519Identity
-from storage.keyring import (
+from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.keyring import (
     Keyring,
     KeyringError,
     WrongPassphraseError,
     decrypt_identity,
     encrypt_identity,
 )
-from storage.recipients import RecipientsError, check_member_name
+from doorbell.storage.recipients import RecipientsError, check_member_name
 
 
 class UnlockBusy(Exception):

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from config import ConfigError, Settings
-from config.model import outside_networks, refuse_public_target
+from doorbell.config import ConfigError, Settings
+from doorbell.config.model import outside_networks, refuse_public_target
 
 from ..events import EVENTS_FILE, DeliveryRefused, Event, EventBus, EventLogFile
 

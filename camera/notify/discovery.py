@@ -24,7 +24,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from config import Settings
+from doorbell.config import Settings
 
 MANUFACTURER = "Doorbell (self-hosted, privacy-first)"
 MODEL = "Doorbell camera"

@@ -24,7 +24,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
-from config import Settings
+from doorbell.config import Settings
 
 from ..events import Event, iso_time
 from .discovery import OFFLINE, ONLINE, Topics, discovery_messages, node_id

@@ -19,8 +19,8 @@ import ssl
 import time
 from urllib.parse import urlsplit
 
-from config import Settings
-from config.model import outside_networks
+from doorbell.config import Settings
+from doorbell.config.model import outside_networks
 
 from ..events import DeliveryRefused, Event
 from .mqtt import read_secret

@@ -2,8 +2,8 @@
 
 import json
 
-from storage.audit import AuditLog
-from storage.home import Home
+from doorbell.storage.audit import AuditLog
+from doorbell.storage.home import Home
 
 from ..errors import CommandError
 

@@ -6,12 +6,12 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storage.clipid import check_clip_id
-from storage.clipreader import open_video
-from storage.clipwriter import ClipStore
-from storage.home import Home
-from storage.index import ClipIndex
-from storage.recipients import read_recipients
+from doorbell.storage.clipid import check_clip_id
+from doorbell.storage.clipreader import open_video
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.home import Home
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.recipients import read_recipients
 
 from ..audit_trail import cli_actor, intact_audit_log
 from ..errors import CommandError

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from storage.home import Home
+from doorbell.storage.home import Home
 
 from ..supervisor import supervise
 

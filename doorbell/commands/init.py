@@ -8,12 +8,12 @@ showing the recovery key once.
 import argparse
 import sys
 
-from config import Settings
-from storage.age.identities import X25519Identity
-from storage.audit import AuditLog
-from storage.home import Home
-from storage.household import check_new_household, create_household
-from web.tls import create_certificate
+from doorbell.config import Settings
+from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.audit import AuditLog
+from doorbell.storage.home import Home
+from doorbell.storage.household import check_new_household, create_household
+from doorbell.web.tls import create_certificate
 
 from ..audit_trail import cli_actor
 from ..errors import CommandError

@@ -4,8 +4,8 @@ The keys are changed by storage.household (the viewer's pages use the same code)
 adds the prompts, the audit entries and the wording for a terminal.
 """
 
-from storage.home import Home
-from storage.household import (
+from doorbell.storage.home import Home
+from doorbell.storage.household import (
     KIND_PASSPHRASE,
     KIND_RECOVERY,
     add_member,

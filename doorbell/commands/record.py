@@ -13,18 +13,18 @@ import signal
 import sys
 import threading
 
-from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-from camera.notify import build_event_bus
-from camera.recorder import Recorder
-from camera.reload import SettingsWatcher
-from camera.sources import plan_source
-from camera.tuning import MotionTuner
-from camera.watchdog import SystemdWatchdog
-from storage.audit import AuditLog
-from storage.clipwriter import ClipStore
-from storage.home import Home
-from storage.index import ClipIndex
-from storage.reconcile import reconcile
+from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+from doorbell.camera.notify import build_event_bus
+from doorbell.camera.recorder import Recorder
+from doorbell.camera.reload import SettingsWatcher
+from doorbell.camera.sources import plan_source
+from doorbell.camera.tuning import MotionTuner
+from doorbell.camera.watchdog import SystemdWatchdog
+from doorbell.storage.audit import AuditLog
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.home import Home
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.reconcile import reconcile
 
 from ..errors import CommandError
 from ..guard import forbid_identity_access
@@ -39,7 +39,7 @@ def build_presses(settings, plan):
     button = settings.doorbell.button_pin
     if button is None:
         return plan.presses
-    from camera.presses import GpioDoorbell
+    from doorbell.camera.presses import GpioDoorbell
 
     return GpioDoorbell(button, settings.doorbell.chime_pin, settings.doorbell.debounce_s,
                         settings.doorbell.chime_s)

@@ -4,7 +4,7 @@ On a home with no household keys yet, the viewer prints a set-up code and serves
 page; the recorder waits until set-up is finished, then records.
 """
 
-from storage.home import Home
+from doorbell.storage.home import Home
 
 from ..supervisor import supervise
 

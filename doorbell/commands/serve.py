@@ -2,11 +2,11 @@
 
 import logging
 
-from config import load_settings
-from storage.home import Home
-from web import create_app
-from web.server import is_loopback, serve
-from web.tls import certificate_paths, create_certificate, fingerprint
+from doorbell.config import load_settings
+from doorbell.storage.home import Home
+from doorbell.web import create_app
+from doorbell.web.server import is_loopback, serve
+from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
 log = logging.getLogger("doorbell.viewer")
 

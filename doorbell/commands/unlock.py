@@ -1,8 +1,8 @@
 """Unlock a member's identity for a command that must decrypt (export, verify --user)."""
 
-from storage.age.identities import X25519Identity
-from storage.home import Home
-from storage.keyring import Keyring
+from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.home import Home
+from doorbell.storage.keyring import Keyring
 
 from ..errors import CommandError
 from ..passphrase import read_passphrase

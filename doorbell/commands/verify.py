@@ -6,12 +6,12 @@ are flagged, and the index agrees with the files. With --user, every chunk is au
 
 import json
 
-from storage.clipid import SUFFIXES, clip_paths
-from storage.clipreader import authenticate_file
-from storage.durable import PARTIAL_SUFFIX
-from storage.home import Home
-from storage.index import ClipIndex
-from storage.inspect import inspect_file
+from doorbell.storage.clipid import SUFFIXES, clip_paths
+from doorbell.storage.clipreader import authenticate_file
+from doorbell.storage.durable import PARTIAL_SUFFIX
+from doorbell.storage.home import Home
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.inspect import inspect_file
 
 from ..errors import CommandError
 from .unlock import unlock_member

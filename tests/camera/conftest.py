@@ -165,7 +165,7 @@ class RecorderHome:
         (self.root / "config.toml").write_text(BASE_CONFIG + extra_toml)
 
     def settings(self):
-        from config import load_settings
+        from doorbell.config import load_settings
 
         return load_settings(self.root)
 
@@ -196,7 +196,7 @@ class RecorderHome:
 
     def identity(self):
         """The owner's unlocked X25519 identity (scrypt once per session)."""
-        from storage.keyring import Keyring
+        from doorbell.storage.keyring import Keyring
 
         key = (self.identities_dir / "owner.age").read_bytes()
         if key not in _IDENTITIES:
@@ -215,13 +215,13 @@ class RecorderHome:
     # -- reading what was recorded --------------------------------------------------------------
 
     def index_rows(self):
-        from storage.index import ClipIndex
+        from doorbell.storage.index import ClipIndex
 
         with ClipIndex(self.root / "index.sqlite3") as index:
             return index.clips(newest_first=False)
 
     def clips(self) -> list[RecordedClip]:
-        from storage.clipreader import read_metadata
+        from doorbell.storage.clipreader import read_metadata
 
         return [RecordedClip(row.id, row.state, row.size_bytes,
                              read_metadata(self.clips_dir, row.id, [self.identity()]))
@@ -229,7 +229,7 @@ class RecorderHome:
 
     def video(self, clip_id: str) -> tuple[bytes, bool]:
         """(decrypted MP4 bytes, truncated) through the store's prefix-recovering reader."""
-        from storage.clipreader import open_video
+        from doorbell.storage.clipreader import open_video
 
         opened = open_video(self.clips_dir, clip_id, [self.identity()])
         try:
@@ -238,7 +238,7 @@ class RecorderHome:
             opened.close()
 
     def thumbnail(self, clip_id: str) -> bytes | None:
-        from storage.clipreader import read_thumbnail
+        from doorbell.storage.clipreader import read_thumbnail
 
         return read_thumbnail(self.clips_dir, clip_id, [self.identity()])
 
@@ -247,12 +247,12 @@ class RecorderHome:
     def record(self, source, presses=None, stop: threading.Event | None = None,
                until_eof: bool = True, live: bool = True, **recorder_kwargs):
         """Run the Recorder here over `source` (a FrameSource, or a callable opening one)."""
-        from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-        from camera.recorder import Recorder
-        from storage.audit import AuditLog
-        from storage.clipwriter import ClipStore
-        from storage.index import ClipIndex
-        from storage.recipients import read_recipients
+        from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+        from doorbell.camera.recorder import Recorder
+        from doorbell.storage.audit import AuditLog
+        from doorbell.storage.clipwriter import ClipStore
+        from doorbell.storage.index import ClipIndex
+        from doorbell.storage.recipients import read_recipients
 
         settings = self.settings()
         open_source = source if callable(source) else (lambda: source)

@@ -88,8 +88,8 @@ def served():
 @pytest.fixture(scope="module")
 def clips(vtest_recording, mp4):
     """(full clip MP4, its duration; recovered prefix of the same clip cut short, its duration)."""
-    from storage.age.reader import recover_prefix
-    from storage.clipid import clip_paths
+    from doorbell.storage.age.reader import recover_prefix
+    from doorbell.storage.clipid import clip_paths
 
     home, result = vtest_recording
     assert result.returncode == 0, result.stderr

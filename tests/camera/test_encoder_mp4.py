@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.encoder import H264Encoder
-from camera.frames import Frame
-from camera.mp4 import FragmentedMp4Writer
+from doorbell.camera.encoder import H264Encoder
+from doorbell.camera.frames import Frame
+from doorbell.camera.mp4 import FragmentedMp4Writer
 
 from .conftest import mp4_boxes as boxes
 from .conftest import trun_sample_count

@@ -18,19 +18,19 @@ import cv2
 import numpy as np
 import pytest
 
-import camera.events as events_module
-import camera.recorder as recorder_module
-import storage.clipwriter as clipwriter_module
-from camera.events import (
+import doorbell.camera.events as events_module
+import doorbell.camera.recorder as recorder_module
+import doorbell.storage.clipwriter as clipwriter_module
+from doorbell.camera.events import (
     EVENTS_FILE,
     DeliveryRefused,
     EventBus,
     EventLogFile,
     make_event,
 )
-from camera.frames import SourceLost
-from camera.presses import ScriptedPresses
-from camera.synthetic import ScriptedEvent, SyntheticScene
+from doorbell.camera.frames import SourceLost
+from doorbell.camera.presses import ScriptedPresses
+from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
 from tests.camera.test_picamera import FPS as PI_FPS
 from tests.camera.test_picamera import (
     ORIGIN_US,
@@ -337,12 +337,12 @@ def test_disk_low_on_a_full_disk_and_below_the_free_space_floor(home, monkeypatc
 
 @pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")  # picamera2's NullPreview
 def test_the_picamera2_recorder_emits_the_same_events(doubles, home):  # noqa: F811
-    from camera.live import StatusPublisher, prepare_runtime_dir
-    from camera.sources import plan_source
-    from storage.audit import AuditLog
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
+    from doorbell.camera.live import StatusPublisher, prepare_runtime_dir
+    from doorbell.camera.sources import plan_source
+    from doorbell.storage.audit import AuditLog
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
     from tests.camera.test_picamera import scene
 
     configure(home, pre_roll=1.0, post_roll=1.5)

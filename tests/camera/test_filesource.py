@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.filesource import SourceError, VideoFileSource
-from camera.frames import FrameSource
+from doorbell.camera.filesource import SourceError, VideoFileSource
+from doorbell.camera.frames import FrameSource
 
 VIDEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "video"
 

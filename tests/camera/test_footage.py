@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from camera.filesource import VideoFileSource
-from camera.motion import MotionDetector
+from doorbell.camera.filesource import VideoFileSource
+from doorbell.camera.motion import MotionDetector
 
 VIDEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "video"
 

@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.masks import PrivacyMask, ZoneMask
+from doorbell.camera.masks import PrivacyMask, ZoneMask
 
 W, H = 640, 360
 

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.frames import Frame
-from camera.motion import Motion, MotionDetector
-from camera.synthetic import GroundTruth, ScriptedEvent, SyntheticScene
-from config import MotionSettings
+from doorbell.camera.frames import Frame
+from doorbell.camera.motion import Motion, MotionDetector
+from doorbell.camera.synthetic import GroundTruth, ScriptedEvent, SyntheticScene
+from doorbell.config import MotionSettings
 
 FPS = 15
 LATENCY_S = 1.0  # a visitor must trigger within a second of appearing

@@ -28,9 +28,9 @@ import pytest
 paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed")
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from camera.events import EventBus  # noqa: E402
-from camera.notify.discovery import node_id  # noqa: E402
-from config import Settings  # noqa: E402
+from doorbell.camera.events import EventBus  # noqa: E402
+from doorbell.camera.notify.discovery import node_id  # noqa: E402
+from doorbell.config import Settings  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[2]
 MOSQUITTO = shutil.which("mosquitto") or next(
@@ -181,7 +181,7 @@ def mqtt_settings(port: int, prefix: str = "doorbell-test", **mqtt) -> Settings:
 
 
 def mqtt_bus(settings: Settings, queue_size: int = 64, **sink_kwargs) -> EventBus:
-    from camera.notify.mqtt import MqttSink
+    from doorbell.camera.notify.mqtt import MqttSink
 
     sink = MqttSink(settings, "127.0.0.1", reconnect_delay_s=(1, 1), **sink_kwargs)
     return EventBus([sink], queue_size=queue_size, images=settings.mqtt.snapshot_images)
@@ -313,8 +313,8 @@ def test_state_topics_carry_events_and_the_masked_thumbnail_only_when_enabled(br
 
 
 def test_a_doorbell_press_through_the_recorder_arrives_within_500_ms(broker, home):
-    from camera.presses import ScriptedPresses
-    from camera.synthetic import SyntheticScene
+    from doorbell.camera.presses import ScriptedPresses
+    from doorbell.camera.synthetic import SyntheticScene
 
     settings = mqtt_settings(broker.port)
     subscriber = Subscriber(broker.port, ["doorbell-test/#"])
@@ -358,9 +358,9 @@ def test_a_doorbell_press_through_the_recorder_arrives_within_500_ms(broker, hom
 
 PUBLISHER = """
 import sys, time
-from camera.notify.mqtt import MqttSink
-from camera.events import EventBus
-from config import Settings
+from doorbell.camera.notify.mqtt import MqttSink
+from doorbell.camera.events import EventBus
+from doorbell.config import Settings
 settings = Settings.from_toml_text(sys.argv[1])
 bus = EventBus([MqttSink(settings, "127.0.0.1")]).start()
 assert bus.sinks[0].connected.wait(10)
@@ -402,8 +402,8 @@ def test_the_last_will_marks_the_device_offline_when_the_recorder_is_killed(brok
 
 
 def test_recording_goes_on_while_the_broker_is_down_and_catches_up(tmp_path, home, caplog):
-    from camera.presses import ScriptedPresses
-    from camera.synthetic import SyntheticScene
+    from doorbell.camera.presses import ScriptedPresses
+    from doorbell.camera.synthetic import SyntheticScene
 
     caplog.set_level(logging.INFO, logger="doorbell.events")
     down = Broker(tmp_path)  # its port is chosen, nothing listens there yet

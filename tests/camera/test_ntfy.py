@@ -19,11 +19,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-import camera.events as events_module
-from camera.events import EventBus
-from camera.notify import build_event_bus
-from camera.notify.ntfy import NtfySink
-from config import Settings
+import doorbell.camera.events as events_module
+from doorbell.camera.events import EventBus
+from doorbell.camera.notify import build_event_bus
+from doorbell.camera.notify.ntfy import NtfySink
+from doorbell.config import Settings
 
 PRIORITIES = {"min": 1, "low": 2, "default": 3, "high": 4, "max": 5, "urgent": 5}
 TOKEN = "tk_local_test_token_0123456789"

@@ -24,10 +24,10 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.picamera import YuvPrivacyMask, lores_size, yuv420_to_bgr
-from camera.sources import plan_source
-from camera.statemachine import Action
-from config import Settings
+from doorbell.camera.picamera import YuvPrivacyMask, lores_size, yuv420_to_bgr
+from doorbell.camera.sources import plan_source
+from doorbell.camera.statemachine import Action
+from doorbell.config import Settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 ORIGIN_US = 1_714_564_800_000_000  # conftest's ORIGIN_US: the recorder's injected wall clock
@@ -144,7 +144,7 @@ def doubles(monkeypatch):
 @pytest.fixture
 def decisions(monkeypatch) -> list:
     """(pts_us, action) of every decision the recorders' state machines take."""
-    from camera.statemachine import RecorderStateMachine
+    from doorbell.camera.statemachine import RecorderStateMachine
 
     taken = []
     step = RecorderStateMachine.step
@@ -176,12 +176,12 @@ keyframe_interval_s = 1.0
 
 def record(home, doubles, frames: int, scene_fn=scene, speed: float = SPEED):
     """Run PiCameraRecorder (via plan_source) until the fake sensor has delivered `frames`."""
-    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from camera.picamera import PiCameraRecorder
-    from storage.audit import AuditLog
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
+    from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+    from doorbell.camera.picamera import PiCameraRecorder
+    from doorbell.storage.audit import AuditLog
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
 
     settings = home.settings()
     camera = doubles.add_camera(scene_fn, fps=FPS, speed=speed)
@@ -216,8 +216,8 @@ def test_plan_source_without_picamera2_says_so_in_one_sentence(monkeypatch):
 
 
 def test_picamera2_is_imported_only_on_its_path():
-    code = ("import sys, camera.recorder, camera.sources, camera.picamera, "
-            "doorbell.commands.record; "
+    code = ("import sys, doorbell.camera.recorder, doorbell.camera.sources, "
+            "doorbell.camera.picamera, doorbell.commands.record; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('picamera2', 'libcamera', 'pykms')))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -262,7 +262,7 @@ def test_yuv_mask_blacks_out_luma_and_neutralises_chroma_with_row_padding():
 
 def test_the_real_picamera2_configures_two_yuv_streams_and_masks_them_before_capture(
         doubles, home):
-    from camera.picamera import PiCameraSource
+    from doorbell.camera.picamera import PiCameraSource
 
     configure(home)
     camera = doubles.add_camera(scene, fps=FPS, speed=SPEED)
@@ -299,8 +299,8 @@ def test_the_real_picamera2_configures_two_yuv_streams_and_masks_them_before_cap
 
 
 def test_no_camera_is_a_lost_source_that_the_recorder_retries(doubles, home):
-    from camera.frames import SourceLost
-    from camera.picamera import PiCameraSource
+    from doorbell.camera.frames import SourceLost
+    from doorbell.camera.picamera import PiCameraSource
 
     with pytest.raises(SourceLost, match="no Raspberry Pi camera 0"):
         PiCameraSource(home.settings())
@@ -313,7 +313,7 @@ def test_pi4_hardware_encoder_gets_repeated_headers_and_the_keyframe_period(doub
     from picamera2.encoders.h264_encoder import H264Encoder as V4L2H264Encoder
     from videodev2 import V4L2_CID_MPEG_VIDEO_H264_I_PERIOD, V4L2_CID_MPEG_VIDEO_REPEAT_SEQ_HEADER
 
-    from camera.picamera import make_h264_encoder
+    from doorbell.camera.picamera import make_h264_encoder
 
     settings = Settings.from_toml_text("[recording]\nkeyframe_interval_s = 2.0\ncrf = 24\n")
     monkeypatch.setattr(picamera2.encoders, "H264Encoder", V4L2H264Encoder)
@@ -433,7 +433,7 @@ def test_long_visit_splits_at_a_keyframe_and_shutdown_flushes_the_ring(doubles, 
 def test_a_full_disk_mid_clip_loses_that_clip_only(doubles, home, monkeypatch):
     import errno
 
-    from camera.clip import ActiveClip
+    from doorbell.camera.clip import ActiveClip
 
     configure(home, pre_roll=1.0, post_roll=1.5)
     write = ActiveClip.write

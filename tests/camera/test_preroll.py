@@ -2,8 +2,8 @@
 
 import pytest
 
-from camera.encoder import EncodedPacket
-from camera.preroll import PacketRing
+from doorbell.camera.encoder import EncodedPacket
+from doorbell.camera.preroll import PacketRing
 
 FPS = 15
 FRAME_US = round(1_000_000 / FPS)

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from camera.presses import NoButton, ScriptedPresses
+from doorbell.camera.presses import NoButton, ScriptedPresses
 
 BUTTON_PIN, CHIME_PIN = 17, 27
 
@@ -18,7 +18,7 @@ def factory():
 
 
 def make_doorbell(factory, **kwargs):
-    from camera.presses import GpioDoorbell
+    from doorbell.camera.presses import GpioDoorbell
 
     return GpioDoorbell(BUTTON_PIN, CHIME_PIN, pin_factory=factory, **kwargs)
 
@@ -68,7 +68,7 @@ def test_button_press_registers_once_and_rings_the_chime(factory):
 
 
 def test_button_without_chime(factory):
-    from camera.presses import GpioDoorbell
+    from doorbell.camera.presses import GpioDoorbell
 
     doorbell = GpioDoorbell(BUTTON_PIN, None, pin_factory=factory)
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from camera.synthetic import SyntheticScene
+from doorbell.camera.synthetic import SyntheticScene
 
 pytestmark = pytest.mark.slow
 
@@ -224,7 +224,7 @@ GUARD_PROBE = textwrap.dedent("""
     import json, os, sys
     from pathlib import Path
 
-    import camera.recorder
+    import doorbell.camera.recorder
 
     home = Path(sys.argv[1])
     target = home / "identities" / "owner.age"
@@ -253,7 +253,7 @@ GUARD_PROBE = textwrap.dedent("""
         })
         print("PROBE " + json.dumps(results), flush=True)
 
-    camera.recorder.Recorder.run = probe
+    doorbell.camera.recorder.Recorder.run = probe
     from doorbell.cli import main
 
     sys.exit(main(["record", "--home", str(home), "--source", "synthetic", "--until-eof"]))
@@ -300,7 +300,7 @@ def test_vtest_clips_decrypt_with_the_stock_age_cli_and_play(vtest_recording, mp
     identity = home.identity_file()
     assert identity.stat().st_mode & 0o777 == 0o600
     covered_s = 0.0
-    from storage.clipid import clip_paths
+    from doorbell.storage.clipid import clip_paths
 
     for row in rows:
         assert row.state == "complete"
@@ -391,8 +391,8 @@ def test_kill_9_mid_clip_keeps_the_prefix_and_restart_lists_it_truncated(home, m
 
 
 def test_sigterm_mid_clip_seals_the_clip(home, mp4):
-    from storage.age.reader import decrypt
-    from storage.clipid import clip_paths
+    from doorbell.storage.age.reader import decrypt
+    from doorbell.storage.clipid import clip_paths
 
     process, log = home.start("record", "--source", "synthetic")
     partial = wait_until(lambda: partial_clip(home, 70_000), 60, process=process)

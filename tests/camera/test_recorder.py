@@ -17,11 +17,11 @@ import cv2
 import numpy as np
 import pytest
 
-import camera.recorder as recorder_module
-import storage.clipwriter as clipwriter_module
-from camera.frames import SourceLost
-from camera.presses import ScriptedPresses
-from camera.synthetic import ScriptedEvent, SyntheticScene
+import doorbell.camera.recorder as recorder_module
+import doorbell.storage.clipwriter as clipwriter_module
+from doorbell.camera.frames import SourceLost
+from doorbell.camera.presses import ScriptedPresses
+from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
 
 WIDTH, HEIGHT, FPS = 640, 360, 15  # the camera conftest.py configures
 ORIGIN_US = 1_714_564_800_000_000  # conftest's ORIGIN_US: the injected wall clock

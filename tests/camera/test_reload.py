@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.reload import SettingsWatcher
-from camera.synthetic import ScriptedEvent, SyntheticScene
-from storage.home import Home
+from doorbell.camera.reload import SettingsWatcher
+from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
+from doorbell.storage.home import Home
 
 from .conftest import ORIGIN_US, camera_config
 from .test_recorder import decode_mp4
@@ -155,8 +155,8 @@ def test_an_invalid_config_is_logged_once_and_recording_goes_on_as_before(small_
 
 def test_new_recipients_encrypt_the_next_clip_and_the_open_clip_keeps_its_keys(small_home,
                                                                                caplog):
-    from storage.age import NoIdentityMatchError, X25519Identity
-    from storage.clipreader import open_video, read_metadata
+    from doorbell.storage.age import NoIdentityMatchError, X25519Identity
+    from doorbell.storage.clipreader import open_video, read_metadata
 
     home = small_home
     recipients = home.root / "recipients.txt"
@@ -216,7 +216,7 @@ def test_recording_settings_apply_to_the_state_machine_at_once_and_the_encoder_b
 
 
 def test_retention_runs_with_new_values_and_live_frames_change_size(small_home, monkeypatch):
-    import camera.recorder as recorder_module
+    import doorbell.camera.recorder as recorder_module
 
     home = small_home
     config = home.root / "config.toml"
@@ -291,13 +291,13 @@ def record_pi(home, monkeypatch, frames: int, during):
     tuner; `during(camera)` runs on a thread while it records `frames` camera frames."""
     import threading
 
-    from camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from camera.picamera import PiCameraRecorder
-    from camera.sources import plan_source
-    from camera.tuning import MotionTuner
-    from storage.audit import AuditLog
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
+    from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
+    from doorbell.camera.picamera import PiCameraRecorder
+    from doorbell.camera.sources import plan_source
+    from doorbell.camera.tuning import MotionTuner
+    from doorbell.storage.audit import AuditLog
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
 
     from .test_picamera import FPS as PI_FPS
     from .test_picamera import SPEED, load_doubles, scene

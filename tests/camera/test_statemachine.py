@@ -2,8 +2,8 @@
 
 import pytest
 
-from camera.statemachine import Action, RecorderStateMachine, State
-from config import RecordingSettings
+from doorbell.camera.statemachine import Action, RecorderStateMachine, State
+from doorbell.config import RecordingSettings
 
 FPS = 10
 STEP_US = 1_000_000 // FPS

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from camera.frames import Frame, FrameSource
-from camera.synthetic import GroundTruth, ScriptedEvent, SyntheticScene
+from doorbell.camera.frames import Frame, FrameSource
+from doorbell.camera.synthetic import GroundTruth, ScriptedEvent, SyntheticScene
 
 SMALL = (640, 360)  # rendering is resolution-independent; small keeps these tests quick
 

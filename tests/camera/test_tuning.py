@@ -13,11 +13,11 @@ import os
 import cv2
 import pytest
 
-from camera.frames import Frame
-from camera.synthetic import SyntheticScene
-from camera.tuning import MAX_EXPIRY_S, MotionTuner
-from config import Settings
-from storage.home import Home
+from doorbell.camera.frames import Frame
+from doorbell.camera.synthetic import SyntheticScene
+from doorbell.camera.tuning import MAX_EXPIRY_S, MotionTuner
+from doorbell.config import Settings
+from doorbell.storage.home import Home
 
 from .test_reload import record_scene, replace_text
 

@@ -73,10 +73,10 @@ class InitialisedHome:
     def write_clip(self, video: bytes, start_us: int = START_US, thumbnail: bytes | None = None,
                    metadata: dict | None = None) -> str:
         """Record a clip the way the recorder does: ClipStore + recipients.txt, public keys only."""
-        from storage.clipwriter import ClipStore
-        from storage.home import Home
-        from storage.index import ClipIndex
-        from storage.recipients import read_recipients
+        from doorbell.storage.clipwriter import ClipStore
+        from doorbell.storage.home import Home
+        from doorbell.storage.index import ClipIndex
+        from doorbell.storage.recipients import read_recipients
 
         home = Home(self.root)
         with ClipIndex(home.index_file) as index:
@@ -88,12 +88,12 @@ class InitialisedHome:
         return clip.id
 
     def video_path(self, clip_id: str) -> Path:
-        from storage.clipid import clip_paths
+        from doorbell.storage.clipid import clip_paths
 
         return clip_paths(self.root / "clips", clip_id)["video"]
 
     def audit_entries(self) -> list:
-        from storage.audit import AuditLog
+        from doorbell.storage.audit import AuditLog
 
         return AuditLog(self.root / "audit.jsonl").entries()
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from storage.age import X25519Identity
+from doorbell.storage.age import X25519Identity
 
 from .conftest import START_US, assert_ok, assert_one_sentence, doorbell
 
@@ -109,10 +109,10 @@ def test_export_of_a_clip_that_does_not_exist_fails_cleanly(home, tmp_path):
 
 
 def test_export_of_an_interrupted_clip_gives_its_authenticated_prefix(home, tmp_path):
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
-    from storage.reconcile import reconcile
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
+    from doorbell.storage.reconcile import reconcile
 
     data = mp4_bytes(300 * 1024)
     with ClipIndex(home.root / "index.sqlite3") as index:

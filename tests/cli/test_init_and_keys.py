@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from storage.age import NoIdentityMatchError, X25519Identity, parse_identity
-from storage.clipreader import open_video
-from storage.keyring import Keyring, WrongPassphraseError
-from storage.recipients import read_household_keys
+from doorbell.storage.age import NoIdentityMatchError, X25519Identity, parse_identity
+from doorbell.storage.clipreader import open_video
+from doorbell.storage.keyring import Keyring, WrongPassphraseError
+from doorbell.storage.recipients import read_household_keys
 
 from .conftest import (
     PASSPHRASE,

@@ -7,9 +7,9 @@ from importlib import resources
 
 import pytest
 
-from config import ConfigError, Settings
+from doorbell.config import ConfigError, Settings
 
-DEFAULT_TOML = resources.files("config") / "default.toml"
+DEFAULT_TOML = resources.files("doorbell.config") / "default.toml"
 
 
 def section_lines(text: str) -> dict[str, list[str]]:

@@ -8,10 +8,10 @@ from importlib import resources
 
 import pytest
 
-from config import ConfigError, Settings, load_settings
-from config.editor import ConfigChange, edit_config, setting_value
+from doorbell.config import ConfigError, Settings, load_settings
+from doorbell.config.editor import ConfigChange, edit_config, setting_value
 
-DEFAULT_TOML = (resources.files("config") / "default.toml").read_text("utf-8")
+DEFAULT_TOML = (resources.files("doorbell.config") / "default.toml").read_text("utf-8")
 TRIANGLE = [[0.1, 0.2], [0.3, 0.2], [0.3, 0.4]]
 
 USER_FILE = textwrap.dedent("""\

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, Settings, load_settings
+from doorbell.config import ConfigError, Settings, load_settings
 
 
 def write_config(home: Path, text: str) -> Path:

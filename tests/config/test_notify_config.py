@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from camera.events import EventLogFile
-from camera.notify import build_event_bus, resolve_target
-from config import ConfigError, Settings
+from doorbell.camera.events import EventLogFile
+from doorbell.camera.notify import build_event_bus, resolve_target
+from doorbell.config import ConfigError, Settings
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -192,7 +192,7 @@ def test_allowed_public_names_are_logged_as_such(tmp_path, caplog):
 
 def test_a_name_that_does_not_resolve_yet_does_not_stop_recording(tmp_path, caplog,
                                                                    monkeypatch):
-    import camera.notify as notify
+    import doorbell.camera.notify as notify
 
     answers: dict[str, list[str]] = {}
     dns = fake_dns(answers)
@@ -220,7 +220,7 @@ def test_a_name_that_does_not_resolve_yet_does_not_stop_recording(tmp_path, capl
 
 
 def test_doorbell_record_refuses_a_public_broker_naming_the_key(tmp_path):
-    from storage.age.identities import X25519Identity
+    from doorbell.storage.age.identities import X25519Identity
 
     home = tmp_path / "home"
     home.mkdir()

@@ -254,7 +254,7 @@ def browse(demo_dir: Path, out: Path, process: subprocess.Popen) -> dict:
     passphrase = (demo_dir / "DEMO-PASSPHRASE.txt").read_text().splitlines()[0]
     cert = demo_dir / "tls" / "viewer-cert.pem"
     viewer = Viewer(cert)
-    from web.tls import fingerprint
+    from doorbell.web.tls import fingerprint
 
     printed = re.search(r"fingerprint: ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})", out.read_text())
     assert printed, out.read_text()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from camera.watchdog import SystemdWatchdog
+from doorbell.camera.watchdog import SystemdWatchdog
 
 PROJECT = Path(__file__).resolve().parents[2]
 DEPLOY = PROJECT / "deploy"

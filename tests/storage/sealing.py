@@ -2,7 +2,7 @@
 
 import io
 
-from storage import age
+from doorbell.storage import age
 
 
 def seal(plaintext: bytes, recipients) -> bytes:

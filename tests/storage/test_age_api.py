@@ -15,8 +15,8 @@ import tracemalloc
 
 import pytest
 
-from storage import age
-from storage.age import bech32
+from doorbell.storage import age
+from doorbell.storage.age import bech32
 
 from .sealing import open_strict, seal
 

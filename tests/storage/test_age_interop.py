@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import age
-from storage.age.armor import BEGIN, armor, dearmor
+from doorbell.storage import age
+from doorbell.storage.age.armor import BEGIN, armor, dearmor
 
 from .sealing import open_strict, seal
 from .tty import run_on_tty

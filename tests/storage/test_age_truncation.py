@@ -12,7 +12,7 @@ import random
 
 import pytest
 
-from storage import age
+from doorbell.storage import age
 
 CHUNK = 64 * 1024
 TAG = 16

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from storage import age
-from storage.age.armor import dearmor
+from doorbell.storage import age
+from doorbell.storage.age.armor import dearmor
 
 VECTORS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "age"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.audit import (
+from doorbell.storage.audit import (
     GENESIS,
     MAX_ENTRY_BYTES,
     AuditEntry,

@@ -12,10 +12,10 @@ import threading
 
 import pytest
 
-import storage.household as household
-from storage.age import X25519Identity, decrypt, parse_recipients_text
-from storage.home import Home
-from storage.household import (
+import doorbell.storage.household as household
+from doorbell.storage.age import X25519Identity, decrypt, parse_recipients_text
+from doorbell.storage.home import Home
+from doorbell.storage.household import (
     CONFIG_STUB,
     KIND_PASSPHRASE,
     KIND_PUBLIC_KEY,
@@ -32,9 +32,9 @@ from storage.household import (
     list_members,
     remove_member,
 )
-from storage.keyring import Keyring
-from storage.passphrase import WeakPassphraseError, WrongPassphraseError
-from storage.recipients import HouseholdKey, RecipientsError, read_household_keys
+from doorbell.storage.keyring import Keyring
+from doorbell.storage.passphrase import WeakPassphraseError, WrongPassphraseError
+from doorbell.storage.recipients import HouseholdKey, RecipientsError, read_household_keys
 
 OWNER_PASSPHRASE = "amber-kettle-under-snow-31"
 CAROL_PASSPHRASE = "carol's own long passphrase"

@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
-from storage.age import X25519Identity, decrypt, encrypt
-from storage.age.header import read_header
-from storage.keyring import (
+from doorbell.storage.age import X25519Identity, decrypt, encrypt
+from doorbell.storage.age.header import read_header
+from doorbell.storage.keyring import (
     MAX_WORK_FACTOR,
     Keyring,
     KeyringError,

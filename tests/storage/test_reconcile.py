@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from storage.age import TruncatedError, X25519Identity, decrypt, encrypt
-from storage.clipid import clip_paths, new_clip_id
-from storage.clipreader import open_video, read_metadata
-from storage.clipwriter import ClipStore
-from storage.durable import create_partial
-from storage.index import ClipIndex
-from storage.reconcile import reconcile
+from doorbell.storage.age import TruncatedError, X25519Identity, decrypt, encrypt
+from doorbell.storage.clipid import clip_paths, new_clip_id
+from doorbell.storage.clipreader import open_video, read_metadata
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.durable import create_partial
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.reconcile import reconcile
 
 PROJECT = Path(__file__).resolve().parents[2]
 CHUNK = 64 * 1024
@@ -138,9 +138,9 @@ _WRITER_SCRIPT = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from storage.age import parse_recipient
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
+    from doorbell.storage.age import parse_recipient
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
 
     root, recipient, start_us, block = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), 16384
     index = ClipIndex(root / "index.sqlite3")

@@ -5,13 +5,13 @@ import random
 
 import pytest
 
-from config import RetentionSettings
-from storage.age import X25519Identity
-from storage.clipid import clip_paths
-from storage.clipreader import open_video
-from storage.clipwriter import ClipStore
-from storage.index import ClipIndex
-from storage.retention import enforce_retention
+from doorbell.config import RetentionSettings
+from doorbell.storage.age import X25519Identity
+from doorbell.storage.clipid import clip_paths
+from doorbell.storage.clipreader import open_video
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.retention import enforce_retention
 
 DAY_US = 86_400 * 1_000_000
 HOUR_US = 3_600 * 1_000_000

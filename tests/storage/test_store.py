@@ -14,18 +14,18 @@ import subprocess
 
 import pytest
 
-from config import RecordingSettings
-from storage.age import (
+from doorbell.config import RecordingSettings
+from doorbell.storage.age import (
     NoIdentityMatchError,
     PayloadError,
     TruncatedError,
     X25519Identity,
     decrypt,
 )
-from storage.clipid import clip_paths
-from storage.clipreader import open_video, read_metadata, read_thumbnail
-from storage.clipwriter import ClipStore
-from storage.index import ClipIndex
+from doorbell.storage.clipid import clip_paths
+from doorbell.storage.clipreader import open_video, read_metadata, read_thumbnail
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.index import ClipIndex
 
 AGE = shutil.which("age")
 needs_age = pytest.mark.skipif(

@@ -213,13 +213,13 @@ class Device:
     def identity(self):
         """alice's identity, unlocked here to read clip metadata independently of the viewer."""
         if self._identity is None:
-            from storage.keyring import Keyring
+            from doorbell.storage.keyring import Keyring
 
             self._identity = Keyring(self.root / "identities").unlock(MEMBER, PASSPHRASE)
         return self._identity
 
     def metadata(self, clip_id: str) -> dict | None:
-        from storage.clipreader import read_metadata
+        from doorbell.storage.clipreader import read_metadata
 
         return read_metadata(self.clips_dir, clip_id, [self.identity()])
 

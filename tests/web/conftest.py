@@ -57,9 +57,9 @@ def make_mp4(frames: int = 20, width: int = 160, height: int = 120, fps: int = 1
     """A real fragmented H.264 MP4, made by the recorder's own encoder and muxer."""
     import numpy as np
 
-    from camera.encoder import H264Encoder
-    from camera.frames import Frame
-    from camera.mp4 import FragmentedMp4Writer
+    from doorbell.camera.encoder import H264Encoder
+    from doorbell.camera.frames import Frame
+    from doorbell.camera.mp4 import FragmentedMp4Writer
 
     encoder = H264Encoder(width, height, fps, preset="ultrafast")
     buffer = io.BytesIO()
@@ -103,10 +103,10 @@ class Clip:
 def write_clip(root: Path, start_us: int, video: bytes, thumbnail: bytes | None,
                metadata: dict) -> Clip:
     """Record a clip the way the recorder does: ClipStore + recipients.txt, public keys only."""
-    from storage.clipwriter import ClipStore
-    from storage.home import Home
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.home import Home
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
 
     home = Home(root)
     with ClipIndex(home.index_file) as index:
@@ -125,17 +125,17 @@ class HomeFixture:
 
     @property
     def home(self):
-        from storage.home import Home
+        from doorbell.storage.home import Home
 
         return Home(self.root)
 
     def paths(self, clip_id: str) -> dict[str, Path]:
-        from storage.clipid import clip_paths
+        from doorbell.storage.clipid import clip_paths
 
         return clip_paths(self.root / "clips", clip_id)
 
     def audit(self) -> list:
-        from storage.audit import AuditLog
+        from doorbell.storage.audit import AuditLog
 
         return AuditLog(self.root / "audit.jsonl").entries()
 
@@ -143,7 +143,7 @@ class HomeFixture:
         return [e for e in self.audit() if e.action == action]
 
     def index_row(self, clip_id: str):
-        from storage.index import ClipIndex
+        from doorbell.storage.index import ClipIndex
 
         with ClipIndex(self.root / "index.sqlite3") as index:
             return index.get(clip_id)
@@ -178,7 +178,7 @@ def template_home(tmp_path_factory) -> HomeFixture:
 @pytest.fixture(scope="session")
 def identity(template_home):
     """alice's unlocked identity (one scrypt for the whole test session)."""
-    from storage.keyring import Keyring
+    from doorbell.storage.keyring import Keyring
 
     return Keyring(template_home.root / "identities").unlock(MEMBER, PASSPHRASE)
 
@@ -201,9 +201,9 @@ def home(template_home, tmp_path, runtime_dir) -> HomeFixture:
 @pytest.fixture
 def make_app(home):
     """make_app(**{"viewer.key": value}) -> a new app on the same home (a "restart")."""
-    from config import load_settings
-    from storage.home import Home
-    from web import create_app
+    from doorbell.config import load_settings
+    from doorbell.storage.home import Home
+    from doorbell.web import create_app
 
     def make(overrides: dict | None = None):
         settings = load_settings(home.root)
@@ -286,9 +286,9 @@ def fresh_home(tmp_path, runtime_dir) -> HomeFixture:
 @pytest.fixture
 def make_fresh_app(fresh_home):
     """make_fresh_app({"viewer.key": value}) -> a viewer on the empty home, with a new code."""
-    from config import load_settings
-    from storage.home import Home
-    from web import create_app
+    from doorbell.config import load_settings
+    from doorbell.storage.home import Home
+    from doorbell.web import create_app
 
     def make(overrides: dict | None = None):
         settings = load_settings(fresh_home.root)

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from web.unlock import Unlocker
+from doorbell.web.unlock import Unlocker
 
 from .conftest import (
     MEMBER,
@@ -169,7 +169,7 @@ def test_configured_idle_timeout(make_app, identity):
 
 
 def test_session_store_with_a_fake_clock(identity):
-    from web.sessions import SessionStore
+    from doorbell.web.sessions import SessionStore
 
     clock = FakeClock()
     store = SessionStore(60, clock)
@@ -459,7 +459,7 @@ def test_a_successful_unlock_clears_the_count(limited_home, make_app):
 
 
 def test_the_limit_expires_after_fifteen_minutes(tmp_path):
-    from web.ratelimit import LoginRateLimiter
+    from doorbell.web.ratelimit import LoginRateLimiter
 
     now = [1_000_000.0]
     limiter = LoginRateLimiter(tmp_path / "limit.sqlite3", 2, clock=lambda: now[0])

@@ -141,7 +141,7 @@ def clip_frames(mp4: bytes) -> list[np.ndarray]:
 
 def decrypt_video(device, clip_id: str, identity) -> bytes:
     """The clip's MP4, decrypted with `identity` (raises NoIdentityMatchError if it cannot)."""
-    from storage.clipreader import open_video
+    from doorbell.storage.clipreader import open_video
 
     opened = open_video(device.clips_dir, clip_id, [identity])
     try:
@@ -291,7 +291,7 @@ def test_onboarding_from_an_empty_home_to_a_recorded_clip(chromium, empty_device
     assert device.recorder_applied("recipients.txt"), device.recorder_status()
     clip = device.wait_for_clip(lambda c: c["id"] == clip_id and c["state"] == "complete", 30,
                                 f"clip {clip_id} to be complete")
-    from storage.clipid import clip_paths
+    from doorbell.storage.clipid import clip_paths
 
     video = clip_paths(device.clips_dir, clip["id"])["video"]
     out = tmp_path / "clip.mp4"
@@ -524,8 +524,8 @@ def test_motion_tuner_overlay_follows_the_sliders(watched_page, device, tmp_path
 
 def test_adding_and_removing_a_member_decides_who_decrypts_the_next_clips(watched_page, device,
                                                                            tmp_path):
-    from storage.age.errors import NoIdentityMatchError
-    from storage.keyring import Keyring
+    from doorbell.storage.age.errors import NoIdentityMatchError
+    from doorbell.storage.keyring import Keyring
 
     page, watch = watched_page
     unlock(page)

@@ -171,7 +171,7 @@ def test_tampered_middle_chunk_range_fails_cleanly(unlocked, home):
 
 
 def test_tampered_middle_chunk_export_is_422(unlocked, home):
-    from storage.age.errors import AgeError
+    from doorbell.storage.age.errors import AgeError
 
     clip = home.clips["motion"]
     _tamper(home, clip, "middle")
@@ -268,11 +268,11 @@ def test_delete_removes_files_and_row_and_is_audited(unlocked, home):
 
 
 def test_interrupted_clip_plays_its_prefix_and_says_so(unlocked, home):
-    from storage.clipid import clip_paths
-    from storage.clipwriter import ClipStore
-    from storage.index import ClipIndex
-    from storage.recipients import read_recipients
-    from storage.reconcile import reconcile
+    from doorbell.storage.clipid import clip_paths
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
+    from doorbell.storage.reconcile import reconcile
 
     from .conftest import local_today_at
 

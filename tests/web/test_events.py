@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-import web.views.events as events_view
-from camera.events import EVENTS_FILE, EventBus, EventLogFile
+import doorbell.web.views.events as events_view
+from doorbell.camera.events import EVENTS_FILE, EventBus, EventLogFile
 
 from .conftest import MEMBER, new_client, unlock_directly
 

@@ -7,13 +7,13 @@ import re
 
 import pytest
 
-from storage.age import AgeError
-from storage.age.identities import X25519Identity
-from storage.clipreader import read_metadata
-from storage.household import add_member
-from storage.keyring import Keyring
-from storage.passphrase import WrongPassphraseError
-from storage.recipients import RECOVERY_NAME, read_household_keys
+from doorbell.storage.age import AgeError
+from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.clipreader import read_metadata
+from doorbell.storage.household import add_member
+from doorbell.storage.keyring import Keyring
+from doorbell.storage.passphrase import WrongPassphraseError
+from doorbell.storage.recipients import RECOVERY_NAME, read_household_keys
 
 from .conftest import (
     FAST_WORK_FACTOR,

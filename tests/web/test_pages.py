@@ -91,7 +91,7 @@ def test_activity_strip_has_96_slots_marked_where_clips_are(unlocked, home):
 
 
 def test_activity_strip_levels():
-    from web.views.timeline import activity_strip
+    from doorbell.web.views.timeline import activity_strip
 
     day = 1_000_000_000_000_000
     slot = 15 * 60 * 1_000_000
@@ -187,7 +187,7 @@ def test_days_that_fit_follow_the_storage_budget(make_app, identity, runtime_dir
 def test_days_that_fit_is_never_negative(unlocked, monkeypatch):
     from collections import namedtuple
 
-    import web.capacity as status_view
+    import doorbell.web.capacity as status_view
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(status_view.shutil, "disk_usage",
@@ -252,7 +252,7 @@ def test_locking_ends_the_live_stream(app, unlocked, runtime_dir):
 
 
 def test_live_viewers_are_limited(app, unlocked, home, runtime_dir):
-    from web.views.live import MAX_STREAMS
+    from doorbell.web.views.live import MAX_STREAMS
 
     (runtime_dir / "live.jpg").write_bytes(b"\xff\xd8frame")
     streams = [unlocked.get("/live/stream", buffered=False) for _ in range(MAX_STREAMS)]
@@ -345,7 +345,7 @@ def test_every_page_has_csp_no_store_and_no_inline_script(app, unlocked, home, r
 def test_templates_have_no_inline_script_or_style():
     from pathlib import Path
 
-    import web
+    from doorbell import web
 
     templates = Path(web.__file__).parent / "templates"
     files = sorted(templates.glob("*.html"))

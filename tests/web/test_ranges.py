@@ -3,7 +3,7 @@ range decrypts only the chunks that cover it."""
 
 import pytest
 
-from web.ranges import ByteRange, UnsatisfiableRange, parse_range
+from doorbell.web.ranges import ByteRange, UnsatisfiableRange, parse_range
 
 from .conftest import local_today_at, pseudo_random, write_clip
 
@@ -197,7 +197,7 @@ def big_clip(home):
 @pytest.fixture
 def decryptions(monkeypatch):
     """Every payload-chunk decryption attempt, by chunk index."""
-    import storage.age.stream as stream
+    import doorbell.storage.age.stream as stream
 
     real = stream.ChaCha20Poly1305
     indices = []

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from config import load_settings
-from config.editor import setting_value
-from storage.age.identities import X25519Identity
-from storage.household import add_member
+from doorbell.config import load_settings
+from doorbell.config.editor import setting_value
+from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.household import add_member
 
 from .conftest import MEMBER, ORIGIN, PASSPHRASE, csrf_token, new_client, unlock_directly
 
@@ -538,7 +538,7 @@ DiskUsage = namedtuple("DiskUsage", "total used free")
 
 @pytest.fixture
 def big_disk(monkeypatch):
-    monkeypatch.setattr("web.capacity.shutil.disk_usage",
+    monkeypatch.setattr("doorbell.web.capacity.shutil.disk_usage",
                         lambda _path: DiskUsage(64_000_000_000, 14_000_000_000, 50_000_000_000))
 
 

@@ -5,13 +5,13 @@ import re
 
 import pytest
 
-from storage.age.identities import parse_identity
-from storage.home import Home
-from storage.household import create_household
-from storage.keyring import Keyring
-from storage.passphrase import WrongPassphraseError
-from storage.recipients import RECOVERY_NAME, read_household_keys
-from web.onboarding import LIFETIME_S, SetupCode
+from doorbell.storage.age.identities import parse_identity
+from doorbell.storage.home import Home
+from doorbell.storage.household import create_household
+from doorbell.storage.keyring import Keyring
+from doorbell.storage.passphrase import WrongPassphraseError
+from doorbell.storage.recipients import RECOVERY_NAME, read_household_keys
+from doorbell.web.onboarding import LIFETIME_S, SetupCode
 
 from .conftest import FAST_WORK_FACTOR, ORIGIN, SESSION_COOKIE, new_client, session_cookie
 

@@ -18,8 +18,8 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from web.server import is_loopback
-from web.tls import certificate_paths, create_certificate, fingerprint
+from doorbell.web.server import is_loopback
+from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
 from .conftest import MEMBER, PASSPHRASE, PROJECT, SESSION_COOKIE, clean_env
 
@@ -232,11 +232,11 @@ def test_doorbell_serve_on_ipv6_loopback(home, servers, tmp_path, runtime_dir):
 
 SERVE_TLS = """
 import sys
-from config import load_settings
-from storage.home import Home
-from web import create_app
-from web.server import serve
-from web.tls import certificate_paths
+from doorbell.config import load_settings
+from doorbell.storage.home import Home
+from doorbell.web import create_app
+from doorbell.web.server import serve
+from doorbell.web.tls import certificate_paths
 
 home = Home.resolve(sys.argv[1])
 serve(create_app(load_settings(home.root), home), "127.0.0.1", int(sys.argv[2]),

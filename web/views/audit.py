@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template, request
 
-from storage.audit import AuditLogCorrupt
+from doorbell.storage.audit import AuditLogCorrupt
 
 from .common import viewer
 

@@ -14,7 +14,7 @@ from flask import (
     url_for,
 )
 
-from storage.keyring import WrongPassphraseError
+from doorbell.storage.keyring import WrongPassphraseError
 
 from ..guards import SESSION_COOKIE, set_session_cookie
 from ..unlock import RateLimited, UnlockBusy, unlock_with_limit

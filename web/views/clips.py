@@ -4,13 +4,13 @@ import hashlib
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
-from storage.age.errors import AgeError
-from storage.age.reader import recover_prefix
-from storage.clipid import clip_paths
-from storage.clipreader import ClipNotFound, open_video, read_thumbnail
-from storage.clipwriter import ClipStore
-from storage.index import ClipIndex
-from storage.recipients import read_recipients
+from doorbell.storage.age.errors import AgeError
+from doorbell.storage.age.reader import recover_prefix
+from doorbell.storage.clipid import clip_paths
+from doorbell.storage.clipreader import ClipNotFound, open_video, read_thumbnail
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.recipients import read_recipients
 
 from ..ranges import UnsatisfiableRange, parse_range
 from .common import clip_metadata, identities, local_time, valid_clip_id, viewer

@@ -4,9 +4,9 @@ from datetime import datetime
 
 from flask import abort, current_app, g
 
-from storage.age.errors import AgeError
-from storage.clipid import InvalidClipId, check_clip_id
-from storage.clipreader import read_metadata
+from doorbell.storage.age.errors import AgeError
+from doorbell.storage.clipid import InvalidClipId, check_clip_id
+from doorbell.storage.clipreader import read_metadata
 
 
 def viewer():

@@ -9,15 +9,15 @@ is audited; the recorder reads recipients.txt again within about a second.
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from storage.household import (
+from doorbell.storage.household import (
     HouseholdError,
     add_member,
     change_passphrase,
     list_members,
     remove_member,
 )
-from storage.passphrase import KeyringError, WrongPassphraseError, suggest_passphrase
-from storage.recipients import RECOVERY_NAME, RecipientsError
+from doorbell.storage.passphrase import KeyringError, WrongPassphraseError, suggest_passphrase
+from doorbell.storage.recipients import RECOVERY_NAME, RecipientsError
 
 from ..changes import ChangeRefused, confirm_passphrase
 from .common import viewer

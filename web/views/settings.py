@@ -23,9 +23,9 @@ from flask import (
     url_for,
 )
 
-from config import ConfigError
-from config.editor import setting_value
-from storage.durable import write_atomically
+from doorbell.config import ConfigError
+from doorbell.config.editor import setting_value
+from doorbell.storage.durable import write_atomically
 
 from ..capacity import days_that_fit, measure_usage
 from ..changes import (

@@ -9,10 +9,10 @@ import logging
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
-from storage.household import HouseholdError, create_household
-from storage.passphrase import KeyringError, suggest_passphrase
-from storage.recipients import RecipientsError, check_member_name
-from web.tls import certificate_paths, create_certificate, fingerprint
+from doorbell.storage.household import HouseholdError, create_household
+from doorbell.storage.passphrase import KeyringError, suggest_passphrase
+from doorbell.storage.recipients import RecipientsError, check_member_name
+from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
 from ..guards import set_session_cookie
 from ..onboarding import SetupCodeError

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from flask import Blueprint, jsonify, render_template
 
-from storage.index import ClipIndex
+from doorbell.storage.index import ClipIndex
 
 from ..capacity import days_that_fit, measure_usage
 from .common import viewer

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 from flask import Blueprint, render_template, request
 
-from storage.index import ClipIndex
+from doorbell.storage.index import ClipIndex
 
 from .common import clip_metadata, local_time, viewer
 
