@@ -2,8 +2,9 @@
 
 Order, per request: the client must be on an allowed network (else 403), the Host must be the
 device itself (else 400: DNS rebinding), state-changing methods must be same-origin and carry
-the session's CSRF token (else 403), and every endpoint except login and static files needs an
-unlocked session (else a redirect to the login page, or 401 for media and data requests).
+the session's CSRF token (else 403), and every endpoint except login, set-up and static files
+needs an unlocked session (else a redirect to the login page, or 401 for media and data requests).
+Which of these apply is the rule each view declares next to itself (web/access.py).
 """
 
 import hmac
@@ -15,20 +16,11 @@ from functools import cache
 
 from flask import Flask, abort, current_app, g, redirect, request, url_for
 
+from . import access
+
 log = logging.getLogger("doorbell.viewer")
 
 SESSION_COOKIE = "__Host-doorbell-session"
-PUBLIC_ENDPOINTS = {"auth.login", "auth.login_submit", "static"}
-# Before set-up (no household keys yet) these are all there is; the set-up code guards them.
-SETUP_ENDPOINTS = {"setup.page", "setup.submit", "static"}
-# A freshly set-up owner sees only the recovery key until they confirm they saved it.
-RECOVERY_ENDPOINTS = {"setup.recovery", "setup.recovery_confirm", "auth.lock", "static"}
-# Forms that exist before any session (and so before any CSRF token): same-origin checks only.
-NO_TOKEN_ENDPOINTS = {"auth.login_submit", "setup.submit"}
-# Media and data answer 401 when locked; pages redirect to the login page instead.
-MEDIA_ENDPOINTS = {"clips.video", "clips.thumbnail", "live.stream", "live.frame", "status.data",
-                   "events.stream", "settings.motion_overlay", "settings.motion_mask",
-                   "settings.applied", "settings.recording_estimate", "settings.motion_trial"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -107,7 +99,17 @@ def set_session_cookie(response, session_id: str):
     return response
 
 
+def _rule_of_endpoint(endpoint: str) -> access.Rule:
+    view = current_app.view_functions.get(endpoint)
+    if access.declared_rule(view) is None:
+        log.error("%s declares no access rule: refused without an unlocked session", endpoint)
+    return access.rule_of(view)
+
+
 def install_guards(app: Flask) -> None:
+    if "static" in app.view_functions:  # Flask's own view: the set-up page needs its files too
+        access.setup(app.view_functions["static"])
+
     @app.before_request
     def check_request():
         viewer = current_app.extensions["doorbell"]
@@ -120,31 +122,32 @@ def install_guards(app: Flask) -> None:
             abort(400, "Unknown host name: open the viewer by the device's own name or address.")
         g.session_id = request.cookies.get(SESSION_COOKIE)
         g.session = viewer.sessions.get(g.session_id)
+        # No endpoint: nothing matched the URL or method, and routing answers 404 or 405 below.
+        rule = None if request.endpoint is None else _rule_of_endpoint(request.endpoint)
         if request.method not in SAFE_METHODS:
             if not _same_origin():
                 abort(403, "Cross-site request refused.")
-            if request.endpoint not in NO_TOKEN_ENDPOINTS:
-                if g.session is None and request.endpoint in MEDIA_ENDPOINTS:
+            if rule is None or rule.csrf_token:
+                if g.session is None and rule is not None and rule.needs_session and \
+                        not rule.redirect_when_locked:
                     # A data POST (the tuner's trial values) from a page whose session locked:
                     # 401 makes the page reload to the login page, as its GETs do.
                     abort(401, "Locked: unlock the viewer first.")
                 sent = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token", "")
                 if g.session is None or not hmac.compare_digest(sent, g.session.csrf_token):
                     abort(403, "The form expired or did not come from this viewer: reload it.")
-        if viewer.setup is not None and request.endpoint not in SETUP_ENDPOINTS and \
+        if viewer.setup is not None and not (rule is not None and rule.before_setup) and \
                 not viewer.home.is_initialised():
             if request.method == "GET":
                 return redirect(url_for("setup.page"))
             abort(403, "This device is not set up yet: open the set-up page.")
-        if request.endpoint in PUBLIC_ENDPOINTS or request.endpoint is None:
-            return None
-        if request.endpoint in SETUP_ENDPOINTS:  # after set-up they only say so, or redirect
+        if rule is None or not rule.needs_session:
             return None
         if g.session is None:
-            if request.method == "GET" and request.endpoint not in MEDIA_ENDPOINTS:
+            if request.method == "GET" and rule.redirect_when_locked:
                 return redirect(url_for("auth.login"))
             abort(401, "Locked: unlock the viewer first.")
-        if g.session.recovery_secret is not None and request.endpoint not in RECOVERY_ENDPOINTS:
+        if g.session.recovery_secret is not None and not rule.during_recovery:
             if request.method == "GET":
                 return redirect(url_for("setup.recovery"))
             abort(403, "Confirm that you saved the recovery key first.")

@@ -2,9 +2,14 @@
 
 The set-up pages are open only while the device has no household member (tests/web/test_setup.py);
 on a set-up device they redirect to the login page (GET) or refuse (POST), like any other route.
+Each view declares its access rule next to itself (web/access.py); one that does not is refused.
 """
 
 import pytest
+
+from doorbell.web import access
+
+from .conftest import ORIGIN, new_client
 
 PUBLIC = {"auth.login", "auth.login_submit", "static"}
 # Every endpoint the viewer has: a new route must be added here, so that it is seen to be walked.
@@ -39,8 +44,54 @@ def _is_login_redirect(response) -> bool:
         response.headers["Location"].rstrip("/").endswith("/login")
 
 
+def undeclared_endpoints(app) -> list[str]:
+    return sorted(rule.endpoint for rule in app.url_map.iter_rules()
+                  if access.declared_rule(app.view_functions.get(rule.endpoint)) is None)
+
+
 def test_the_url_map_has_no_route_that_this_walk_does_not_know(app):
     assert {rule.endpoint for rule in app.url_map.iter_rules()} == KNOWN_ENDPOINTS
+
+
+def test_every_endpoint_declares_its_access_rule(app):
+    missing = undeclared_endpoints(app)
+    assert missing == [], "declare an access rule (web/access.py) on: " + ", ".join(missing)
+
+
+def test_a_route_without_an_access_rule_is_refused_when_locked(app, caplog):
+    ran = []
+
+    def forgotten():
+        ran.append(True)
+        return "served"
+
+    app.add_url_rule("/forgotten", "forgotten", forgotten, methods=["GET", "POST"])
+    assert undeclared_endpoints(app) == ["forgotten"]  # the test above would name it
+    client = new_client(app)
+    assert client.get("/forgotten").status_code == 401  # not a login page: scripts see it
+    posted = client.post("/forgotten", headers={"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"})
+    assert posted.status_code == 401
+    assert ran == []
+    assert "forgotten declares no access rule" in caplog.text
+
+
+def test_a_view_cannot_declare_two_rules():
+    def view():
+        return ""
+
+    access.page(view)
+    access.page(view)  # the same rule twice is still one rule
+    with pytest.raises(TypeError, match="two access rules"):
+        access.data(view)
+    with pytest.raises(TypeError):
+        access.page.form_before_session  # noqa: B018 (a page's forms carry the CSRF token)
+
+
+def test_before_setup_the_static_files_are_served(fresh_app):
+    client = new_client(fresh_app)
+    assert client.get("/login").status_code == 302  # everything else leads to set-up
+    for path in ("/static/style.css", "/static/app.js", "/static/icon.svg"):
+        assert client.get(path).status_code == 200, path
 
 
 def test_every_route_but_login_and_static_refuses_a_locked_client(app, client, home):

@@ -4,6 +4,7 @@ from flask import Blueprint, render_template, request
 
 from doorbell.storage.audit import AuditLogCorrupt
 
+from .. import access
 from .common import viewer
 
 blueprint = Blueprint("audit", __name__, url_prefix="/audit")
@@ -12,6 +13,7 @@ PAGE_SIZE = 200
 
 
 @blueprint.get("")
+@access.page
 def page():
     log = viewer().audit
     verification = log.verify()

@@ -16,6 +16,7 @@ from flask import (
 
 from doorbell.storage.keyring import WrongPassphraseError
 
+from .. import access
 from ..guards import SESSION_COOKIE, set_session_cookie
 from ..unlock import RateLimited, UnlockBusy, unlock_with_limit
 
@@ -28,6 +29,7 @@ def _viewer():
 
 
 @blueprint.get("/login")
+@access.public
 def login():
     if g.session is not None:
         return redirect(url_for("timeline.index"))
@@ -35,6 +37,7 @@ def login():
 
 
 @blueprint.post("/login")
+@access.public.form_before_session
 def login_submit():
     viewer = _viewer()
     member = request.form.get("member", "").strip()[:64]
@@ -61,6 +64,7 @@ def login_submit():
 
 
 @blueprint.post("/lock")
+@access.recovery
 def lock():
     viewer = _viewer()
     session = viewer.sessions.drop(g.session_id)

@@ -12,6 +12,7 @@ from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.recipients import read_recipients
 
+from .. import access
 from ..ranges import UnsatisfiableRange, parse_range
 from .common import clip_metadata, identities, local_time, valid_clip_id, viewer
 
@@ -39,6 +40,7 @@ def _indexed(clip_id: str):
 
 
 @blueprint.get("/<clip_id>")
+@access.page
 def player(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     row = _indexed(clip_id)
@@ -62,6 +64,7 @@ def player(clip_id: str):
 
 
 @blueprint.get("/<clip_id>/video")
+@access.data
 def video(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     opened = _open(clip_id)
@@ -121,6 +124,7 @@ def video(clip_id: str):
 
 
 @blueprint.get("/<clip_id>/thumbnail.jpg")
+@access.data
 def thumbnail(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     try:
@@ -133,6 +137,7 @@ def thumbnail(clip_id: str):
 
 
 @blueprint.post("/<clip_id>/export")
+@access.page
 def export(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     opened = _open(clip_id)
@@ -152,6 +157,7 @@ def export(clip_id: str):
 
 
 @blueprint.get("/<clip_id>/delete")
+@access.page
 def confirm_delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     row = _indexed(clip_id)
@@ -160,6 +166,7 @@ def confirm_delete(clip_id: str):
 
 
 @blueprint.post("/<clip_id>/delete")
+@access.page
 def delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     home = viewer().home

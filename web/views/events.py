@@ -12,7 +12,7 @@ A stream starts at the end of the file (nothing old is replayed), or after the b
 `Last-Event-ID` if that event is still in the file. It ends when the session locks (it does not
 count as activity, so an open tab does not keep the session unlocked) or after MAX_STREAM_S; the
 browser then reconnects by itself (after `retry`). With MAX_STREAMS already open, a new one gets
-only `retry: 60000` and ends. Locked: 401 (guards.MEDIA_ENDPOINTS), and the page reloads to the
+only `retry: 60000` and ends. Locked: 401 (access.data), and the page reloads to the
 login page.
 """
 
@@ -21,6 +21,7 @@ import time
 
 from flask import Blueprint, Response, current_app, g, request
 
+from .. import access
 from .common import viewer
 
 blueprint = Blueprint("events", __name__)
@@ -63,6 +64,7 @@ def _streams() -> dict:
 
 
 @blueprint.get("/events")
+@access.data
 def stream():
     v = viewer()
     counter = _streams()

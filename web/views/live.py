@@ -8,6 +8,7 @@ import time
 
 from flask import Blueprint, Response, abort, g, render_template, request
 
+from .. import access
 from .common import viewer
 
 blueprint = Blueprint("live", __name__, url_prefix="/live")
@@ -18,11 +19,13 @@ BOUNDARY = "doorbell-frame"
 
 
 @blueprint.get("")
+@access.page
 def page():
     return render_template("live.html")
 
 
 @blueprint.get("/frame.jpg")
+@access.data
 def frame():
     try:
         data = viewer().home.live_frame_file.read_bytes()
@@ -32,6 +35,7 @@ def frame():
 
 
 @blueprint.get("/stream")
+@access.data
 def stream():
     v = viewer()
     with v.live_lock:

@@ -19,6 +19,7 @@ from doorbell.storage.household import (
 from doorbell.storage.passphrase import KeyringError, WrongPassphraseError, suggest_passphrase
 from doorbell.storage.recipients import RECOVERY_NAME, RecipientsError
 
+from .. import access
 from ..changes import ChangeRefused, confirm_passphrase
 from .common import viewer
 
@@ -31,6 +32,7 @@ def refused(exc: ChangeRefused):
 
 
 @blueprint.get("")
+@access.page
 def page(error=None, error_field=None):
     v = viewer()
     form = dict(request.form.items()) if request.method == "POST" else {}
@@ -53,6 +55,7 @@ def _refuse(exc: Exception, field: str | None = None) -> ChangeRefused:
 
 
 @blueprint.post("/add")
+@access.page
 def add():
     v = viewer()
     name = request.form.get("name", "").strip()
@@ -83,6 +86,7 @@ def add():
 
 
 @blueprint.post("/remove")
+@access.page
 def remove():
     v = viewer()
     name = request.form.get("name", "")
@@ -100,6 +104,7 @@ def remove():
 
 
 @blueprint.post("/passphrase")
+@access.page
 def passphrase():
     """Change one's own passphrase: the current one is the re-authentication."""
     v = viewer()

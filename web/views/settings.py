@@ -27,6 +27,7 @@ from doorbell.config import ConfigError
 from doorbell.config.editor import setting_value
 from doorbell.storage.durable import write_atomically
 
+from .. import access
 from ..capacity import days_that_fit, measure_usage
 from ..changes import (
     ChangeRefused,
@@ -74,6 +75,7 @@ def refused(exc: ChangeRefused):
 
 
 @blueprint.get("")
+@access.page
 def index():
     return render_template("settings.html")
 
@@ -81,6 +83,7 @@ def index():
 # -- privacy masks and motion zones ---------------------------------------------------------------
 
 @blueprint.get("/areas")
+@access.page
 def areas(error=None, error_field=None, form=None):
     s = current_settings(viewer())
     masks = form.get("masks") if form else json.dumps(setting_value(s, "privacy.masks"))
@@ -90,6 +93,7 @@ def areas(error=None, error_field=None, form=None):
 
 
 @blueprint.post("/areas")
+@access.page
 def areas_save():
     values = {"privacy.masks": _polygons_field("masks", "privacy.masks"),
               "motion.zones": _polygons_field("zones", "motion.zones")}
@@ -110,6 +114,7 @@ def _polygons_field(name: str, key: str) -> list:
 # -- motion tuner ----------------------------------------------------------------------------------
 
 @blueprint.get("/motion")
+@access.page
 def motion(error=None, error_field=None, form=None):
     s = current_settings(viewer())
     values = {key: setting_value(s, f"motion.{key}") for key in MOTION_KEYS}
@@ -120,6 +125,7 @@ def motion(error=None, error_field=None, form=None):
 
 
 @blueprint.post("/motion")
+@access.page
 def motion_save():
     values = {f"motion.{key}": _number(key, f"motion.{key}", float if key != "trigger_frames"
                                        else int) for key in MOTION_KEYS}
@@ -129,6 +135,7 @@ def motion_save():
 
 
 @blueprint.post("/motion/trial")
+@access.data
 def motion_trial():
     """The tuner's trial values: the recorder runs a second detector with them (no recording
     changes) and publishes its mask and boxes while the file stays fresh. Not a settings change:
@@ -150,6 +157,7 @@ def motion_trial():
 
 
 @blueprint.get("/motion/overlay.json")
+@access.data
 def motion_overlay():
     try:
         overlay = json.loads(viewer().home.motion_overlay_file.read_text())
@@ -160,6 +168,7 @@ def motion_overlay():
 
 
 @blueprint.get("/motion/mask.png")
+@access.data
 def motion_mask():
     path = viewer().home.motion_mask_file
     try:
@@ -172,6 +181,7 @@ def motion_mask():
 # -- recording and retention -------------------------------------------------------------------
 
 @blueprint.get("/recording")
+@access.page
 def recording(error=None, error_field=None, form=None):
     s = current_settings(viewer())
     values = {
@@ -188,6 +198,7 @@ def recording(error=None, error_field=None, form=None):
 
 
 @blueprint.post("/recording")
+@access.page
 def recording_save():
     values = {key: _number(field, key, convert) for field, (key, convert)
               in RECORDING_FIELDS.items()}
@@ -195,6 +206,7 @@ def recording_save():
 
 
 @blueprint.get("/recording/estimate.json")
+@access.data
 def recording_estimate():
     """Days that fit for proposed values (query string, the form's fields), before saving."""
     s = current_settings(viewer())
@@ -234,6 +246,7 @@ def _number(field: str, key: str, convert, source=None):
 # -- did the recorder pick it up? ------------------------------------------------------------------
 
 @blueprint.get("/applied.json")
+@access.data
 def applied():
     v = viewer()
     try:

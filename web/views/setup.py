@@ -14,6 +14,7 @@ from doorbell.storage.passphrase import KeyringError, suggest_passphrase
 from doorbell.storage.recipients import RecipientsError, check_member_name
 from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
+from .. import access
 from ..guards import set_session_cookie
 from ..onboarding import SetupCodeError
 from .common import viewer
@@ -41,6 +42,7 @@ def _fingerprint() -> str | None:
 
 
 @blueprint.get("")
+@access.setup
 def page():
     if not needs_setup():
         return redirect(url_for("auth.login"))
@@ -50,6 +52,7 @@ def page():
 
 
 @blueprint.post("")
+@access.setup.form_before_session
 def submit():
     v = viewer()
     if not needs_setup():
@@ -96,6 +99,7 @@ def submit():
 
 
 @blueprint.get("/recovery")
+@access.recovery
 def recovery():
     secret = g.session.recovery_secret
     if secret is None:
@@ -104,6 +108,7 @@ def recovery():
 
 
 @blueprint.post("/recovery")
+@access.recovery
 def recovery_confirm():
     secret = g.session.recovery_secret
     if secret is None:

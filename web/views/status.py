@@ -8,6 +8,7 @@ from flask import Blueprint, jsonify, render_template
 
 from doorbell.storage.index import ClipIndex
 
+from .. import access
 from ..capacity import days_that_fit, measure_usage
 from .common import viewer
 
@@ -47,6 +48,7 @@ def collect_status() -> dict:
 
 
 @blueprint.get("/status")
+@access.page
 def page():
     status = collect_status()
     last = status["last_frame_time"]
@@ -55,5 +57,6 @@ def page():
 
 
 @blueprint.get("/status.json")
+@access.data
 def data():
     return jsonify(collect_status())

@@ -6,6 +6,7 @@ from flask import Blueprint, render_template, request
 
 from doorbell.storage.index import ClipIndex
 
+from .. import access
 from .common import clip_metadata, local_time, viewer
 
 blueprint = Blueprint("timeline", __name__)
@@ -41,6 +42,7 @@ def _day_counts(index: ClipIndex) -> list[tuple[str, int]]:
 
 
 @blueprint.get("/")
+@access.page
 def index():
     home = viewer().home
     trigger = request.args.get("trigger", "")
