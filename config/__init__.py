@@ -4,7 +4,8 @@
     settings.motion.sensitivity
 """
 
-from doorbell.config.loader import ConfigError, load_settings
+from doorbell.config.errors import ConfigError
+from doorbell.config.loader import load_settings
 from doorbell.config.model import (
     CameraSettings,
     DoorbellSettings,

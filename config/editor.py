@@ -7,7 +7,7 @@
 
 The document is edited with tomlkit, so comments, blank lines, key order and the keys nobody
 touched stay byte for byte; then the whole new text is validated the way the file is read at
-start (config.loader.parse_settings over the shipped defaults), so the browser and a text
+start (config.validation.parse_settings over the shipped defaults), so the browser and a text
 editor meet the same rules and the same messages. Writing the text to disk is the caller's job.
 """
 
@@ -22,16 +22,16 @@ from tomlkit.container import OutOfOrderTableProxy
 from tomlkit.exceptions import TOMLKitError
 from tomlkit.items import Comment, InlineTable, Table
 
-from doorbell.config.loader import (
-    ConfigError,
-    _show,
-    _unknown,
+from doorbell.config.errors import ConfigError
+from doorbell.config.loader import shipped_settings
+from doorbell.config.model import Settings, parse_polygon
+from doorbell.config.validation import (
     find_line,
     parse_settings,
     parse_toml,
-    shipped_settings,
+    show_value,
+    unknown_key,
 )
-from doorbell.config.model import Settings, parse_polygon
 
 POLYGON_DECIMALS = 4  # 1/10000 of the frame: finer than a pixel at 3840x2160
 
@@ -113,7 +113,7 @@ def _field(key: str) -> tuple[str, str, Any, Mapping[str, Any]]:
     cls = get_type_hints(Settings)[section]
     keys = {f.name: f for f in fields(cls)}
     if name not in keys:
-        raise _unknown(section + ".", name, None, list(keys))
+        raise unknown_key(section + ".", name, None, list(keys))
     return section, name, get_type_hints(cls)[name], keys[name].metadata
 
 
@@ -208,7 +208,7 @@ def _set(document: tomlkit.TOMLDocument, section: str, name: str, value: Any, ke
         return
     table = document[section]
     if not isinstance(table, Table | InlineTable | OutOfOrderTableProxy):
-        shown = _show(table.unwrap())
+        shown = show_value(table.unwrap())
         raise ConfigError(f'"{section}" must be a section [{section}], got {shown}, so "{key}" '
                           "cannot be set: correct the file first.", key=section, source=source,
                           line=find_line(document.as_string(), section))

@@ -1,7 +1,7 @@
 """The settings model: one frozen dataclass per TOML section.
 
-Validation is declared here and performed by `config.loader`, which reads each field's type hint
-and its metadata:
+Validation is declared here and performed by `config.validation`, which reads each field's type
+hint and its metadata:
 
     min, max          numeric bounds (int and float fields)
     min_len, max_len  length bounds (str fields)
@@ -14,9 +14,9 @@ For a `tuple[X, ...]` field the TOML value is a list and all of the above apply 
 `max_items` bounds the length of the list itself.
 `requirement` completes the sentence '"key" must be ...'.
 
-To add a section: write one dataclass below and add one field on `Settings`. The loader, the
-error messages and `Settings.defaults()` follow from that; then document its keys in
-default.toml (a test keeps the two equal).
+To add a section: write one dataclass below and add one field on `Settings`. Validation, the error
+messages and `Settings.defaults()` follow from that; then document its keys in default.toml (a
+test keeps the two equal).
 """
 
 import ipaddress
@@ -25,6 +25,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from doorbell.config.errors import ConfigError
+from doorbell.config.validation import apply_overrides, parse_settings
 
 # A polygon in normalised frame coordinates: (x, y) pairs in 0..1, 3 to 64 points enclosing an
 # area; at most 16 per list. Normalised so that masks and zones survive a change of resolution.
@@ -210,22 +213,15 @@ def outside_networks(address: str, networks: Iterable[str]) -> bool:
     return not any(ip in ipaddress.ip_network(n) for n in networks)
 
 
-def refuse_public_target(key: str, host: str, address: str, networks: Iterable[str]):
+def refuse_public_target(key: str, host: str, address: str,
+                         networks: Iterable[str]) -> ConfigError:
     """The ConfigError for a notification target outside the home network (raise it)."""
-    from doorbell.config.loader import ConfigError  # the loader imports this module
-
     section = key.partition(".")[0]
     shown = f"resolves to {address}" if host != address else f"points at {address}"
     return ConfigError(
         f"{key} {shown}, outside the home network ({', '.join(networks)}, from "
         f"viewer.allowed_networks): notifications never leave the LAN unless you set "
         f"{section}.allow_public_targets = true.", key=key)
-
-
-def _config_error(message: str, key: str):
-    from doorbell.config.loader import ConfigError  # the loader imports this module
-
-    return ConfigError(message, key=key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,14 +324,14 @@ class MqttSettings:
 
     def __post_init__(self) -> None:
         if self.enabled and self.host is None:
-            raise _config_error("mqtt.enabled = true needs mqtt.host (the broker's name or "
-                                "address on the home network).", "mqtt.enabled")
+            raise ConfigError("mqtt.enabled = true needs mqtt.host (the broker's name or "
+                              "address on the home network).", key="mqtt.enabled")
         if self.ca_file is not None and not self.tls:
-            raise _config_error("mqtt.ca_file is set but mqtt.tls is false: set mqtt.tls = "
-                                "true to use it.", "mqtt.ca_file")
+            raise ConfigError("mqtt.ca_file is set but mqtt.tls is false: set mqtt.tls = "
+                              "true to use it.", key="mqtt.ca_file")
         if self.password_file is not None and self.username is None:
-            raise _config_error("mqtt.password_file is set without mqtt.username.",
-                                "mqtt.password_file")
+            raise ConfigError("mqtt.password_file is set without mqtt.username.",
+                              key="mqtt.password_file")
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,8 +347,8 @@ class NtfySettings:
 
     def __post_init__(self) -> None:
         if self.enabled and self.url is None:
-            raise _config_error("ntfy.enabled = true needs ntfy.url (the ntfy server on the "
-                                "home network).", "ntfy.enabled")
+            raise ConfigError("ntfy.enabled = true needs ntfy.url (the ntfy server on the "
+                              "home network).", key="ntfy.enabled")
 
     @property
     def host(self) -> str | None:
@@ -396,14 +392,9 @@ class Settings:
     @classmethod
     def from_toml_text(cls, text: str, source: str = "<string>") -> "Settings":
         """Settings from TOML text; keys it leaves out keep their defaults."""
-        # Imported here, not at the top: the loader imports this module.
-        from doorbell.config.loader import parse_settings
-
         return parse_settings(text, source, cls.defaults())
 
     def with_overrides(self, values: Mapping[str, Any], source: str = "command line") -> "Settings":
         """A copy with dotted keys replaced, validated like the file, e.g.
         `settings.with_overrides({"viewer.bind": "0.0.0.0:8443"}, source="--bind")`."""
-        from doorbell.config.loader import apply_overrides
-
         return apply_overrides(self, values, source)

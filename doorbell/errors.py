@@ -2,10 +2,13 @@
 
 from doorbell.config import ConfigError
 from doorbell.storage.age.errors import AgeError
-from doorbell.storage.audit import AuditLogCorrupt
-from doorbell.storage.clipid import InvalidClipId
-from doorbell.storage.passphrase import KeyringError
-from doorbell.storage.recipients import HouseholdError, RecipientsError
+from doorbell.storage.errors import (
+    AuditLogCorrupt,
+    HouseholdError,
+    InvalidClipId,
+    KeyringError,
+    RecipientsError,
+)
 
 
 class CommandError(Exception):

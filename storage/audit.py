@@ -56,13 +56,13 @@ from pathlib import Path
 from typing import Any
 
 from doorbell.storage.durable import write_atomically
+from doorbell.storage.errors import AuditLogCorrupt
 
 __all__ = [
     "GENESIS",
     "MAX_ENTRY_BYTES",
     "AuditEntry",
     "AuditLog",
-    "AuditLogCorrupt",
     "AuditVerification",
 ]
 
@@ -78,14 +78,6 @@ _BLOCK = 8192
 # caller's line go out in one write); anything bigger at the end is not a torn write.
 _MAX_TORN_LINES = 8
 _MAX_TORN_BYTES = 4 * (MAX_ENTRY_BYTES + 1)
-
-
-class AuditLogCorrupt(ValueError):
-    """The log cannot be read or appended to as it stands; `line` is 1-based when known."""
-
-    def __init__(self, message: str, line: int | None = None) -> None:
-        super().__init__(message)
-        self.line = line
 
 
 @dataclass(frozen=True)

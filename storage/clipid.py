@@ -9,16 +9,14 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .errors import InvalidClipId
+
 _PATTERN = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-([0-9a-f]{6})")
 
 VIDEO_SUFFIX = ".mp4.age"
 THUMBNAIL_SUFFIX = ".jpg.age"
 METADATA_SUFFIX = ".json.age"
 SUFFIXES = (VIDEO_SUFFIX, THUMBNAIL_SUFFIX, METADATA_SUFFIX)
-
-
-class InvalidClipId(ValueError):
-    """A string that is not a clip id."""
 
 
 def new_clip_id(start_us: int) -> str:

@@ -13,10 +13,7 @@ from .age.errors import AgeError, PayloadError
 from .age.identities import Identity
 from .age.reader import DecryptingReader, decrypt, recover_prefix
 from .clipid import clip_paths
-
-
-class ClipNotFound(LookupError):
-    """No clip with this id exists in the store."""
+from .errors import ClipNotFound
 
 
 @dataclass

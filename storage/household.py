@@ -30,15 +30,14 @@ from .age import AgeError, X25519Recipient, parse_recipient
 from .age.identities import X25519Identity
 from .age.recipients import MIN_SCRYPT_WORK_FACTOR
 from .durable import write_atomically
+from .errors import HouseholdError, KeyringError, RecipientsError
 from .home import Home
 from .index import ClipIndex
 from .keyring import MAX_WORK_FACTOR, Keyring, calibrate_work_factor
-from .passphrase import KeyringError, check_passphrase_strength
+from .passphrase import check_passphrase_strength
 from .recipients import (
     RECOVERY_NAME,
-    HouseholdError,
     HouseholdKey,
-    RecipientsError,
     check_member_name,
     read_household_keys,
     write_household_keys,
@@ -49,7 +48,6 @@ __all__ = [
     "KIND_PASSPHRASE",
     "KIND_PUBLIC_KEY",
     "KIND_RECOVERY",
-    "HouseholdError",
     "Member",
     "NewHousehold",
     "add_member",

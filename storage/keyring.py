@@ -22,19 +22,12 @@ from .age.identities import ScryptIdentity, X25519Identity, parse_identities_tex
 from .age.reader import decrypt
 from .age.recipients import MIN_SCRYPT_WORK_FACTOR, ScryptRecipient
 from .durable import write_atomically
-from .passphrase import (
-    KeyringError,
-    WeakPassphraseError,
-    WrongPassphraseError,
-    check_passphrase_strength,
-)
+from .errors import KeyringError, WrongPassphraseError
+from .passphrase import check_passphrase_strength
 from .recipients import check_member_name
 
 __all__ = [
     "Keyring",
-    "KeyringError",
-    "WeakPassphraseError",
-    "WrongPassphraseError",
     "calibrate_work_factor",
     "check_passphrase_strength",
     "decrypt_identity",

@@ -1,5 +1,4 @@
-"""Passphrase policy and the errors of unlocking: no key material here, so any process may import
-it (the command line's error handling does, the recorder included).
+"""Passphrase policy: no key material here, so any process may import it.
 
 Suggested passphrases are diceware: words drawn with `secrets` from the EFF's large wordlist
 (7,776 words, 12.9 bits each; storage/wordlists/eff_large.txt, CC BY 3.0 US, Electronic Frontier
@@ -9,22 +8,12 @@ Foundation), so six words carry about 77 bits.
 import secrets
 from importlib import resources
 
+from .errors import WeakPassphraseError
+
 _COMMON_PASSPHRASES = {
     "password", "passphrase", "doorbell", "letmein", "qwerty", "iloveyou", "admin",
     "welcome", "changeme", "123456789", "1234567890", "password1", "raspberry",
 }
-
-
-class KeyringError(Exception):
-    """A member is unknown, exists already, or a passphrase is refused."""
-
-
-class WrongPassphraseError(KeyringError):
-    """The passphrase does not unlock this member's identity."""
-
-
-class WeakPassphraseError(KeyringError):
-    """The passphrase is empty or too easy to guess."""
 
 
 def check_passphrase_strength(passphrase: str) -> None:

@@ -15,20 +15,10 @@ from pathlib import Path
 
 from .age import AgeError, X25519Recipient, parse_recipient
 from .durable import write_atomically
+from .errors import RecipientsError
 
 RECOVERY_NAME = "recovery"
 _MEMBER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
-
-
-class RecipientsError(ValueError):
-    """recipients.txt is missing, malformed, or a change to it is invalid."""
-
-
-class HouseholdError(ValueError):
-    """A change to the household's keys is refused (storage.household); one sentence.
-
-    Defined here, with no key material around it, so that the command line's error handling can
-    name it without importing the decrypting half (the recorder imports that handling too)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,12 @@ from .clipid import (
     SUFFIXES,
     THUMBNAIL_SUFFIX,
     VIDEO_SUFFIX,
-    InvalidClipId,
     check_clip_id,
     clip_paths,
     clip_start_us,
 )
 from .durable import PARTIAL_SUFFIX, commit_partial, fsync_directory
+from .errors import InvalidClipId
 from .index import ClipIndex, IndexedClip
 from .inspect import inspect_file
 

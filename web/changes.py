@@ -16,7 +16,7 @@ from typing import Any
 from doorbell.config import ConfigError, load_settings
 from doorbell.config.editor import ConfigChange, edit_config
 from doorbell.storage.durable import write_atomically
-from doorbell.storage.passphrase import WrongPassphraseError
+from doorbell.storage.errors import WrongPassphraseError
 
 from .unlock import RateLimited, UnlockBusy, unlock_with_limit
 

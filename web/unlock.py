@@ -12,14 +12,9 @@ import threading
 from pathlib import Path
 
 from doorbell.storage.age.identities import X25519Identity
-from doorbell.storage.keyring import (
-    Keyring,
-    KeyringError,
-    WrongPassphraseError,
-    decrypt_identity,
-    encrypt_identity,
-)
-from doorbell.storage.recipients import RecipientsError, check_member_name
+from doorbell.storage.errors import KeyringError, RecipientsError, WrongPassphraseError
+from doorbell.storage.keyring import Keyring, decrypt_identity, encrypt_identity
+from doorbell.storage.recipients import check_member_name
 
 
 class UnlockBusy(Exception):

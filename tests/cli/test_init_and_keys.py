@@ -7,7 +7,8 @@ import pytest
 
 from doorbell.storage.age import NoIdentityMatchError, X25519Identity, parse_identity
 from doorbell.storage.clipreader import open_video
-from doorbell.storage.keyring import Keyring, WrongPassphraseError
+from doorbell.storage.errors import WrongPassphraseError
+from doorbell.storage.keyring import Keyring
 from doorbell.storage.recipients import read_household_keys
 
 from .conftest import (

@@ -9,13 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from doorbell.storage.audit import (
-    GENESIS,
-    MAX_ENTRY_BYTES,
-    AuditEntry,
-    AuditLog,
-    AuditLogCorrupt,
-)
+from doorbell.storage.audit import GENESIS, MAX_ENTRY_BYTES, AuditEntry, AuditLog
+from doorbell.storage.errors import AuditLogCorrupt
 
 
 def sha(raw: bytes) -> str:

@@ -14,13 +14,18 @@ import pytest
 
 import doorbell.storage.household as household
 from doorbell.storage.age import X25519Identity, decrypt, parse_recipients_text
+from doorbell.storage.errors import (
+    HouseholdError,
+    RecipientsError,
+    WeakPassphraseError,
+    WrongPassphraseError,
+)
 from doorbell.storage.home import Home
 from doorbell.storage.household import (
     CONFIG_STUB,
     KIND_PASSPHRASE,
     KIND_PUBLIC_KEY,
     KIND_RECOVERY,
-    HouseholdError,
     Member,
     NewHousehold,
     add_member,
@@ -33,8 +38,7 @@ from doorbell.storage.household import (
     remove_member,
 )
 from doorbell.storage.keyring import Keyring
-from doorbell.storage.passphrase import WeakPassphraseError, WrongPassphraseError
-from doorbell.storage.recipients import HouseholdKey, RecipientsError, read_household_keys
+from doorbell.storage.recipients import HouseholdKey, read_household_keys
 
 OWNER_PASSPHRASE = "amber-kettle-under-snow-31"
 CAROL_PASSPHRASE = "carol's own long passphrase"

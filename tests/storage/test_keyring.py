@@ -13,14 +13,8 @@ import pytest
 
 from doorbell.storage.age import X25519Identity, decrypt, encrypt
 from doorbell.storage.age.header import read_header
-from doorbell.storage.keyring import (
-    MAX_WORK_FACTOR,
-    Keyring,
-    KeyringError,
-    WeakPassphraseError,
-    WrongPassphraseError,
-    calibrate_work_factor,
-)
+from doorbell.storage.errors import KeyringError, WeakPassphraseError, WrongPassphraseError
+from doorbell.storage.keyring import MAX_WORK_FACTOR, Keyring, calibrate_work_factor
 
 from .tty import run_on_tty
 

@@ -10,9 +10,9 @@ import pytest
 from doorbell.storage.age import AgeError
 from doorbell.storage.age.identities import X25519Identity
 from doorbell.storage.clipreader import read_metadata
+from doorbell.storage.errors import WrongPassphraseError
 from doorbell.storage.household import add_member
 from doorbell.storage.keyring import Keyring
-from doorbell.storage.passphrase import WrongPassphraseError
 from doorbell.storage.recipients import RECOVERY_NAME, read_household_keys
 
 from .conftest import (

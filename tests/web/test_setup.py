@@ -6,10 +6,10 @@ import re
 import pytest
 
 from doorbell.storage.age.identities import parse_identity
+from doorbell.storage.errors import WrongPassphraseError
 from doorbell.storage.home import Home
 from doorbell.storage.household import create_household
 from doorbell.storage.keyring import Keyring
-from doorbell.storage.passphrase import WrongPassphraseError
 from doorbell.storage.recipients import RECOVERY_NAME, read_household_keys
 from doorbell.web.onboarding import LIFETIME_S, SetupCode
 

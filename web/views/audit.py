@@ -2,7 +2,7 @@
 
 from flask import Blueprint, render_template, request
 
-from doorbell.storage.audit import AuditLogCorrupt
+from doorbell.storage.errors import AuditLogCorrupt
 
 from .. import access
 from .common import viewer

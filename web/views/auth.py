@@ -14,7 +14,7 @@ from flask import (
     url_for,
 )
 
-from doorbell.storage.keyring import WrongPassphraseError
+from doorbell.storage.errors import WrongPassphraseError
 
 from .. import access
 from ..guards import SESSION_COOKIE, set_session_cookie

@@ -7,8 +7,9 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from doorbell.storage.age.errors import AgeError
 from doorbell.storage.age.reader import recover_prefix
 from doorbell.storage.clipid import clip_paths
-from doorbell.storage.clipreader import ClipNotFound, open_video, read_thumbnail
+from doorbell.storage.clipreader import open_video, read_thumbnail
 from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.errors import ClipNotFound
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.recipients import read_recipients
 

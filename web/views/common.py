@@ -5,8 +5,9 @@ from datetime import datetime
 from flask import abort, current_app, g
 
 from doorbell.storage.age.errors import AgeError
-from doorbell.storage.clipid import InvalidClipId, check_clip_id
+from doorbell.storage.clipid import check_clip_id
 from doorbell.storage.clipreader import read_metadata
+from doorbell.storage.errors import InvalidClipId
 
 
 def viewer():

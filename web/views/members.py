@@ -9,15 +9,20 @@ is audited; the recorder reads recipients.txt again within about a second.
 
 from flask import Blueprint, g, redirect, render_template, request, url_for
 
-from doorbell.storage.household import (
+from doorbell.storage.errors import (
     HouseholdError,
+    KeyringError,
+    RecipientsError,
+    WrongPassphraseError,
+)
+from doorbell.storage.household import (
     add_member,
     change_passphrase,
     list_members,
     remove_member,
 )
-from doorbell.storage.passphrase import KeyringError, WrongPassphraseError, suggest_passphrase
-from doorbell.storage.recipients import RECOVERY_NAME, RecipientsError
+from doorbell.storage.passphrase import suggest_passphrase
+from doorbell.storage.recipients import RECOVERY_NAME
 
 from .. import access
 from ..changes import ChangeRefused, confirm_passphrase

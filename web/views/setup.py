@@ -9,9 +9,10 @@ import logging
 
 from flask import Blueprint, abort, g, redirect, render_template, request, url_for
 
-from doorbell.storage.household import HouseholdError, create_household
-from doorbell.storage.passphrase import KeyringError, suggest_passphrase
-from doorbell.storage.recipients import RecipientsError, check_member_name
+from doorbell.storage.errors import HouseholdError, KeyringError, RecipientsError
+from doorbell.storage.household import create_household
+from doorbell.storage.passphrase import suggest_passphrase
+from doorbell.storage.recipients import check_member_name
 from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
 from .. import access
