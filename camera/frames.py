@@ -8,15 +8,28 @@ the wall clock (which can jump on a Pi without a real-time clock).
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 
+class PixelFormat(Enum):
+    BGR = "bgr"  # uint8, H x W x 3: what OpenCV captures and the software encoder takes
+    LUMA = "luma"  # uint8, H x W: a Y plane (picamera2's small analysis stream)
+
+
 @dataclass(frozen=True, slots=True)
 class Frame:
-    image: np.ndarray  # BGR uint8, H x W x 3, owned by the consumer once yielded
+    image: np.ndarray  # uint8 in `format`'s layout, owned by the consumer once yielded
     pts_us: int  # monotonic microseconds since the source started
+    format: PixelFormat = PixelFormat.BGR
+
+    def __post_init__(self):
+        expected_ndim = 3 if self.format is PixelFormat.BGR else 2
+        if self.image.ndim != expected_ndim:
+            raise ValueError(f"a {self.format.value} frame must have {expected_ndim} "
+                             f"dimensions, got an image of shape {self.image.shape}")
 
     @property
     def width(self) -> int:

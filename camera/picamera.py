@@ -1,12 +1,11 @@
-"""The Raspberry Pi camera through picamera2: H.264 from picamera2's encoder, pre-roll in its ring.
+"""The Raspberry Pi camera through picamera2: `PiCameraPipeline`, the camera's own encoder.
 
     libcamera ─┬─ main  (camera.width x height, YUV420) ─┐ pre_callback: the privacy mask burnt
                └─ lores (~320 px wide, YUV420)          ─┘ into both mapped buffers, in place
     main  ─> picamera2 H264Encoder ─> CircularOutput2 (pre_roll + one keyframe interval)
-                                          └─ open_output(ClipOutput) at a trigger, close_output
-                                             once the post-roll has come out of the ring
-    lores ─> Y plane ─> MotionDetector ─> RecorderStateMachine ─> clips (ActiveClip: fragmented
-             MP4 -> the store's age writer; thumbnail and metadata as for every other source)
+                                          └─ open_output(ClipOutput) when a clip opens; the
+                                             recorder's cutter takes the packets it releases
+    lores ─> Y plane ─> frames() ─> the recorder (motion detector, state machine, cutter)
 
 `picamera2.encoders.H264Encoder` is the V4L2 hardware encoder on a Pi 4 or Zero 2 W and libx264
 (picamera2's LibavH264Encoder) on a Pi 5, which has no H.264 hardware. Either way the recorder
@@ -16,40 +15,37 @@ most), so a Zero 2 W only analyses the 320 px lores stream.
 The mask goes into the camera's own buffers in `pre_callback`, which picamera2 runs before any
 encoder, capture or copy sees the frame: the encoder never gets the masked pixels. New masks
 (config.toml changed, camera.reload) are swapped in there from the next frame; the callback
-notes that frame's timestamp, and nothing older (frames in flight, packets in the ring) is shown
-live or starts a clip: the next clip begins at the first keyframe under the new masks.
+notes that frame's timestamp (`fresh_from_us`), and nothing older (frames in flight, packets in
+the ring) is shown live or starts a clip: the next clip begins at the first keyframe under the
+new masks.
 
 `CircularOutput2` holds the encoded stream `pre_roll_s + keyframe_interval_s` behind: opening an
 output starts it at the ring's oldest keyframe (at least `pre_roll_s` before the trigger), and
-its `close_output()` drops whatever is still in the ring (it does not flush). So a clip is only
-closed once the packet of the state machine's stop frame has come out of the ring: the clip ends
-where the post-roll says, and nothing the post-roll covered is lost.
+its `close_output()` drops whatever is still in the ring (it does not flush). So the cutter only
+closes a clip once the packet of the state machine's stop frame has come out of the ring, and
+`drain()` (shutdown, camera lost) stops and restarts the ring, which writes it out first.
 
 picamera2 is imported only inside these functions: everything else runs without it.
 """
 
 import contextlib
+import dataclasses
 import functools
 import logging
 import math
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
 
-from doorbell.config import Settings
+from doorbell.config import RecordingSettings, Settings
 
-from .clip import THUMBNAIL_WIDTH, ActiveClip
 from .encoder import EncodedPacket
-from .frames import Frame, SourceLost
+from .frames import Frame, PixelFormat, SourceLost
 from .masks import Polygon, PrivacyMask
-from .recorder import Recorder
-from .sources import SourcePlan
-from .statemachine import Action, Decision
+from .pipeline import ring_duration_us
 
 log = logging.getLogger("doorbell.recorder")
 
@@ -66,21 +62,6 @@ def require_picamera2():
             f"install python3-picamera2), which this Python cannot import ({exc})"
         ) from None
     return picamera2
-
-
-@dataclass
-class PiCameraPlan(SourcePlan):
-    """A SourcePlan that also names the recorder able to use the camera's own encoder."""
-
-    recorder_class: type = Recorder
-
-
-def plan_picamera2(settings: Settings) -> PiCameraPlan:
-    from .presses import NoButton
-
-    require_picamera2()
-    return PiCameraPlan(lambda: PiCameraSource(settings), NoButton(),
-                        "the Raspberry Pi camera (picamera2)", PiCameraRecorder)
 
 
 def lores_size(width: int, height: int, detect_width: int) -> tuple[int, int]:
@@ -152,19 +133,15 @@ def yuv420_to_bgr(buffer: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 class PiCameraSource:
-    """The camera as a FrameSource, and the encoder's input.
+    """The camera: masked lores frames (Y plane) to analyse, the main stream to its encoder.
 
-    `frames()` yields masked frames: the full main stream as BGR (what the generic Recorder needs,
-    encoding in software), or with `lores_frames` set the lores stream's Y plane (what
-    PiCameraRecorder analyses while the camera's encoder does the video). While a frame is being
-    processed, `main_image()` returns its full masked main image as BGR.
+    While a frame is being processed, `main_image()` returns its full masked main image as BGR.
     """
 
     def __init__(self, settings: Settings, camera_num: int = 0,
                  capture_timeout_s: float = CAPTURE_TIMEOUT_S):
         picamera2 = require_picamera2()
         camera = settings.camera
-        self.lores_frames = False
         self._mapped_array = picamera2.MappedArray
         self._timeout_s = capture_timeout_s
         self._lock = threading.Lock()
@@ -270,12 +247,9 @@ class PiCameraSource:
                 sensor_us = int(request.get_metadata()["SensorTimestamp"] / 1000)
                 if self._sensor0_us is None:
                     self._sensor0_us = sensor_us
-                if self.lores_frames:
-                    width, height = self.lores_size
-                    image = np.ascontiguousarray(request.make_array("lores")[:height, :width])
-                else:
-                    image = yuv420_to_bgr(request.make_array("main"), *self.main_size)
-                yield Frame(image, sensor_us - self._sensor0_us)
+                width, height = self.lores_size
+                luma = np.ascontiguousarray(request.make_array("lores")[:height, :width])
+                yield Frame(luma, sensor_us - self._sensor0_us, PixelFormat.LUMA)
             finally:
                 self._release_request(request)
 
@@ -386,286 +360,99 @@ def make_h264_encoder(settings: Settings):
                        framerate=fps, qp=recording.crf)
 
 
-def make_preroll_ring(settings: Settings):
-    recording = settings.recording
+def make_preroll_ring(recording: RecordingSettings):
     ring_class, _ = _output_classes()
-    return ring_class(buffer_duration_ms=round(
-        (recording.pre_roll_s + recording.keyframe_interval_s) * 1000))
+    return ring_class(buffer_duration_ms=round(ring_duration_us(recording) / 1000))
 
 
-# -- the recorder ---------------------------------------------------------------------------------
+# -- the pipeline ---------------------------------------------------------------------------------
 
 
-class PiCameraRecorder(Recorder):
-    """The Recorder for a PiCameraSource: the camera encodes, the recorder decides and stores.
+class PiCameraPipeline:
+    """A VideoPipeline (camera/pipeline.py) over the camera and its own H.264 encoder."""
 
-    Everything but the video is the generic Recorder's (state machine, motion detector, clip
-    store, ActiveClip's MP4 muxing, thumbnail and metadata, retention, status, live frames,
-    reconnecting): per frame it analyses the lores image, and the encoded packets come from
-    picamera2's ring instead of an encoder of its own. Clips are where the state machine says:
-    they start at a keyframe at least `pre_roll_s` before the trigger and end at the frame the
-    post-roll ran out; a split continues at the next keyframe, with no gap and no overlap. A new
-    trigger while the last clip is still draining out of the ring extends that clip instead.
-    """
+    description = "the Raspberry Pi camera (picamera2)"
 
-    def __init__(self, settings: Settings, store, *args, **kwargs):
-        super().__init__(settings, store, *args, **kwargs)
-        self._source: PiCameraSource | None = None
-        self._preroll = None  # the PreRollRing
-        self._output = None  # the ClipOutput open in the ring, while a clip is being written
-        self._stop_at_us: int | None = None  # the state machine stopped here: drain to it
-        self._splits_us: deque[int] = deque()  # split at the first keyframe at or after these
-        self._pending_notes: list[tuple[np.ndarray, float, bool, list]] = []
-        self._best_score: float | None = None
-        self._presses_us: list[int] = []
-        self._clip_trigger: str | None = None
-        self._last_live_s = -1e9
-        # Frames and packets before this timestamp show privacy masks no longer in force: they
-        # are never noted, shown live or let start a clip. inf: new masks, no frame with them yet.
-        self._fresh_from_us: float = -math.inf
-
-    def run(self, open_source: Callable[[], PiCameraSource], stop: threading.Event,
-            until_eof: bool = False) -> None:
-        def open_with_encoder() -> PiCameraSource:
-            source = open_source()
-            try:
-                self._attach(source)
-            except BaseException:
-                source.close()
-                raise
-            return source
-
-        super().run(open_with_encoder, stop, until_eof)
-
-    def _attach(self, source: PiCameraSource) -> None:
-        source.lores_frames = True
-        if source.mask_polygons != self.settings.privacy.masks:
-            source.set_masks(self.settings.privacy.masks)  # changed since the source was planned
-        self._fresh_from_us = -math.inf  # the camera has not started: every frame is fresh
-        self._encoder_stale = False  # the encoder is made from the settings in force
-        self._drop_output()
-        self._preroll = make_preroll_ring(self.settings)
+    def __init__(self, settings: Settings, camera_num: int = 0,
+                 capture_timeout_s: float = CAPTURE_TIMEOUT_S):
+        self.fps = float(settings.camera.fps)
+        self._settings = settings
+        self.source = PiCameraSource(settings, camera_num, capture_timeout_s)
+        self._ring = make_preroll_ring(settings.recording)
+        self._output = None  # the ClipOutput open in the ring while a clip is released
+        # inf: new masks, no frame with them yet; -inf: the camera starts with the masks.
+        self._fresh_from_us = -math.inf
         try:
-            source.start_encoder(make_h264_encoder(self.settings), self._preroll)
+            self.source.start_encoder(make_h264_encoder(settings), self._ring)
         except RuntimeError as exc:
+            self.source.close()
             raise SourceLost(f"the camera's H.264 encoder did not start: {exc}") from exc
-        self._source = source
 
-    # -- per frame --------------------------------------------------------------------------------
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.source.main_size
 
-    def process(self, frame: Frame) -> None:
-        self._ensure_pipeline(frame)
-        if self._fresh_from_us == math.inf and self._source is not None:
-            since_us = self._source.masks_applied_from_us
-            self._fresh_from_us = math.inf if since_us is None else since_us
-        if self._encoder_stale and self._output is None:
-            self._rebuild_encoder()
-        motion = self._detector.update(frame)
-        if self.tuner is not None:
-            self.tuner.update(frame, self._source.main_size)
-        pressed = self.presses.pressed(frame.pts_us)
-        decision = self._machine.step(frame.pts_us, motion.triggered, pressed)
-        if pressed:
-            log.info("doorbell pressed")
-        try:
-            self._follow(decision, frame.pts_us)
-            if self._output is not None and self._stop_at_us is None and \
-                    self._settings_visible(frame.pts_us):
-                self._note(frame.image, motion.score, motion.triggered, motion.boxes)
-                if pressed:
-                    self._presses_us.append(frame.pts_us)
-            self._pump()
-            if self._clip is not None:
-                self._clip.writer.sync_if_due()  # the fsync interval holds between packets too
-        except OSError as exc:
-            self._handle_write_error(exc)
-        self._publish_live(frame.pts_us)
-        self._account(frame)
-        self._run_retention()
+    @property
+    def fresh_from_us(self) -> float:
+        if self._fresh_from_us == math.inf:
+            since_us = self.source.masks_applied_from_us
+            if since_us is not None:
+                self._fresh_from_us = since_us
+        return self._fresh_from_us
 
-    def _ensure_pipeline(self, frame: Frame) -> None:
-        size = (frame.width, frame.height)
-        if self._pipeline_size == size:
-            return
-        self._pipeline_size = size
-        self._detector.reset()
-        if self._origin is None:
-            self._origin = (frame.pts_us, self._wall_clock_us())
+    def frames(self) -> Iterator[Frame]:
+        return self.source.frames()
 
-    def _follow(self, decision: Decision, pts_us: int) -> None:
-        if decision.action is Action.START:
-            if self._output is not None:
-                # The last clip is still draining out of the ring: it simply goes on.
-                self._stop_at_us = None
-                if decision.trigger == "doorbell":
-                    self._clip_trigger = "doorbell"
-                return
-            _, clip_output_class = _output_classes()
-            self._output = clip_output_class()
-            self._preroll.open_output(self._output)
-            self._stop_at_us = None
-            self._splits_us.clear()
-            self._clip_trigger = decision.trigger
-            self._presses_us = []
-            self._pending_notes = []
-            self._best_score = None
-        elif self._output is None:
-            return  # a write error dropped the clip: nothing to stop or split
-        elif decision.action is Action.STOP:
-            self._stop_at_us = pts_us
-        elif decision.action is Action.SPLIT:
-            self._splits_us.append(pts_us)
+    def full_image(self) -> np.ndarray:
+        return self.source.main_image()
 
-    def _note(self, image: np.ndarray, score: float, moving: bool, boxes) -> None:
-        """Motion summary and thumbnail candidate for the clip (ActiveClip keeps the best)."""
-        if self._best_score is None or score > self._best_score:
-            # A new thumbnail: from the full masked frame, thumbnail-sized right away.
-            self._best_score = score
-            main = self._source.main_image()
-            height = round(main.shape[0] * THUMBNAIL_WIDTH / main.shape[1]) // 2 * 2
-            scale = THUMBNAIL_WIDTH / image.shape[1]
-            image = cv2.resize(main, (THUMBNAIL_WIDTH, height), interpolation=cv2.INTER_AREA)
-            boxes = [tuple(round(v * scale) for v in box) for box in boxes]
-        note = (image, score, moving, boxes)
-        if self._clip is None:
-            self._pending_notes.append(note)  # until the first packet leaves the ring
-        else:
-            self._clip.note_frame(*note)
+    def open_clip(self, from_us: int) -> None:
+        """The ring releases from its oldest keyframe: pre_roll_s to pre_roll_s plus one
+        keyframe interval before now (it cannot be asked for a time)."""
+        _, clip_output_class = _output_classes()
+        self._output = clip_output_class()
+        self._ring.open_output(self._output)
 
-    def _pump(self) -> None:
-        """Move the packets the ring has released into the clip; seal it at its end."""
+    def released(self) -> list[EncodedPacket]:
         if self._output is None:
-            return
-        for data, encoder_us, keyframe in self._output.take():
-            pts_us = self._source.packet_pts_us(encoder_us)
-            if self._splits_us and keyframe and pts_us >= self._splits_us[0] and \
-                    (self._stop_at_us is None or pts_us < self._stop_at_us):
-                self._splits_us.popleft()
-                self._finish_clip(end_us=pts_us)
-                self._clip_trigger = "continued"
-                self._best_score = None
-            if self._stop_at_us is not None and pts_us >= self._stop_at_us:
-                self._close_output()
-                return
-            if self._clip is None:
-                if not keyframe or pts_us < self._fresh_from_us:
-                    continue  # under the old masks: the clip starts at the next fresh keyframe
-                self._begin_clip(pts_us)
-            self._clip.write(EncodedPacket(data, pts_us, keyframe))
+            return []
+        return [EncodedPacket(data, self.source.packet_pts_us(encoder_us), keyframe)
+                for data, encoder_us, keyframe in self._output.take()]
 
-    def _begin_clip(self, first_pts_us: int) -> None:
-        wall_start_us = self._to_wall(first_pts_us)
-        writer = self.store.begin_clip(wall_start_us, self.settings.recording.fsync_interval_s)
-        width, height = self._source.main_size
-        self._clip = ActiveClip(writer, width, height, self.settings.camera.fps, wall_start_us,
-                                self.settings.camera.name)
-        notes, self._pending_notes = self._pending_notes, []
-        for note in notes:
-            self._clip.note_frame(*note)
-        log.info("clip %s started (%s)", writer.clip_id, self._clip_trigger)
-
-    def _finish_clip(self, end_us: int | None = None) -> None:
-        """Seal the clip being written; presses up to `end_us` are its own."""
-        clip, self._clip = self._clip, None
-        mine = [p for p in self._presses_us if end_us is None or p < end_us]
-        self._presses_us = [p for p in self._presses_us if end_us is not None and p >= end_us]
-        if clip is None:
-            return
-        trigger = "doorbell" if mine else self._clip_trigger
-        try:
-            indexed = clip.finish(trigger, [self._to_wall(p) for p in mine])
-        except OSError:
-            clip.abandon()
-            raise
-        self.stats.clips += 1
-        log.info("clip %s saved (%s, %d bytes)", indexed.id, trigger, indexed.size_bytes)
-
-    def _close_output(self) -> None:
-        """The clip has everything up to its end: stop the ring writing it, and seal it."""
-        self._drop_output()
-        self._finish_clip()
-
-    def _drop_output(self) -> None:
+    def close_clip(self) -> None:
         output, self._output = self._output, None
-        self._stop_at_us = None
-        self._splits_us.clear()
-        self._pending_notes = []
-        if output is not None and self._preroll is not None:
+        if output is not None:
             # RuntimeError: the ring was stopped with the encoder, so nothing is open any more.
             with contextlib.suppress(RuntimeError):
-                self._preroll.close_output()
+                self._ring.close_output()
 
-    # -- overrides of the generic Recorder's clip handling ---------------------------------------
-
-    def _seal_clip(self) -> None:
-        """Shutdown or camera lost: everything still in the ring goes into the clip first."""
-        if self._output is None:
-            return
-        try:
-            self._flush_ring()
-            self._pump()
-            self._close_output()
-        except OSError as exc:
-            self._handle_write_error(exc)
-
-    def _flush_ring(self) -> None:
-        ring = self._preroll
-        if ring is None or not ring.recording:
+    def drain(self) -> None:
+        """CircularOutput2.stop() writes the whole ring into the open output; start it again
+        so the camera can go on (a reconnect or the next clip)."""
+        if self._output is None or not self._ring.recording:
             return  # the encoder stopped, and stopping the ring flushed it already
-        ring.stop()  # CircularOutput2.stop() writes the whole ring into the open output
-        ring.start()
+        try:
+            self._ring.stop()
+            self._ring.start()
+        except RuntimeError as exc:  # a camera that vanished: keep what came out
+            log.warning("flushing the camera's ring failed: %s", exc)
 
-    def _handle_write_error(self, exc: OSError) -> None:
-        if self._output is not None:
-            self._drop_output()
-            self._machine.stop()  # idle, as the generic Recorder goes after a failed write
-        super()._handle_write_error(exc)
-
-    def _publish_live(self, pts_us: int) -> None:
-        if self.live is None or self._source is None or not self._settings_visible(pts_us):
-            return
-        now = time.monotonic()
-        if now - self._last_live_s < 1.0 / self.settings.live.fps:
-            return
-        self._last_live_s = now
-        self.live.maybe_publish(self._source.main_image(), now)
-
-    def _reset_pipeline(self) -> None:
-        super()._reset_pipeline()
-        self._drop_output()
-        self._source = None
-
-    # -- settings that change while recording ----------------------------------------------------
-
-    ENCODER_SETTINGS = ("crf", "keyframe_interval_s")  # picamera2 picks its own preset
-
-    def _masks_changed(self) -> None:
+    def set_masks(self, polygons: tuple[Polygon, ...]) -> None:
         """The camera burns the new masks in from its next frame; frames already masked (and
         maybe encoded) under the old ones are told apart by their timestamp."""
-        self._detector.reset()  # the newly blacked-out area would look like motion
-        if self.tuner is not None:
-            self.tuner.reset()
-        if self._source is not None:
-            self._source.set_masks(self.settings.privacy.masks)
-            self._fresh_from_us = math.inf
-        self._last_live_s = -1e9  # publish the first frame with the new masks at once
+        self.source.set_masks(polygons)
+        self._fresh_from_us = math.inf
 
-    def _recording_changed(self, old: Settings) -> None:
-        super()._recording_changed(old)
-        if self._preroll is not None:
-            self._preroll.buffer_duration_ms = round(self._ring_duration_us() / 1000)
-
-    def _rebuild_encoder(self) -> None:
-        """A new encoder and ring for new recording settings, while no clip is being written."""
-        self._encoder_stale = False
-        if self._source is None:
-            return  # _attach makes them from the settings in force
-        self._preroll = make_preroll_ring(self.settings)
+    def set_recording(self, recording: RecordingSettings, rebuild_encoder: bool) -> None:
+        self._settings = dataclasses.replace(self._settings, recording=recording)
+        self._ring.buffer_duration_ms = round(ring_duration_us(recording) / 1000)
+        if not rebuild_encoder:
+            return
+        self._ring = make_preroll_ring(recording)
         try:
-            self._source.restart_encoder(make_h264_encoder(self.settings), self._preroll)
+            self.source.restart_encoder(make_h264_encoder(self._settings), self._ring)
         except RuntimeError as exc:
             raise SourceLost(f"the camera's H.264 encoder did not restart: {exc}") from exc
 
-    def _settings_visible(self, pts_us: int) -> bool:
-        return pts_us >= self._fresh_from_us
-
+    def close(self) -> None:
+        self.source.close()

@@ -1,4 +1,8 @@
-"""Turn a `--source` SPEC into a frame source (and the presses that come with it)."""
+"""Turn a `--source` SPEC into a plan: which pipeline records it, and where presses come from.
+
+Every source but picamera2 is a FrameSource recorded by the SoftwarePipeline (mask, PyAV H.264,
+packet ring); picamera2 has its own pipeline (the camera's encoder, its CircularOutput2 ring).
+"""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -7,16 +11,26 @@ from pathlib import Path
 from doorbell.config import Settings
 
 from .frames import FrameSource
+from .pipeline import VideoPipeline
 from .presses import NoButton, PressSource, ScriptedPresses
 
 
 @dataclass
 class SourcePlan:
-    """How to (re)open the camera, and where doorbell presses come from."""
+    """How to (re)open the camera as a pipeline, and where doorbell presses come from."""
 
-    open: Callable[[], FrameSource]
+    open: Callable[[Settings], VideoPipeline]  # called with the settings in force, each time
     presses: PressSource
     description: str
+
+
+def software_plan(open_source: Callable[[], FrameSource], presses: PressSource,
+                  description: str) -> SourcePlan:
+    """A plan recording `open_source()`'s frames with the software pipeline."""
+    from .software import SoftwarePipeline
+
+    return SourcePlan(lambda settings: SoftwarePipeline(open_source(), settings, description),
+                      presses, description)
 
 
 def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> SourcePlan:
@@ -33,15 +47,16 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
 
         period_us = None if until_eof else round(probe.period_s * 1_000_000)
         presses = ScriptedPresses(probe.doorbell_presses_us(), period_us)
-        return SourcePlan(open_synthetic, presses, "the built-in synthetic doorstep scene")
+        return software_plan(open_synthetic, presses, "the built-in synthetic doorstep scene")
     if spec == "picamera2":
-        from .picamera import plan_picamera2  # imports picamera2 itself, on this path only
+        from .picamera import PiCameraPipeline, require_picamera2  # picamera2: this path only
 
-        return plan_picamera2(settings)
+        require_picamera2()
+        return SourcePlan(PiCameraPipeline, NoButton(), "the Raspberry Pi camera (picamera2)")
     if spec.startswith("/dev/video"):
         from .capture import OpenCVCapture
 
-        return SourcePlan(
+        return software_plan(
             lambda: OpenCVCapture(spec, camera.width, camera.height, camera.fps), NoButton(),
             f"V4L2 camera {spec}",
         )
@@ -49,7 +64,7 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
         from .capture import OpenCVCapture, check_lan_url
 
         check_lan_url(spec, settings.viewer.allowed_networks)
-        return SourcePlan(
+        return software_plan(
             lambda: OpenCVCapture(spec, camera.width, camera.height, camera.fps), NoButton(),
             "RTSP camera",
         )
@@ -58,7 +73,7 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
         raise ValueError(f"{spec!r} is not a camera or a video file")
     from .filesource import VideoFileSource
 
-    return SourcePlan(
+    return software_plan(
         lambda: VideoFileSource(path, loop=not until_eof, realtime=not until_eof), NoButton(),
         f"video file {path.name}",
     )

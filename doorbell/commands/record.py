@@ -112,9 +112,7 @@ def run(args) -> int:
         for line in reconcile(home.clips_dir, index).lines():
             log.warning("%s", line)
         store = ClipStore(home.clips_dir, index, watcher.recipients)
-        # picamera2 brings its own recorder (hardware encoder, its circular buffer).
-        recorder_class = getattr(plan, "recorder_class", Recorder)
-        recorder = recorder_class(
+        recorder = Recorder(
             settings, store, AuditLog(home.audit_file), build_presses(settings, plan),
             LiveFramePublisher(home.live_frame_file, settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),

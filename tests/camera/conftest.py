@@ -246,9 +246,11 @@ class RecorderHome:
 
     def record(self, source, presses=None, stop: threading.Event | None = None,
                until_eof: bool = True, live: bool = True, **recorder_kwargs):
-        """Run the Recorder here over `source` (a FrameSource, or a callable opening one)."""
+        """Run the Recorder here over `source`: a FrameSource, or a callable opening one,
+        recorded by the software pipeline."""
         from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
         from doorbell.camera.recorder import Recorder
+        from doorbell.camera.software import SoftwarePipeline
         from doorbell.storage.audit import AuditLog
         from doorbell.storage.clipwriter import ClipStore
         from doorbell.storage.index import ClipIndex
@@ -267,7 +269,8 @@ class RecorderHome:
             recorder = Recorder(settings, store, AuditLog(self.root / "audit.jsonl"), presses,
                                 publisher, StatusPublisher(self.run_dir / "recorder.json"),
                                 **recorder_kwargs)
-            recorder.run(open_source, stop or threading.Event(), until_eof=until_eof)
+            recorder.run(lambda settings: SoftwarePipeline(open_source(), settings),
+                         stop or threading.Event(), until_eof=until_eof)
         return recorder
 
 

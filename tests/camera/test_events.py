@@ -20,6 +20,7 @@ import pytest
 
 import doorbell.camera.events as events_module
 import doorbell.camera.recorder as recorder_module
+import doorbell.camera.upkeep as upkeep_module
 import doorbell.storage.clipwriter as clipwriter_module
 from doorbell.camera.events import (
     EVENTS_FILE,
@@ -321,8 +322,8 @@ def test_disk_low_on_a_full_disk_and_below_the_free_space_floor(home, monkeypatc
     config = home.root / "config.toml"
     config.write_text(config.read_text().replace("min_free_bytes = 0",
                                                  "min_free_bytes = 5_000_000_000"))
-    monkeypatch.setattr(recorder_module, "disk_free_bytes", lambda path: 1_000_000_000)
-    monkeypatch.setattr(recorder_module, "enforce_retention", lambda *a, **k: [])
+    monkeypatch.setattr(upkeep_module, "disk_free_bytes", lambda path: 1_000_000_000)
+    monkeypatch.setattr(upkeep_module, "enforce_retention", lambda *a, **k: [])
     floor = ListSink()
     with EventBus([floor]) as bus:
         home.record(SyntheticScene(WIDTH, HEIGHT, FPS, script=[], duration_s=1), events=bus)
@@ -356,7 +357,7 @@ def test_the_picamera2_recorder_emits_the_same_events(doubles, home):  # noqa: F
     sink = ListSink()
     with ClipIndex(home.root / "index.sqlite3") as index, EventBus([sink], images=True) as bus:
         store = ClipStore(home.clips_dir, index, read_recipients(home.root / "recipients.txt"))
-        recorder = plan.recorder_class(
+        recorder = recorder_module.Recorder(
             settings, store, AuditLog(home.root / "audit.jsonl"), ScriptedPresses([4_500_000]),
             None, StatusPublisher(home.run_dir / "recorder.json"),
             wall_clock_us=lambda: ORIGIN_US, events=bus)

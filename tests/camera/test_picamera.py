@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
+from doorbell.camera.frames import PixelFormat
 from doorbell.camera.picamera import YuvPrivacyMask, lores_size, yuv420_to_bgr
 from doorbell.camera.sources import plan_source
 from doorbell.camera.statemachine import Action
@@ -175,9 +176,10 @@ keyframe_interval_s = 1.0
 
 
 def record(home, doubles, frames: int, scene_fn=scene, speed: float = SPEED):
-    """Run PiCameraRecorder (via plan_source) until the fake sensor has delivered `frames`."""
+    """Run the Recorder on picamera2's pipeline until the fake sensor delivered `frames`."""
     from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from doorbell.camera.picamera import PiCameraRecorder
+    from doorbell.camera.picamera import PiCameraPipeline
+    from doorbell.camera.recorder import Recorder
     from doorbell.storage.audit import AuditLog
     from doorbell.storage.clipwriter import ClipStore
     from doorbell.storage.index import ClipIndex
@@ -186,14 +188,14 @@ def record(home, doubles, frames: int, scene_fn=scene, speed: float = SPEED):
     settings = home.settings()
     camera = doubles.add_camera(scene_fn, fps=FPS, speed=speed)
     plan = plan_source("picamera2", settings)
-    assert plan.recorder_class is PiCameraRecorder
+    assert plan.open is PiCameraPipeline
     stop = threading.Event()
     threading.Thread(target=lambda: (camera.wait_for_frames(frames, 60), stop.set()),
                      daemon=True).start()
     prepare_runtime_dir(home.run_dir)
     with ClipIndex(home.root / "index.sqlite3") as index:
         store = ClipStore(home.clips_dir, index, read_recipients(home.root / "recipients.txt"))
-        recorder = plan.recorder_class(
+        recorder = Recorder(
             settings, store, AuditLog(home.root / "audit.jsonl"), plan.presses,
             LiveFramePublisher(home.run_dir / "live.jpg", settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),
@@ -273,22 +275,19 @@ def test_the_real_picamera2_configures_two_yuv_streams_and_masks_them_before_cap
             ("YUV420", WIDTH, HEIGHT), ("YUV420", 320, 180)]
         assert source.main_size == (WIDTH, HEIGHT) and source.lores_size == (320, 180)
 
-        frames = source.frames()  # the generic Recorder's view: full masked BGR frames
+        frames = source.frames()  # what the recorder analyses: the lores Y plane, masked
         first = next(frames)
-        assert first.image.shape == (HEIGHT, WIDTH, 3) and first.pts_us == 0
+        assert first.format is PixelFormat.LUMA and first.pts_us == 0
+        assert first.image.shape == (180, 320)
+        first_index = frame_index(source.main_image())
         second = next(frames)
         frames_later = second.pts_us * FPS / 1e6  # the sensor clock: whole frame intervals
         assert round(frames_later) >= 1
         assert frames_later == pytest.approx(round(frames_later), abs=1e-3)
-        assert masked_region(second.image).max() <= 2  # the flashing window is gone
-        assert abs(frame_index(second.image) - frame_index(first.image)) >= 1
-
-        source.lores_frames = True  # PiCameraRecorder's view: the lores Y plane
-        lores = next(frames)
-        assert lores.image.shape == (180, 320)
-        assert masked_region(lores.image, margin=2).max() <= 2
-        main = source.main_image()
+        assert masked_region(second.image, margin=2).max() <= 2  # the flashing window is gone
+        main = source.main_image()  # the same frame, full size, as BGR for thumbnails
         assert main.shape == (HEIGHT, WIDTH, 3) and masked_region(main).max() <= 2
+        assert abs(frame_index(main) - first_index) >= 1
         # FrameRate became FrameDurationLimits for libcamera, at the configured 15 fps.
         limits = {k.name: v for k, v in camera.started_controls.items()}["FrameDurationLimits"]
         assert tuple(limits) == (66666, 66666)
@@ -411,23 +410,27 @@ def test_long_visit_splits_at_a_keyframe_and_shutdown_flushes_the_ring(doubles, 
     recorder, camera = record(home, doubles, frames=210, scene_fn=lingering)
 
     clips = home.clips()
-    assert [c.trigger for c in clips] == ["motion", "continued"]
-    (first, first_keys), (second, second_keys) = (decode(home.video(c.id)[0]) for c in clips)
-    first_idx = [frame_index(f) for f in first]
-    second_idx = [frame_index(f) for f in second]
-    assert first_idx[0] < PERSON_IN and first_keys[0] == first_idx[0]
-    first_analysed = first_idx[0] - round((clips[0].start_us - ORIGIN_US) * FPS / 1e6)
-    (split,) = [first_analysed + round(pts * FPS / 1e6)
-                for pts, action in decisions if action is Action.SPLIT]
-    # Split at the first keyframe at or after the state machine's split: no gap, no overlap,
-    # and the continuation starts with a keyframe, so each clip plays on its own.
-    assert second_idx[0] == first_idx[-1] + 1
-    assert second_keys[0] == second_idx[0] and split <= second_idx[0] < split + 15
-    assert second_idx == list(range(second_idx[0], second_idx[0] + len(second)))
+    splits = [pts for pts, action in decisions if action is Action.SPLIT]
+    # max_clip_s counts from the clip's first frame, its pre-roll included (as for every source)
+    assert len(clips) == len(splits) + 1 >= 2
+    assert [c.trigger for c in clips] == ["motion"] + ["continued"] * len(splits)
+    decoded = [decode(home.video(c.id)[0]) for c in clips]
+    indices = [[frame_index(f) for f in frames] for frames, _ in decoded]
+    assert indices[0][0] < PERSON_IN and decoded[0][1][0] == indices[0][0]
+    first_analysed = indices[0][0] - round((clips[0].start_us - ORIGIN_US) * FPS / 1e6)
+    for split_us, before, (after, (_, after_keys)), clip, next_clip in zip(
+            splits, indices[:-1], zip(indices[1:], decoded[1:], strict=True), clips[:-1],
+            clips[1:], strict=True):
+        split = first_analysed + round(split_us * FPS / 1e6)
+        # Split at the first keyframe at or after the state machine's split: no gap, no
+        # overlap, and the continuation starts with a keyframe, so each clip plays on its own.
+        assert after[0] == before[-1] + 1
+        assert after_keys[0] == after[0] and split <= after[0] < split + 15
+        assert after == list(range(after[0], after[0] + len(after)))
+        assert next_clip.start_us == pytest.approx(clip.end_us, abs=1e6 / FPS + 1)
     # Stopped mid-visit: CircularOutput2.stop() flushed the ring into the clip, so it reaches
     # the last frames the camera made, not the 2 s (the ring) before them.
-    assert second_idx[-1] >= 210 - 3
-    assert clips[1].start_us == pytest.approx(clips[0].end_us, abs=1e6 / FPS + 1)
+    assert indices[-1][-1] >= 210 - 3
 
 
 def test_a_full_disk_mid_clip_loses_that_clip_only(doubles, home, monkeypatch):
@@ -456,21 +459,3 @@ def test_a_full_disk_mid_clip_loses_that_clip_only(doubles, home, monkeypatch):
     indices = [frame_index(f) for f in frames]
     assert indices[0] < 200 and indices[-1] >= 245 and keyframes[0] == indices[0]
     assert recorder.stats.camera == "ok"
-
-
-def test_the_generic_recorder_can_drive_the_source_encoding_in_software(doubles, home):
-    """Until `doorbell record` uses plan.recorder_class, the plan's source works with Recorder."""
-    configure(home, pre_roll=1.0, post_roll=1.0)
-    camera = doubles.add_camera(scene, fps=FPS, speed=2.0)
-    stop = threading.Event()
-    threading.Thread(target=lambda: (camera.wait_for_frames(140, 60), stop.set()),
-                     daemon=True).start()
-    plan = plan_source("picamera2", home.settings())
-    home.record(plan.open, stop=stop, until_eof=False)
-
-    clips = home.clips()
-    assert [(c.state, c.trigger) for c in clips] == [("complete", "motion")]
-    frames, _ = decode(home.video(clips[0].id)[0])
-    indices = [frame_index(f) for f in frames]
-    assert indices == sorted(indices) and indices[0] < PERSON_IN <= indices[-1]
-    assert max(masked_region(f).max() for f in frames) <= 24

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import doorbell.camera.recorder as recorder_module
+import doorbell.camera.upkeep as upkeep_module
 import doorbell.storage.clipwriter as clipwriter_module
 from doorbell.camera.frames import SourceLost
 from doorbell.camera.presses import ScriptedPresses
@@ -316,14 +317,14 @@ def test_full_disk_keeps_the_prefix_prunes_and_keeps_recording(home, monkeypatch
         return original_write(self, data)
 
     retention_runs = []
-    original_retention = recorder_module.enforce_retention
+    original_retention = upkeep_module.enforce_retention
 
     def retention(*args, **kwargs):
         retention_runs.append(calls["failed"])
         return original_retention(*args, **kwargs)
 
     monkeypatch.setattr(clipwriter_module._SyncedFile, "write", write)
-    monkeypatch.setattr(recorder_module, "enforce_retention", retention)
+    monkeypatch.setattr(upkeep_module, "enforce_retention", retention)
     caplog.set_level(logging.INFO, logger="doorbell.recorder")
 
     scene = one_pass({"script": [ScriptedEvent("visit", 2.0, 16.0, "side")]})

@@ -217,17 +217,18 @@ def test_recording_settings_apply_to_the_state_machine_at_once_and_the_encoder_b
 
 def test_retention_runs_with_new_values_and_live_frames_change_size(small_home, monkeypatch):
     import doorbell.camera.recorder as recorder_module
+    import doorbell.camera.upkeep as upkeep_module
 
     home = small_home
     config = home.root / "config.toml"
     runs, seen = [], {}
-    enforce = recorder_module.enforce_retention
+    enforce = upkeep_module.enforce_retention
 
     def spy(store, retention, now_us):
         runs.append(retention.max_age_days)
         return enforce(store, retention, now_us=now_us)
 
-    monkeypatch.setattr(recorder_module, "enforce_retention", spy)
+    monkeypatch.setattr(upkeep_module, "enforce_retention", spy)
 
     def change():
         replace_text(config, config.read_text().replace(
@@ -287,12 +288,12 @@ def test_viewer_settings_restart_the_recorder_only_when_its_networks_change(smal
 
 
 def record_pi(home, monkeypatch, frames: int, during):
-    """PiCameraRecorder over the libcamera doubles (as in test_picamera), with a watcher and a
+    """The Recorder on picamera2's pipeline over the libcamera doubles (as in test_picamera), with a watcher and a
     tuner; `during(camera)` runs on a thread while it records `frames` camera frames."""
     import threading
 
     from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from doorbell.camera.picamera import PiCameraRecorder
+    from doorbell.camera.recorder import Recorder
     from doorbell.camera.sources import plan_source
     from doorbell.camera.tuning import MotionTuner
     from doorbell.storage.audit import AuditLog
@@ -325,7 +326,7 @@ def record_pi(home, monkeypatch, frames: int, during):
     prepare_runtime_dir(home.run_dir)
     with ClipIndex(home.root / "index.sqlite3") as index:
         store = ClipStore(home.clips_dir, index, watcher.recipients)
-        recorder = PiCameraRecorder(
+        recorder = Recorder(
             settings, store, AuditLog(home.root / "audit.jsonl"), plan.presses,
             LiveFramePublisher(home.run_dir / "live.jpg", settings.live.fps,
                                settings.live.width, settings.live.jpeg_quality),
