@@ -1,4 +1,4 @@
-"""Motion detector benchmark for issue 3; prints one JSON object on stdout (progress to stderr).
+"""Motion detector benchmark; prints one JSON object on stdout (progress to stderr).
 
     .venv/bin/python bench/bench_motion.py [--seconds-per-round 1.0] [--rounds 3]
 

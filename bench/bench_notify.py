@@ -1,4 +1,4 @@
-"""Doorbell notification latency benchmark for issue 6; prints one JSON object (progress on stderr).
+"""Doorbell notification latency benchmark; prints one JSON object (progress on stderr).
 
     .venv/bin/python bench/bench_notify.py [--presses 50] [--protocol 3.1.1|5] [--fps 15]
 

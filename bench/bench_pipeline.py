@@ -1,4 +1,4 @@
-"""Recorder pipeline benchmark for issue 3; prints one JSON object on stdout (progress on stderr).
+"""Recorder pipeline benchmark; prints one JSON object on stdout (progress on stderr).
 
     .venv/bin/python bench/bench_pipeline.py [--seconds 30] [--keep]
 
@@ -11,7 +11,7 @@
 4. Peak RSS of `doorbell record --source FILE --until-eof` as a subprocess (ru_maxrss of that
    child, from wait4). Target: under 150 MB, so it fits a Pi Zero 2 W.
 
-No timed assertions: this reports, the issue's targets judge. Everything lives in a temporary
+No timed assertions: this reports; bench/README.md has the targets. Everything lives in a temporary
 directory that is deleted at the end (unless --keep).
 """
 
@@ -197,7 +197,7 @@ def main() -> None:
         subprocess_result = recorder_subprocess(work / "b" / "home", video, env, video_s)
 
         result = {
-            "benchmark": "recorder pipeline (issue 3)",
+            "benchmark": "recorder pipeline",
             "input": {"file": video.name, "width": WIDTH, "height": HEIGHT, "fps": FPS,
                       "frames": frames, "seconds": round(video_s, 2),
                       "bytes": video.stat().st_size},

@@ -1,4 +1,4 @@
-"""Storage benchmarks for issue 2; prints one JSON object on stdout (progress goes to stderr).
+"""Storage benchmarks; prints one JSON object on stdout (progress goes to stderr).
 
     .venv/bin/python bench/bench_storage.py [--dir DIR] [--quick]
 
@@ -11,7 +11,7 @@
 3. Identity unlock (Keyring.unlock: scrypt + decrypt) at the calibrated work factor and at 2^15.
 
 Files go to a temporary directory on the same file system as the project (override with --dir)
-and are deleted at the end. No timed assertions: this reports, the issue's targets judge.
+and are deleted at the end. No timed assertions: this reports; bench/README.md has the targets.
 """
 
 import argparse

@@ -1,4 +1,4 @@
-"""Viewer benchmarks for issue 4; prints one JSON object on stdout (progress goes to stderr).
+"""Viewer benchmarks; prints one JSON object on stdout (progress goes to stderr).
 
     .venv/bin/python bench/bench_viewer.py [--dir DIR] [--quick]
 
@@ -21,7 +21,7 @@ home made by `doorbell init --work-factor 15`. No traffic leaves the loopback in
    are index-only. Two layouts: `spread_200_per_day` (the rest on earlier days, 200 a day) and
    `one_day` (all of them on the newest day, so the day's query and activity strip see every
    row). `cold` is a fresh session per load (the session caches decrypted metadata), `warm` the
-   same session again; median of 5 each. The issue sets no number: look at how it grows.
+   same session again; median of 5 each. No target is set: look at how it grows.
 3. Peak RSS of the viewer (VmHWM of the gunicorn master and worker from /proc/PID/status) in a
    fresh viewer, with one unlocked session (login, timeline page) and one live viewer reading
    /live/stream for 10 s while the recorder (synthetic camera, 640x360) publishes live frames.
@@ -30,7 +30,8 @@ home made by `doorbell init --work-factor 15`. No traffic leaves the loopback in
    Target: under 100 MB.
 
 Files go to a temporary directory on the project's file system (or --dir), removed at the end;
-about 1.2 GB is needed for a moment. No timed assertions: this reports, the issue's targets judge.
+about 1.2 GB is needed for a moment. No timed assertions: this reports; bench/README.md has the
+targets.
 """
 
 import argparse

@@ -165,7 +165,7 @@ def check_total_bytes(value: int) -> None:
         raise ValueError("0 (no limit) or at least 10000000 bytes")
 
 
-# -- notification targets (issue 6): MQTT and ntfy, on the home network only --------------------
+# -- notification targets: MQTT and ntfy, on the home network only ------------------------------
 
 # What the recorder tells the household about (camera.events); ntfy sends the ones it is given.
 NOTIFICATION_EVENTS = (
@@ -371,8 +371,9 @@ class Settings:
     ntfy: NtfySettings = field(default_factory=NtfySettings)
 
     def __post_init__(self) -> None:
-        # LAN only (issue 6): a target given as an IP address is checked here, at load; a name
-        # is resolved once when the recorder starts (camera.notify) and checked the same way.
+        # LAN only (nothing leaves the home): a target given as an IP address is checked here, at
+        # load; a name is resolved once when the recorder starts (camera.notify) and checked the
+        # same way.
         networks = self.viewer.allowed_networks
         for key, host, section in (("mqtt.host", self.mqtt.host, self.mqtt),
                                    ("ntfy.url", self.ntfy.host, self.ntfy)):

@@ -2,8 +2,10 @@
 
 scrypt at the calibrated work factor takes about a second and up to a quarter of RAM, so only
 one unlock runs at once (others wait briefly, then get "busy"). For an unknown name a decoy
-identity file, made at start with the same work factor, is tried instead, so the answer takes
-as long as for a real member and reveals nothing about which names exist.
+identity file is tried instead, so the answer takes as long as for a real member and reveals
+nothing about which names exist. The decoy is made the first time an unknown name is tried
+(with the first member's work factor at that moment) and kept for the viewer's lifetime; that
+first attempt also pays one scrypt for making it.
 """
 
 import contextlib

@@ -2,7 +2,7 @@
 
 The stock `age` CLI (Go, Debian package `age`) and `pyrage` (Rust, the `age` crate) must read
 every file we write and we must read every file they write: the footage has to stay the owner's
-even without this software (DESIGN.md, "An open, standard format").
+even without this software: every stored file is a standard age v1 file.
 
 `age` reads passphrases from /dev/tty, never from stdin, so the passphrase cases run it on a
 pseudo-terminal (stdlib `pty`) and answer its prompts there.

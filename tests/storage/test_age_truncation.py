@@ -2,8 +2,8 @@
 
 A power cut leaves a clip cut at any byte; the strict reader must refuse every such file, and
 `recover_prefix` must release exactly its authenticated whole chunks and say it was truncated
-(DESIGN.md principle 7). A flipped bit anywhere must be detected, while random access to chunks
-the flip did not touch keeps working.
+(failures lose nothing that was finished). A flipped bit anywhere must be detected, while
+random access to chunks the flip did not touch keeps working.
 """
 
 import io
