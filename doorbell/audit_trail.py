@@ -5,8 +5,6 @@ import getpass
 from doorbell.storage.audit import AuditLog
 from doorbell.storage.home import Home
 
-from .errors import CommandError
-
 
 def cli_actor(member: str | None = None) -> str:
     try:
@@ -17,16 +15,8 @@ def cli_actor(member: str | None = None) -> str:
 
 
 def intact_audit_log(home: Home) -> AuditLog:
-    """The audit log, if it can record the change about to be made; else refuse the change.
-
-    Checked before a key change or a deletion, so that a damaged log cannot be used to make
-    changes that leave no trace.
-    """
+    """The audit log, if it can record the change about to be made; else AuditLogCorrupt (one
+    sentence on stderr): see AuditLog.require_intact."""
     log = AuditLog(home.audit_file)
-    result = log.verify()
-    if not result.ok:
-        raise CommandError(
-            f"the audit log is damaged, so nothing is changed until it is repaired: "
-            f"{result.message.rstrip('.')}"
-        )
+    log.require_intact()
     return log

@@ -241,6 +241,17 @@ class AuditLog:
             return AuditVerification(False, 0, None, f"the audit log cannot be read: {exc}.")
         return _verify(data, head_bytes, self.head_path.name)
 
+    def require_intact(self) -> None:
+        """Raise AuditLogCorrupt unless the log verifies: checked before any deletion or change,
+        so that a damaged log cannot be used to make changes that leave no trace."""
+        result = self.verify()
+        if not result.ok:
+            raise AuditLogCorrupt(
+                "the audit log is damaged, so nothing is changed until it is repaired: "
+                f"{result.message.rstrip('.')}.",
+                result.problem_line,
+            )
+
     def _snapshot(self) -> tuple[bytes, bytes | None]:
         """The log and its head, read under a shared lock so no append lands in between."""
         try:

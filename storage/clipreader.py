@@ -1,50 +1,21 @@
 """Reading clips: the household's side of the store. Needs an unlocked identity.
 
-A complete clip opens with the strict reader; a truncated one (interrupted recording) opens
-with prefix recovery, which exposes exactly its authenticated whole chunks and says so.
+The video opens as a storage.clipvideo.ClipVideo (random access for playback, the authenticated
+prefix of an interrupted clip); the thumbnail and metadata are small and read whole.
 """
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-from .age.errors import AgeError, PayloadError
+from .age.errors import AgeError
 from .age.identities import Identity
-from .age.reader import DecryptingReader, decrypt, recover_prefix
+from .age.reader import decrypt
 from .clipid import clip_paths
-from .errors import ClipNotFound
+from .clipvideo import open_clip_video
 
-
-@dataclass
-class OpenedVideo:
-    reader: DecryptingReader
-    size_bytes: int  # plaintext bytes that authenticate
-    truncated: bool
-
-    def close(self) -> None:
-        self.reader._src.close()
-
-
-def open_video(clips_dir: Path, clip_id: str, identities: Sequence[Identity]) -> OpenedVideo:
-    """Open a clip's MP4 for random access. Raises ClipNotFound or an AgeError subclass."""
-    path = clip_paths(clips_dir, clip_id)["video"]
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise ClipNotFound(f"clip {clip_id} does not exist") from None
-    try:
-        reader = decrypt(handle, identities)
-        try:
-            # A sealed clip: random access, each chunk authenticated when it is read.
-            return OpenedVideo(reader, reader.size, truncated=False)
-        except PayloadError:
-            # An interrupted clip: find its authenticated prefix (one pass over the file).
-            recovered = recover_prefix(handle, identities)
-            return OpenedVideo(recovered.reader, recovered.size_bytes, recovered.truncated)
-    except Exception:
-        handle.close()
-        raise
+# The name the tests and older callers use for storage.clipvideo.open_clip_video.
+open_video = open_clip_video
 
 
 def _read_small(path: Path, identities: Sequence[Identity]) -> bytes | None:

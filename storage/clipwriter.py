@@ -14,7 +14,8 @@ from pathlib import Path
 
 from .age import X25519Recipient, encrypt
 from .clipid import clip_paths, clip_start_us, new_clip_id
-from .durable import commit_partial, create_partial, fsync_directory
+from .deletion import delete_clip
+from .durable import commit_partial, create_partial
 from .index import ClipIndex, IndexedClip
 
 
@@ -121,7 +122,7 @@ class ClipWriter:
 
 
 class ClipStore:
-    """The write side of clips/: begin clips and delete them. Never decrypts."""
+    """The write side of clips/: begin clips (and delete them). Never decrypts."""
 
     def __init__(
         self,
@@ -146,18 +147,5 @@ class ClipStore:
         return ClipWriter(self, new_clip_id(start_us), fsync_interval_s, self._clock)
 
     def delete(self, clip_id: str) -> bool:
-        """Remove a clip's files, then its row (invariant 5). True if anything was removed."""
-        paths = clip_paths(self.clips_dir, clip_id)
-        removed = False
-        for path in paths.values():
-            for candidate in (path, path.with_name(path.name + ".partial")):
-                try:
-                    candidate.unlink()
-                    removed = True
-                except FileNotFoundError:
-                    pass
-        if removed:
-            fsync_directory(paths["video"].parent)
-        had_row = self.index.get(clip_id) is not None
-        self.index.remove(clip_id)
-        return removed or had_row
+        """Remove a clip (storage.deletion.delete_clip). True if anything was removed."""
+        return delete_clip(self.clips_dir, self.index, clip_id)

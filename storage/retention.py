@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from doorbell.config import RetentionSettings
 
-from .clipwriter import ClipStore
+from .deletion import delete_clip
+from .index import ClipIndex
 
 _DAY_US = 86_400 * 1_000_000
 
@@ -25,12 +27,19 @@ class Pruned:
     size_bytes: int
 
 
+class StoredClips(Protocol):
+    """Where the clips are: a ClipStore is one; deleting needs no recipients."""
+
+    clips_dir: Path
+    index: ClipIndex
+
+
 def disk_free_bytes(path: Path) -> int:
     return shutil.disk_usage(path).free
 
 
 def enforce_retention(
-    store: ClipStore,
+    store: StoredClips,
     limits: RetentionSettings,
     now_us: int | None = None,
     free_bytes: Callable[[], int] | None = None,
@@ -49,7 +58,7 @@ def enforce_retention(
             reason = "free space"
         else:
             break  # the oldest remaining clip is within every limit, so are the newer ones
-        store.delete(clip.id)
+        delete_clip(store.clips_dir, store.index, clip.id)
         total -= clip.size_bytes
         pruned.append(Pruned(clip.id, reason, clip.size_bytes))
     return pruned

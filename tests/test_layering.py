@@ -18,7 +18,7 @@ import pytest
 PROJECT = Path(__file__).resolve().parents[1]
 DECRYPTING = ("doorbell.storage.age.reader", "doorbell.storage.age.identities",
               "doorbell.storage.keyring", "doorbell.storage.clipreader",
-              "doorbell.storage.household")
+              "doorbell.storage.clipvideo", "doorbell.storage.household")
 RECORDER_ENTRY_POINTS = ("doorbell.camera.recorder", "doorbell.camera.sources",
                          "doorbell.commands.record")
 

@@ -16,7 +16,7 @@ from typing import Any
 from doorbell.config import ConfigError, load_settings
 from doorbell.config.editor import ConfigChange, edit_config
 from doorbell.storage.durable import write_atomically
-from doorbell.storage.errors import WrongPassphraseError
+from doorbell.storage.errors import AuditLogCorrupt, WrongPassphraseError
 
 from .unlock import RateLimited, UnlockBusy, unlock_with_limit
 
@@ -53,9 +53,11 @@ def confirm_passphrase(viewer, session, passphrase: str, address: str) -> Confir
     if str(identity.recipient) != str(session.identity.recipient):
         raise ChangeRefused("Your key on this device changed since you unlocked: lock and "
                             "unlock again.", 401)
-    if not viewer.audit.verify().ok:
+    try:
+        viewer.audit.require_intact()
+    except AuditLogCorrupt:
         raise ChangeRefused("The audit log is damaged, so nothing is changed until it is "
-                            "repaired (see the Audit page).", 409)
+                            "repaired (see the Audit page).", 409) from None
     return Confirmation(session.member, address)
 
 

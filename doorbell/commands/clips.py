@@ -7,11 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from doorbell.storage.clipid import check_clip_id
-from doorbell.storage.clipreader import open_video
-from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.clipvideo import open_clip_video
+from doorbell.storage.deletion import delete_clip
 from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
-from doorbell.storage.recipients import read_recipients
 
 from ..audit_trail import cli_actor, intact_audit_log
 from ..errors import CommandError
@@ -56,12 +55,12 @@ def run_export(args) -> int:
     output = Path(args.output)
     if output.exists():
         raise CommandError(f"{output} exists already: choose another file name")
-    video = open_video(home.clips_dir, clip_id, [identity])
+    video = open_clip_video(home.clips_dir, clip_id, [identity])
     digest = hashlib.sha256()
     temporary = output.with_name(output.name + ".partial")
     try:
         with temporary.open("xb") as handle:
-            while block := video.reader.read(1024 * 1024):
+            for block in video.iter_range(0, video.size_bytes - 1, 1024 * 1024):
                 digest.update(block)
                 handle.write(block)
             handle.flush()
@@ -84,8 +83,7 @@ def run_delete(args) -> int:
     clip_id = check_clip_id(args.clip_id)
     audit = intact_audit_log(home)
     with ClipIndex(home.index_file) as index:
-        store = ClipStore(home.clips_dir, index, read_recipients(home.recipients_file))
-        if not store.delete(clip_id):
+        if not delete_clip(home.clips_dir, index, clip_id):
             raise CommandError(f"clip {clip_id} does not exist")
     audit.append(cli_actor(), "clip.delete", clip=clip_id)
     print(f"Deleted {clip_id}. On flash storage deletion is not secure erasure; see the README.")

@@ -5,13 +5,11 @@ import hashlib
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
 from doorbell.storage.age.errors import AgeError
-from doorbell.storage.age.reader import recover_prefix
-from doorbell.storage.clipid import clip_paths
-from doorbell.storage.clipreader import open_video, read_thumbnail
-from doorbell.storage.clipwriter import ClipStore
-from doorbell.storage.errors import ClipNotFound
+from doorbell.storage.clipreader import read_thumbnail
+from doorbell.storage.clipvideo import open_clip_video
+from doorbell.storage.deletion import delete_clip
+from doorbell.storage.errors import AuditLogCorrupt, ClipNotFound
 from doorbell.storage.index import ClipIndex
-from doorbell.storage.recipients import read_recipients
 
 from .. import access
 from ..ranges import UnsatisfiableRange, parse_range
@@ -25,7 +23,7 @@ TAMPERED = "This clip cannot be decrypted: it was damaged or tampered with"
 
 def _open(clip_id: str):
     try:
-        return open_video(viewer().home.clips_dir, clip_id, identities())
+        return open_clip_video(viewer().home.clips_dir, clip_id, identities())
     except ClipNotFound:
         abort(404, "No such clip.")
     except AgeError as exc:
@@ -47,20 +45,18 @@ def player(clip_id: str):
     row = _indexed(clip_id)
     # Authenticate every chunk once here (about 10 ms for a typical clip), so the page can say
     # whether the clip is whole, interrupted (the recorder stopped) or damaged afterwards.
-    try:
-        with clip_paths(viewer().home.clips_dir, clip_id)["video"].open("rb") as handle:
-            recovered = recover_prefix(handle, identities())
-    except FileNotFoundError:
-        abort(404, "No such clip.")
-    except AgeError as exc:
-        abort(422, f"{TAMPERED} ({exc}).")
-    damaged = recovered.truncated and row.state == "complete"
+    with _open(clip_id) as clip_video:
+        try:
+            clip_video.authenticate_all()
+            intact, size_bytes = not clip_video.truncated, clip_video.size_bytes
+        except AgeError as exc:
+            intact, size_bytes = False, exc.authenticated_bytes
+    damaged = not intact and row.state == "complete"
     viewer().audit.append(g.session.member, "clip.view", clip=clip_id)
     return render_template(
         "clip.html", clip_id=clip_id, meta=clip_metadata(clip_id), row=row,
         started=local_time(row.start_us).strftime("%A %d %B %Y, %H:%M:%S"),
-        truncated=recovered.truncated and not damaged, damaged=damaged,
-        size_bytes=recovered.size_bytes,
+        truncated=not intact and not damaged, damaged=damaged, size_bytes=size_bytes,
     )
 
 
@@ -68,50 +64,38 @@ def player(clip_id: str):
 @access.data
 def video(clip_id: str):
     clip_id = valid_clip_id(clip_id)
-    opened = _open(clip_id)
-    size = opened.size_bytes
+    clip_video = _open(clip_id)
+    size = clip_video.size_bytes
     try:
         wanted = parse_range(request.headers.get("Range"), size)
     except UnsatisfiableRange:
-        opened.close()
+        clip_video.close()
         response = Response(status=416)
         response.headers["Content-Range"] = f"bytes */{size}"
         return response
-    start, length = (wanted.start, wanted.length) if wanted else (0, size)
-    if wanted is None and not opened.truncated:
+    start, end = (wanted.start, wanted.end) if wanted else (0, size - 1)
+    length = end - start + 1
+    if wanted is None:
         # The whole body is asked for (a download): authenticate it all before the headers
         # promise its length, so damage anywhere is a clear 422, not a body that breaks off.
         try:
-            whole = recover_prefix(opened.reader._src, identities())
+            clip_video.authenticate_all()
         except AgeError as exc:
-            opened.close()
-            abort(422, f"{TAMPERED} ({exc}).")
-        if whole.truncated:
-            opened.close()
-            abort(422, f"{TAMPERED}: it stops authenticating after {whole.size_bytes} bytes.")
-    # Decrypt the first block before answering, so a damaged range gets a clear 422 rather
-    # than a response that breaks off. Damage further on ends the stream early; the player's
-    # next Range request then starts inside the damaged chunk and gets the 422.
+            clip_video.close()
+            abort(422, f"{TAMPERED}: it stops authenticating after "
+                       f"{exc.authenticated_bytes} bytes.")
+    # The first block is decrypted before answering, so a damaged range gets a clear 422
+    # rather than a response that breaks off. Damage further on breaks the stream off; the
+    # player's next Range request then starts inside the damaged chunk and gets the 422.
     try:
-        opened.reader.seek(start)
-        first = opened.reader.read(min(READ_BLOCK, length))
+        blocks = clip_video.iter_range(start, end, READ_BLOCK)
     except AgeError as exc:
-        opened.close()
+        clip_video.close()
         abort(422, f"{TAMPERED} ({exc}).")
 
     def body():
-        try:
-            if first:
-                yield first
-            remaining = length - len(first)
-            while remaining > 0:
-                block = opened.reader.read(min(READ_BLOCK, remaining))
-                if not block:
-                    break
-                remaining -= len(block)
-                yield block
-        finally:
-            opened.close()
+        with clip_video:
+            yield from blocks
 
     response = Response(body(), status=206 if wanted else 200, mimetype="video/mp4",
                         direct_passthrough=True)
@@ -141,20 +125,18 @@ def thumbnail(clip_id: str):
 @access.page
 def export(clip_id: str):
     clip_id = valid_clip_id(clip_id)
-    opened = _open(clip_id)
     digest = hashlib.sha256()
-    try:
-        while block := opened.reader.read(1024 * 1024):
-            digest.update(block)
-    except AgeError as exc:
-        abort(422, f"{TAMPERED} ({exc}).")
-    finally:
-        opened.close()
+    with _open(clip_id) as clip_video:
+        try:
+            for block in clip_video.iter_range(0, clip_video.size_bytes - 1, 1024 * 1024):
+                digest.update(block)
+        except AgeError as exc:
+            abort(422, f"{TAMPERED} ({exc}).")
     viewer().audit.append(g.session.member, "clip.export", clip=clip_id,
-                          sha256=digest.hexdigest(), truncated=opened.truncated,
+                          sha256=digest.hexdigest(), truncated=clip_video.truncated,
                           address=request.remote_addr)
     return render_template("export.html", clip_id=clip_id, sha256=digest.hexdigest(),
-                           size_bytes=opened.size_bytes, truncated=opened.truncated)
+                           size_bytes=clip_video.size_bytes, truncated=clip_video.truncated)
 
 
 @blueprint.get("/<clip_id>/delete")
@@ -171,11 +153,12 @@ def confirm_delete(clip_id: str):
 def delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     home = viewer().home
-    if not viewer().audit.verify().ok:
+    try:
+        viewer().audit.require_intact()
+    except AuditLogCorrupt:
         abort(503, "The audit log is damaged: nothing is deleted until it is repaired.")
     with ClipIndex(home.index_file) as index:
-        store = ClipStore(home.clips_dir, index, read_recipients(home.recipients_file))
-        if not store.delete(clip_id):
+        if not delete_clip(home.clips_dir, index, clip_id):
             abort(404, "No such clip.")
     g.session.metadata_cache.pop(clip_id, None)
     viewer().audit.append(g.session.member, "clip.delete", clip=clip_id,
