@@ -4,6 +4,10 @@ import socket
 
 import pytest
 
+# The recorder's home (recorder_home, recorder_home_factory, mp4, footage, vtest_recording): the
+# camera, `doorbell record` and browser playback tests share it.
+pytest_plugins = ["tests.recorder_home"]
+
 
 @pytest.fixture
 def notify_socket(tmp_path):

@@ -15,7 +15,6 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -27,24 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clean_env, free_port
+
 pytestmark = pytest.mark.slow
 
 PROJECT = Path(__file__).resolve().parents[1]
 SESSION_COOKIE = "__Host-doorbell-session"
 PASSPHRASE_LINE = re.compile(r"unlock as '(?P<member>[^']+)' with passphrase: (?P<secret>\S+)")
 FIRST_CLIP_TIMEOUT_S = 120.0
-
-
-def clean_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORBELL_")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    return env
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):

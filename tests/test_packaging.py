@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -26,6 +25,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import clean_env, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -50,10 +51,9 @@ def run(*args, timeout_s: float = BUILD_TIMEOUT_S, **kwargs) -> subprocess.Compl
 
 def env_without_project() -> dict[str, str]:
     """The test's environment minus anything that could point Python at the source tree."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("DOORBELL_") and k not in ("PYTHONPATH", "PYTHONHOME",
-                                                          "VIRTUAL_ENV")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env = clean_env()
+    for name in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV"):
+        env.pop(name, None)
     return env
 
 
@@ -91,12 +91,6 @@ def fresh_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
 def repo_files(folder: str, pattern: str) -> list[Path]:
     return sorted(p.relative_to(PROJECT / folder) for p in (PROJECT / folder).glob(pattern)
                   if p.is_file() and "__pycache__" not in p.parts)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def demo_processes(demo_dir: Path) -> list[int]:

@@ -11,9 +11,8 @@ import pytest
 from doorbell.camera.encoder import H264Encoder
 from doorbell.camera.frames import Frame
 from doorbell.camera.mp4 import FragmentedMp4Writer
-
-from .conftest import mp4_boxes as boxes
-from .conftest import trun_sample_count
+from tests.recorder_home import mp4_boxes as boxes
+from tests.recorder_home import trun_sample_count
 
 WIDTH, HEIGHT, FPS = 320, 240, 15
 FRAME_US = round(1_000_000 / FPS)

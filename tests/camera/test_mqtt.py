@@ -31,6 +31,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from doorbell.camera.events import EventBus  # noqa: E402
 from doorbell.camera.notify.discovery import node_id  # noqa: E402
 from doorbell.config import Settings  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 PROJECT = Path(__file__).resolve().parents[2]
 MOSQUITTO = shutil.which("mosquitto") or next(
@@ -78,12 +79,6 @@ EVENT_DEVICE_CLASSES = {"button", "doorbell", "motion"}
 
 
 # -- a broker of our own, and a subscriber --------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 class Broker:

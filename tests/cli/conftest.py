@@ -3,7 +3,6 @@
 scrypt runs at 2^15 (`init --work-factor 15`) so that a test never calibrates.
 """
 
-import os
 import re
 import shutil
 import subprocess
@@ -13,17 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clean_env
+
 PROJECT = Path(__file__).resolve().parents[2]
 PASSPHRASE = "amber-kettle-under-snow-31"
 WORK_FACTOR = "15"
 START_US = 1_714_564_800_000_000  # 2024-05-01T12:00:00Z
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORBELL_")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
 
 
 def doorbell(*args: str, home: Path | None = None, env: dict | None = None,

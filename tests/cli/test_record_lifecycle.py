@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import PROJECT, assert_one_sentence, clean_env, doorbell
+from tests.helpers import clean_env
+
+from .conftest import PROJECT, assert_one_sentence, doorbell
 
 WAITING = "waiting for set-up: no household keys yet; finish set-up in the viewer"
 SMALL_CAMERA = '[camera]\nsource = "synthetic"\nwidth = 320\nheight = 180\nfps = 10\n' \

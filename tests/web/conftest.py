@@ -10,7 +10,6 @@ straight into the app's session store and gives the client its cookie.
 """
 
 import io
-import os
 import re
 import shutil
 import subprocess
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import clean_env
+
 PROJECT = Path(__file__).resolve().parents[2]
 MEMBER = "alice"
 PASSPHRASE = "amber-kettle-under-snow-31"
@@ -28,13 +29,6 @@ SESSION_COOKIE = "__Host-doorbell-session"
 ORIGIN = "http://localhost"
 CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
 FAST_WORK_FACTOR = 15  # scrypt log2 N for identities the tests create (the minimum age allows)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORBELL_")}
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra)
-    return env
 
 
 def doorbell(*args: str, timeout: float = 120, **extra_env: str) -> subprocess.CompletedProcess:

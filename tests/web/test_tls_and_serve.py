@@ -20,8 +20,9 @@ from cryptography.hazmat.primitives import serialization
 
 from doorbell.web.server import is_loopback
 from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
+from tests.helpers import clean_env
 
-from .conftest import MEMBER, PASSPHRASE, PROJECT, SESSION_COOKIE, clean_env
+from .conftest import MEMBER, PASSPHRASE, PROJECT, SESSION_COOKIE
 
 # -- the certificate
 

@@ -1,8 +1,9 @@
 """`doorbell record` as a user runs it: a subprocess over the synthetic scene and real footage.
 
-Covers the recorder issue's "Must show": clips cover every scripted visit; real footage decrypts
-with the stock `age` CLI; no plaintext footage ever appears under the home while recording; the
-recorder process cannot open an identity file; kill -9 and SIGTERM mid-clip.
+Clips cover every scripted visit; real footage decrypts with the stock `age` CLI; no plaintext
+footage ever appears under the home while recording; the recorder process cannot open an
+identity file; kill -9 and SIGTERM mid-clip. The home is tests/recorder_home.py's
+`recorder_home` (a 640x360 camera), not tests/cli's freshly initialised `home`.
 """
 
 import json
@@ -20,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from doorbell.camera.synthetic import SyntheticScene
+from tests.recorder_home import FPS, HEIGHT, WIDTH
 
 pytestmark = pytest.mark.slow
 
-WIDTH, HEIGHT, FPS = 640, 360, 15  # the camera conftest.py configures
 AGE_MAGIC = b"age-encryption.org/v1"
 VTEST_FPS = 10  # vtest.avi: 768x576 at 10 fps, about 80 s of people walking
 NOT_FOOTAGE = ("config.toml", "recipients.txt")  # plus audit.jsonl* and index.sqlite3*
@@ -163,20 +164,20 @@ def test_plaintext_scanner_flags_what_it_must(tmp_path):
         "c.json.age", "stray.jpg"]
 
 
-def test_cli_synthetic_run_covers_every_visit_and_never_writes_plaintext(home, capsys):
+def test_cli_synthetic_run_covers_every_visit_and_never_writes_plaintext(recorder_home, capsys):
     scene = SyntheticScene(64, 48, FPS)  # the script and its ground truth (any size)
     truths = SyntheticScene(WIDTH, HEIGHT, FPS).ground_truth()
-    process, log = home.start("record", "--source", "synthetic", "--until-eof")
+    process, log = recorder_home.start("record", "--source", "synthetic", "--until-eof")
     scans = partial_scans = 0
     problems: list[str] = []
     deadline = time.monotonic() + 240
     while process.poll() is None and time.monotonic() < deadline:
-        found, partials = scan_for_plaintext(home.root)
+        found, partials = scan_for_plaintext(recorder_home.root)
         problems += found
         scans += 1
         partial_scans += partials > 0
         time.sleep(0.1)
-    found, _ = scan_for_plaintext(home.root)
+    found, _ = scan_for_plaintext(recorder_home.root)
     problems += found
     assert process.wait(timeout=30) == 0, log_text(log)
     text = log_text(log)
@@ -185,11 +186,11 @@ def test_cli_synthetic_run_covers_every_visit_and_never_writes_plaintext(home, c
     assert scans > 20 and partial_scans > 5, (scans, partial_scans)  # we looked mid-clip
 
     # the live frame went to the runtime directory, never under the home
-    assert (home.run_dir / "live.jpg").is_file()
-    assert not [p for p in home.root.rglob("*") if p.suffix in (".jpg", ".mp4", ".json")]
+    assert (recorder_home.run_dir / "live.jpg").is_file()
+    assert not [p for p in recorder_home.root.rglob("*") if p.suffix in (".jpg", ".mp4", ".json")]
 
     # Map clips to the script: see wall_clock_origin_us.
-    clips = home.clips()
+    clips = recorder_home.clips()
     assert clips, text
     origin = wall_clock_origin_us(clips, scene.doorbell_presses_us(), camera_open_time_us(text))
     # every press the metadata records is a scripted press, to the millisecond
@@ -214,7 +215,7 @@ def test_cli_synthetic_run_covers_every_visit_and_never_writes_plaintext(home, c
         clip = next(c for c in clips if c.start_us - origin <= truth.pressed_at_us
                     <= c.end_us - origin)
         assert clip.trigger == "doorbell"
-    assert [c["state"] for c in clips_list(home)] == ["complete"] * len(clips)
+    assert [c["state"] for c in clips_list(recorder_home)] == ["complete"] * len(clips)
 
 
 # -- the write-only recorder ----------------------------------------------------------------------
@@ -260,13 +261,13 @@ GUARD_PROBE = textwrap.dedent("""
 """)
 
 
-def test_recorder_process_cannot_open_identity_files(home):
-    script = home.scratch / "guard_probe.py"
+def test_recorder_process_cannot_open_identity_files(recorder_home):
+    script = recorder_home.scratch / "guard_probe.py"
     script.write_text(GUARD_PROBE)
-    link = home.scratch / "innocent.age"
-    link.symlink_to(home.identities_dir / "owner.age")
-    env = home.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]))
-    result = subprocess.run([sys.executable, str(script), str(home.root), str(link)],
+    link = recorder_home.scratch / "innocent.age"
+    link.symlink_to(recorder_home.identities_dir / "owner.age")
+    env = recorder_home.env(PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    result = subprocess.run([sys.executable, str(script), str(recorder_home.root), str(link)],
                             capture_output=True, text=True, timeout=120, env=env,
                             stdin=subprocess.DEVNULL, check=False)
     assert result.returncode == 0, result.stderr
@@ -275,7 +276,7 @@ def test_recorder_process_cannot_open_identity_files(home):
     assert results.pop("before the guard") == "opened"  # the file itself is readable here
     assert results.pop("recipients.txt") == "opened"  # the public keys are what it needs
     assert results == dict.fromkeys(results, "denied"), results
-    assert not (home.identities_dir / "x.age").exists()
+    assert not (recorder_home.identities_dir / "x.age").exists()
 
 
 # -- real footage -------------------------------------------------------------------------------
@@ -337,23 +338,24 @@ def test_clips_of_a_10_fps_file_keep_its_frame_rate(vtest_recording, mp4):
 
 
 @pytest.mark.parametrize("name", ["tree.avi", "bikes.mp4"])
-def test_other_footage_runs_clean(home, footage, name):
+def test_other_footage_runs_clean(recorder_home, footage, name):
     source = footage(name)
-    result = home.doorbell("record", "--source", str(source), "--until-eof", timeout=300)
+    result = recorder_home.doorbell("record", "--source", str(source), "--until-eof", timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert "stopped:" in result.stderr
-    for clip in clips_list(home):
+    for clip in clips_list(recorder_home):
         assert clip["state"] == "complete"
-    assert not list(home.clips_dir.rglob("*.partial"))
+    assert not list(recorder_home.clips_dir.rglob("*.partial"))
 
 
 # -- interrupted recording ----------------------------------------------------------------------
 
 
-def test_kill_9_mid_clip_keeps_the_prefix_and_restart_lists_it_truncated(home, mp4):
-    process, log = home.start("record", "--source", "synthetic")  # real time, like a camera
-    partial = wait_until(lambda: partial_clip(home, 200_000), 60, process=process)
+def test_kill_9_mid_clip_keeps_the_prefix_and_restart_lists_it_truncated(recorder_home, mp4):
+    # real time, like a camera
+    process, log = recorder_home.start("record", "--source", "synthetic")
+    partial = wait_until(lambda: partial_clip(recorder_home, 200_000), 60, process=process)
     assert partial, f"no clip grew past 200 KB\n{log_text(log)}"
     clip_id = partial.name.removesuffix(".mp4.age.partial")
     process.send_signal(signal.SIGKILL)
@@ -361,18 +363,19 @@ def test_kill_9_mid_clip_keeps_the_prefix_and_restart_lists_it_truncated(home, m
     assert partial.exists()
 
     # restart: the recorder reconciles before it records
-    restarted, restart_log = home.start("record", "--source", "synthetic", log_name="again.log")
+    restarted, restart_log = recorder_home.start("record", "--source", "synthetic",
+                                                 log_name="again.log")
     assert wait_until(lambda: "camera open" in log_text(restart_log), 30, process=restarted), \
         log_text(restart_log)
     restarted.send_signal(signal.SIGTERM)
     assert restarted.wait(timeout=30) == 0, log_text(restart_log)
     assert f"clip {clip_id} was interrupted" in log_text(restart_log)
 
-    listed = {c["id"]: c for c in clips_list(home)}
+    listed = {c["id"]: c for c in clips_list(recorder_home)}
     assert listed[clip_id]["state"] == "truncated"
     assert not partial.exists()
 
-    video, truncated = home.video(clip_id)
+    video, truncated = recorder_home.video(clip_id)
     assert truncated
     assert video[4:8] == b"ftyp"
     frames, error = mp4.decode(video)
@@ -382,37 +385,38 @@ def test_kill_9_mid_clip_keeps_the_prefix_and_restart_lists_it_truncated(home, m
     assert complete <= len(frames) <= present, (len(frames), complete, present, error)
     assert frames[0].key_frame and (frames[0].width, frames[0].height) == (WIDTH, HEIGHT)
 
-    exported = home.scratch / "recovered.mp4"
-    result = home.doorbell("clips", "export", clip_id, "-o", str(exported), "--passphrase-file",
-                           str(home.passphrase_file))
+    exported = recorder_home.scratch / "recovered.mp4"
+    result = recorder_home.doorbell("clips", "export", clip_id, "-o", str(exported),
+                                    "--passphrase-file", str(recorder_home.passphrase_file))
     assert result.returncode == 0, result.stderr
     assert "recovered prefix" in result.stdout
     assert exported.read_bytes() == video
 
 
-def test_sigterm_mid_clip_seals_the_clip(home, mp4):
+def test_sigterm_mid_clip_seals_the_clip(recorder_home, mp4):
     from doorbell.storage.age.reader import decrypt
     from doorbell.storage.clipid import clip_paths
 
-    process, log = home.start("record", "--source", "synthetic")
-    partial = wait_until(lambda: partial_clip(home, 70_000), 60, process=process)
+    process, log = recorder_home.start("record", "--source", "synthetic")
+    partial = wait_until(lambda: partial_clip(recorder_home, 70_000), 60, process=process)
     assert partial, log_text(log)
     clip_id = partial.name.removesuffix(".mp4.age.partial")
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=30) == 0, log_text(log)
     assert "Traceback" not in log_text(log)
 
-    listed = {c["id"]: c for c in clips_list(home)}
+    listed = {c["id"]: c for c in clips_list(recorder_home)}
     assert listed[clip_id]["state"] == "complete"
-    assert not list(home.clips_dir.rglob("*.partial"))
-    with clip_paths(home.clips_dir, clip_id)["video"].open("rb") as handle:
-        video = decrypt(handle, [home.identity()]).read()  # strict: the final chunk is there
+    assert not list(recorder_home.clips_dir.rglob("*.partial"))
+    with clip_paths(recorder_home.clips_dir, clip_id)["video"].open("rb") as handle:
+        # strict: the final chunk is there
+        video = decrypt(handle, [recorder_home.identity()]).read()
     frames, error = mp4.decode(video)
     assert error is None
-    meta = home.clips()[0].meta
+    meta = recorder_home.clips()[0].meta
     assert len(frames) == round(meta["duration_s"] * FPS)
-    assert home.thumbnail(clip_id)[:3] == b"\xff\xd8\xff"
-    assert os.stat(clip_paths(home.clips_dir, clip_id)["video"]).st_size == \
+    assert recorder_home.thumbnail(clip_id)[:3] == b"\xff\xd8\xff"
+    assert os.stat(clip_paths(recorder_home.clips_dir, clip_id)["video"]).st_size == \
         listed[clip_id]["size_bytes"] - sum(
-            os.stat(p).st_size for k, p in clip_paths(home.clips_dir, clip_id).items()
+            os.stat(p).st_size for k, p in clip_paths(recorder_home.clips_dir, clip_id).items()
             if k != "video")
