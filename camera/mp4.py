@@ -28,21 +28,21 @@ class FragmentedMp4Writer:
         self._stream.width = width
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
-        self._first_pts_us: int | None = None
-        self._last_pts_us = -1
-        self.last_pts_us: int | None = None
+        # Two timelines: first_pts_us / last_pts_us are the source's (the recorder's frames);
+        # the muxer gets timestamps rebased to the clip's first packet (_last_muxed_pts_us).
         self.first_pts_us: int | None = None
+        self.last_pts_us: int | None = None
+        self._last_muxed_pts_us = -1
 
     def write(self, packet: EncodedPacket) -> None:
-        if self._first_pts_us is None:
+        if self.first_pts_us is None:
             if not packet.keyframe:
                 raise ValueError("a clip must start with a keyframe")
-            self._first_pts_us = packet.pts_us
             self.first_pts_us = packet.pts_us
-        pts = packet.pts_us - self._first_pts_us
-        if pts <= self._last_pts_us:
+        pts = packet.pts_us - self.first_pts_us
+        if pts <= self._last_muxed_pts_us:
             return  # a duplicate or out-of-order timestamp would make the muxer fail
-        self._last_pts_us = pts
+        self._last_muxed_pts_us = pts
         self.last_pts_us = packet.pts_us
         av_packet = av.Packet(packet.data)
         av_packet.pts = pts

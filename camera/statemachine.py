@@ -1,4 +1,4 @@
-"""When to record: idle -> recording -> post-roll -> closed, driven by timestamps alone.
+"""When to record: idle -> recording -> post-roll -> idle, driven by timestamps alone.
 
 It knows nothing about video: it is fed (pts_us, motion, pressed) per frame and answers with
 what to do, so every rule below is tested with plain numbers.
