@@ -26,7 +26,6 @@ carry the clip's thumbnail (privacy masks already burnt in), in memory, for the 
 it is never written to events.jsonl nor sent to ntfy.
 """
 
-import json
 import logging
 import math
 import os
@@ -41,10 +40,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from doorbell.config.model import NOTIFICATION_EVENTS
+from doorbell.storage.exchange import EventLine, parse_event_lines
 
 log = logging.getLogger("doorbell.events")
 
-EVENTS_FILE = "events.jsonl"  # in the runtime dir, next to recorder.json; the viewer tails it
+EVENTS_FILE = EventLine.FILE_NAME  # in the runtime dir, next to recorder.json; the viewer tails it
 EVENTS_KEPT = 200
 
 # The fields each event type may carry (all optional but these names only).
@@ -78,11 +78,15 @@ class Event:
     data: Mapping[str, Any] = field(default_factory=dict)
     image: bytes | None = field(default=None, repr=False)  # MQTT snapshot only (see above)
 
+    def line(self) -> EventLine:
+        """The event as events.jsonl holds it (no image)."""
+        return EventLine(self.id, self.type, round(self.time, 3), self.data)
+
     def to_dict(self) -> dict:
-        return {"id": self.id, "type": self.type, "time": round(self.time, 3), **self.data}
+        return self.line().to_dict()
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return self.line().to_json()
 
 
 def make_event(kind: str, data: Mapping[str, Any], event_id: str, when: float,
@@ -134,10 +138,9 @@ class EventLogFile:
         self.path = path
         self._lines: deque[str] = deque(maxlen=keep)
         try:
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.startswith("{"):
-                    self._lines.append(line)
-        except (FileNotFoundError, UnicodeDecodeError):
+            for event in parse_event_lines(path.read_bytes()):  # what the viewer would read
+                self._lines.append(event.to_json())
+        except FileNotFoundError:
             pass
 
     def accepts(self, kind: str) -> bool:

@@ -5,7 +5,6 @@ tmpfs (/dev/shm or systemd's RuntimeDirectory), and the viewer reads it. The fra
 been through the privacy mask, so masked areas never reach the live view either.
 """
 
-import json
 import os
 import stat
 from pathlib import Path
@@ -13,13 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-def replace_file(path: Path, data: bytes) -> None:
-    """Write `path` atomically (a reader sees the old file or the new one, never a part)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-    os.replace(temporary, path)
+from doorbell.storage.exchange import RecorderStatus, replace_file
 
 
 def prepare_runtime_dir(path: Path) -> None:
@@ -60,10 +53,11 @@ class LiveFramePublisher:
 
 
 class StatusPublisher:
-    """`recorder.json`: alive, state, last frame time, frame rate. Nothing footage-derived."""
+    """`recorder.json` (a storage.exchange.RecorderStatus): alive, state, last frame time, frame
+    rate. Nothing footage-derived."""
 
     def __init__(self, path: Path):
         self.path = path
 
-    def publish(self, status: dict) -> None:
-        replace_file(self.path, json.dumps(status, sort_keys=True).encode())
+    def publish(self, status: RecorderStatus) -> None:
+        status.write(self.path)

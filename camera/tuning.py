@@ -1,6 +1,7 @@
 """The motion tuner's overlay: trial motion values tried on the live picture, recording untouched.
 
-While the viewer's tuner page is open it keeps `motion-tuning.json` in the home (no footage):
+While the viewer's tuner page is open it keeps `motion-tuning.json` in the home (no footage;
+a storage.exchange.MotionTrial):
 
     {"motion": {"sensitivity": 0.7, "min_area": 0.002, ...}, "expires_at": 1714564830}
 
@@ -10,19 +11,19 @@ expired, a second MotionDetector runs with them on the same masked frames as the
 at the live frame rate the recorder writes, atomically, into the runtime directory:
 
     motion-mask.png      the trial detector's motion mask, at detection resolution
-    motion-overlay.json  {"updated", "frame_width", "frame_height", "boxes" (x, y, w, h as
-                         fractions of the frame), "score", "triggered", "light_change",
-                         "motion" (the trial values in force)}
+    motion-overlay.json  a storage.exchange.MotionOverlay: {"updated", "frame_width",
+                         "frame_height", "boxes" (x, y, w, h as fractions of the frame),
+                         "score", "triggered", "light_change", "motion" (the trial values
+                         in force)}
 
 The mask is footage-derived, so like live.jpg it only ever goes to the runtime directory (a
 tmpfs), never under the home. A file that is removed, expires or stops being valid ends tuning:
 both outputs are deleted and the second detector is dropped. Expiry is capped at two minutes
-from when the file was read, so a viewer that vanishes without cleaning up costs little.
+from when the file was read (storage.exchange.MAX_TRIAL_EXPIRY_S), so a viewer that vanishes
+without cleaning up costs little.
 """
 
-import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,49 +31,26 @@ from pathlib import Path
 import cv2
 
 from doorbell.config import ConfigError, MotionSettings, Settings
+from doorbell.storage.exchange import ExchangeFileError, MotionOverlay, MotionTrial, replace_file
 from doorbell.storage.home import Home
 
 from .frames import Frame
-from .live import replace_file
 from .motion import MotionDetector
 from .reload import Stamp, file_stamp
 
 log = logging.getLogger("doorbell.recorder")
 
-MAX_EXPIRY_S = 120.0  # an expires_at further ahead counts as now + this
-
 
 def read_tuning(path: Path, base: Settings, now_s: float) -> tuple[MotionSettings, float]:
     """(trial motion settings, expiry in unix seconds) from the tuner's file.
 
-    Raises ConfigError (not JSON, not the shape above, or a value config.toml would refuse,
-    named by key; str() names the file) or OSError.
+    Raises ExchangeFileError (not the file's shape), ConfigError (a value config.toml would
+    refuse, named by key; str() names the file) or OSError (FileNotFoundError included).
     """
-    try:
-        raw = json.loads(path.read_bytes())
-    except ValueError as exc:
-        raise ConfigError(f"the file is not valid JSON ({exc}).", source=str(path)) from None
-    expires_at = raw.get("expires_at") if isinstance(raw, dict) else None
-    if not isinstance(raw, dict) or not isinstance(raw.get("motion"), dict) or \
-            not isinstance(expires_at, int | float) or isinstance(expires_at, bool) or \
-            not math.isfinite(expires_at):
-        raise ConfigError('it must be {"motion": {...}, "expires_at": <unix seconds>}.',
-                          source=str(path))
-    overrides = {f"motion.{key}": value for key, value in raw["motion"].items()}
-    trial = base.with_overrides(overrides, source=str(path))
-    return trial.motion, min(float(expires_at), now_s + MAX_EXPIRY_S)
-
-
-def motion_values(motion: MotionSettings) -> dict:
-    """The trial values the overlay reports (JSON-ready)."""
-    return {
-        "sensitivity": motion.sensitivity,
-        "min_area": motion.min_area,
-        "trigger_frames": motion.trigger_frames,
-        "detect_width": motion.detect_width,
-        "light_change_fraction": motion.light_change_fraction,
-        "zones": [[list(point) for point in zone] for zone in motion.zones],
-    }
+    trial = MotionTrial.load(path)
+    if trial is None:
+        raise FileNotFoundError(f"{path} is gone")
+    return trial.apply_to(base, source=str(path)), trial.expiry_s(now_s)
 
 
 class MotionTuner:
@@ -112,7 +90,7 @@ class MotionTuner:
             new_file, self._stamp, self._base = stamp != self._stamp, stamp, settings
             try:
                 motion, self._expires_at_s = read_tuning(self.tuning_file, settings, now_s)
-            except (OSError, ConfigError) as exc:
+            except (OSError, ExchangeFileError, ConfigError) as exc:
                 if new_file:  # one line per version of the file, not one a second
                     log.warning("motion tuning ignored: %s", exc)
                 self.end()
@@ -145,21 +123,23 @@ class MotionTuner:
         if not ok:
             return
         width, height = frame.width, frame.height
-        overlay = {
-            "updated": round(self._wall_clock_s(), 3),
-            "frame_width": (full_size or (width, height))[0],
-            "frame_height": (full_size or (width, height))[1],
-            "boxes": [[round(x / width, 5), round(y / height, 5), round(w / width, 5),
-                       round(h / height, 5)] for x, y, w, h in motion.boxes],
-            "score": round(float(motion.score), 5),
-            "triggered": bool(motion.triggered),
-            "light_change": bool(motion.light_change),
-            "motion": motion_values(self.detector.settings),
-        }
+        frame_width, frame_height = full_size or (width, height)
+        overlay = MotionOverlay(
+            updated=round(self._wall_clock_s(), 3),
+            frame_width=int(frame_width),
+            frame_height=int(frame_height),
+            boxes=tuple((round(float(x) / width, 5), round(float(y) / height, 5),
+                         round(float(w) / width, 5), round(float(h) / height, 5))
+                        for x, y, w, h in motion.boxes),
+            score=round(float(motion.score), 5),
+            triggered=bool(motion.triggered),
+            light_change=bool(motion.light_change),
+            motion=self.detector.settings,
+        )
         # The mask first: once the overlay says "updated", the mask beside it is as new.
         self._files_out = True
         replace_file(self.mask_file, png.tobytes())
-        replace_file(self.overlay_file, json.dumps(overlay, sort_keys=True).encode())
+        overlay.write(self.overlay_file)
 
     def reset(self) -> None:
         """The picture changed under the detector (new privacy masks): learn it afresh."""

@@ -72,6 +72,11 @@ class Home:
         return self.run_dir / "recorder.json"
 
     @property
+    def events_file(self) -> Path:
+        """The recorder's last events, one JSON line each (storage.exchange.EventLine)."""
+        return self.run_dir / "events.jsonl"
+
+    @property
     def motion_overlay_file(self) -> Path:
         """The tuner's overlay (boxes, score, trial values), written only while tuning."""
         return self.run_dir / "motion-overlay.json"

@@ -15,8 +15,9 @@ import pytest
 
 from doorbell.camera.frames import Frame
 from doorbell.camera.synthetic import SyntheticScene
-from doorbell.camera.tuning import MAX_EXPIRY_S, MotionTuner
+from doorbell.camera.tuning import MotionTuner
 from doorbell.config import Settings
+from doorbell.storage.exchange import MAX_TRIAL_EXPIRY_S
 from doorbell.storage.home import Home
 
 from .test_reload import record_scene, replace_text
@@ -165,11 +166,11 @@ def test_invalid_removed_and_expired_tuning_files_end_tuning(tuner_home, caplog)
     tuner.poll(settings)
     run_frames()
     detector = tuner.detector
-    wall.now_s += MAX_EXPIRY_S - 1
+    wall.now_s += MAX_TRIAL_EXPIRY_S - 1
     tuning_file(tmp_path, {"sensitivity": 0.8}, 1e12)  # refreshed: same values, same detector
     tuner.poll(settings)
     assert tuner.detector is detector
-    wall.now_s += MAX_EXPIRY_S - 1
+    wall.now_s += MAX_TRIAL_EXPIRY_S - 1
     tuner.poll(settings)
     assert tuner.active  # two minutes from the refresh, not from the first read
     wall.now_s += 2

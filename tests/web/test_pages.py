@@ -1,12 +1,13 @@
 """The pages a member sees: timeline, audit, status, live; and the headers and markup every
 response carries (CSP without inline script, no-store, frame-ancestors 'none')."""
 
-import json
 import re
 import time
 from datetime import datetime, timedelta
 
 import pytest
+
+from doorbell.storage.exchange import RecorderStatus
 
 from .conftest import MEMBER, new_client, post_form
 
@@ -135,9 +136,11 @@ def test_audit_page_reports_an_edited_log(unlocked, home):
 # -- status
 
 def _write_recorder(runtime_dir, **fields):
-    status = {"state": "watching", "camera": "synthetic", "fps": 14.8,
-              "last_frame_time": time.time(), "recording": None, **fields}
-    (runtime_dir / "recorder.json").write_text(json.dumps(status))
+    """recorder.json as the recorder writes it (storage.exchange.RecorderStatus)."""
+    status = {"state": "watching", "camera": "synthetic", "fps": 14.8, "frames": 420,
+              "clips_saved": 0, "last_frame_time": time.time(), "recording": None,
+              "updated": time.time(), **fields}
+    RecorderStatus(**status).write(runtime_dir / "recorder.json")
 
 
 def test_status_shows_the_recorder_state(unlocked, runtime_dir):
@@ -169,6 +172,13 @@ def test_status_when_the_recorder_is_stale_or_absent(unlocked, runtime_dir):
     assert unlocked.get("/status.json").get_json()["recorder_alive"] is False
     (runtime_dir / "recorder.json").write_text("{not json")
     assert unlocked.get("/status.json").get_json()["recorder_alive"] is False
+    assert unlocked.get("/status").status_code == 200
+    # Not what a recorder writes (a frame time a year ahead, a text frame count): no recorder.
+    _write_recorder(runtime_dir, last_frame_time=time.time() + 365 * 86400)
+    assert unlocked.get("/status.json").get_json()["recorder_alive"] is False
+    (runtime_dir / "recorder.json").write_text('{"state": "recording", "frames": "many"}')
+    status = unlocked.get("/status.json").get_json()
+    assert (status["recorder_alive"], status["recorder_state"]) == (False, "not running")
     assert unlocked.get("/status").status_code == 200
 
 

@@ -6,6 +6,7 @@ rate limit) are checked here for all six forms; what each household form does is
 test_members.py.
 """
 
+import dataclasses
 import errno
 import hashlib
 import html
@@ -18,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from doorbell.config import load_settings
+from doorbell.config import Settings, load_settings
 from doorbell.config.editor import setting_value
 from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.exchange import MotionOverlay, RecorderStatus
 from doorbell.storage.household import add_member
 
 from .conftest import MEMBER, ORIGIN, PASSPHRASE, csrf_token, new_client, unlock_directly
@@ -515,20 +517,29 @@ def test_the_overlay_is_shown_only_while_the_recorder_publishes_it(household, br
                                                                    runtime_dir):
     assert browser.get("/settings/motion/overlay.json").get_json() == {"active": False}
     assert browser.get("/settings/motion/mask.png").status_code == 404
-    overlay = {"updated": time.time(), "frame_width": 320, "frame_height": 180,
-               "boxes": [[10, 20, 30, 40]], "motion": {"sensitivity": 0.8}}
-    (runtime_dir / "motion-overlay.json").write_text(json.dumps(overlay))
+    trial = Settings().with_overrides({"motion.sensitivity": 0.8}).motion
+    overlay = MotionOverlay(updated=time.time(), frame_width=320, frame_height=180,
+                            boxes=((0.1, 0.2, 0.3, 0.4),), score=0.05, triggered=True,
+                            light_change=False, motion=trial)
+    overlay.write(runtime_dir / "motion-overlay.json")
     (runtime_dir / "motion-mask.png").write_bytes(b"\x89PNG\r\n\x1a\nfake")
     shown = browser.get("/settings/motion/overlay.json").get_json()
     assert shown["active"] is True
-    assert shown["boxes"] == [[10, 20, 30, 40]]
+    assert shown["boxes"] == [[0.1, 0.2, 0.3, 0.4]]
+    assert shown["triggered"] is True and shown["motion"]["sensitivity"] == 0.8
     mask = browser.get("/settings/motion/mask.png")
     assert mask.status_code == 200
     assert mask.mimetype == "image/png"
     assert mask.get_data() == b"\x89PNG\r\n\x1a\nfake"
-    overlay["updated"] = time.time() - 30  # the recorder stopped tuning
-    (runtime_dir / "motion-overlay.json").write_text(json.dumps(overlay))
-    assert browser.get("/settings/motion/overlay.json").get_json()["active"] is False
+    # Written 8 s ago: at the slowest live rate (0.2 fps) the next write is just due.
+    dataclasses.replace(overlay, updated=time.time() - 8).write(
+        runtime_dir / "motion-overlay.json")
+    assert browser.get("/settings/motion/overlay.json").get_json()["active"] is True
+    dataclasses.replace(overlay, updated=time.time() - 30).write(  # the recorder stopped
+        runtime_dir / "motion-overlay.json")
+    assert browser.get("/settings/motion/overlay.json").get_json() == {"active": False}
+    (runtime_dir / "motion-overlay.json").write_text('{"updated": 1, "boxes": "all"}')
+    assert browser.get("/settings/motion/overlay.json").get_json() == {"active": False}
 
 
 # -- days that fit --------------------------------------------------------------------------
@@ -592,8 +603,10 @@ def test_the_estimate_needs_an_unlocked_viewer(household, viewer):
 # -- did the recorder apply it? -------------------------------------------------------------
 
 def recorder_status(runtime_dir, config: bytes, updated: float) -> None:
-    status = {"config_sha256": hashlib.sha256(config).hexdigest(), "updated": updated}
-    (runtime_dir / "recorder.json").write_text(json.dumps(status))
+    RecorderStatus(state="idle", camera="ok", frames=100, fps=15.0, clips_saved=0,
+                   last_frame_time=updated, recording=None, updated=updated,
+                   config_sha256=hashlib.sha256(config).hexdigest()
+                   ).write(runtime_dir / "recorder.json")
 
 
 def applied(client) -> dict:

@@ -16,17 +16,17 @@ only `retry: 60000` and ends. Locked: 401 (access.data), and the page reloads to
 login page.
 """
 
-import json
 import time
 
 from flask import Blueprint, Response, current_app, g, request
+
+from doorbell.storage.exchange import EventLine, load_events
 
 from .. import access
 from .common import viewer
 
 blueprint = Blueprint("events", __name__)
 
-EVENTS_FILE = "events.jsonl"  # camera.events.EVENTS_FILE: the viewer does not import camera
 STREAMED = ("clip_saved", "doorbell_pressed")
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
@@ -36,26 +36,9 @@ RETRY_MS = 3000
 BUSY_RETRY_MS = 60_000
 
 
-def read_events(path) -> list[dict]:
-    """The events in the file, oldest first (a missing or half-read file is no events)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (FileNotFoundError, UnicodeDecodeError):
-        return []
-    events = []
-    for line in text.splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and isinstance(event.get("id"), str):
-            events.append(event)
-    return events
-
-
-def message(event: dict) -> str:
-    data = json.dumps(event, sort_keys=True, separators=(",", ":"))
-    return f"id: {event['id']}\nevent: {event['type']}\ndata: {data}\n\n"
+def message(event: EventLine) -> str:
+    # EventLine.from_json let through only ids and types that cannot break out of their line.
+    return f"id: {event.id}\nevent: {event.type}\ndata: {event.to_json()}\n\n"
 
 
 def _streams() -> dict:
@@ -69,7 +52,7 @@ def stream():
     v = viewer()
     counter = _streams()
     session_id = g.session_id
-    path = v.home.run_dir / EVENTS_FILE
+    path = v.home.events_file
     last_id = request.headers.get("Last-Event-ID", "")
 
     def generate():
@@ -81,7 +64,7 @@ def stream():
             yield f"retry: {BUSY_RETRY_MS}\n\n".encode()
             return
         try:
-            seen = [e["id"] for e in read_events(path)]
+            seen = [e.id for e in load_events(path)]
             if last_id in seen:  # a reconnect: send what came after the last one it got
                 seen = seen[: seen.index(last_id) + 1]
             seen_ids = set(seen)
@@ -96,12 +79,12 @@ def stream():
                     now_signature = None
                 if now_signature != signature:
                     signature = now_signature
-                    events = read_events(path)
+                    events = load_events(path)
                     for event in events:
-                        if event["id"] not in seen_ids and event.get("type") in STREAMED:
+                        if event.id not in seen_ids and event.type in STREAMED:
                             yield message(event).encode()
                             last_sent = time.monotonic()
-                    seen_ids = {e["id"] for e in events}
+                    seen_ids = {e.id for e in events}
                 if time.monotonic() - last_sent >= KEEPALIVE_S:
                     yield b": keep-alive\n\n"
                     last_sent = time.monotonic()

@@ -25,7 +25,12 @@ from flask import (
 
 from doorbell.config import ConfigError
 from doorbell.config.editor import setting_value
-from doorbell.storage.durable import write_atomically
+from doorbell.storage.exchange import (
+    TRIAL_LIFETIME_S,
+    MotionOverlay,
+    MotionTrial,
+    RecorderStatus,
+)
 
 from .. import access
 from ..capacity import days_that_fit, measure_usage
@@ -40,7 +45,6 @@ from .common import viewer
 blueprint = Blueprint("settings", __name__, url_prefix="/settings")
 
 GB = 1_000_000_000
-TRIAL_LIFETIME_S = 15.0  # the tuner page refreshes its trial values every 5 s
 MOTION_KEYS = ("sensitivity", "min_area", "trigger_frames")
 RECORDING_FIELDS = {  # form field -> (dotted key, conversion)
     "pre_roll_s": ("recording.pre_roll_s", float),
@@ -144,27 +148,23 @@ def motion_trial():
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
         abort(400, "Expected a JSON object of motion values.")
-    trial = {key: data[key] for key in MOTION_KEYS if key in data}
+    trial = MotionTrial(motion={key: data[key] for key in MOTION_KEYS if key in data},
+                        expires_at=time.time() + TRIAL_LIFETIME_S, member=g.session.member)
     try:
-        current_settings(v).with_overrides({f"motion.{k}": val for k, val in trial.items()},
-                                  source="tuner")
+        trial.apply_to(current_settings(v), source="tuner")  # what the recorder will check
     except ConfigError as exc:
         return jsonify(error=field_sentence(exc), field=exc.key), 400
-    body = {"motion": trial, "expires_at": time.time() + TRIAL_LIFETIME_S,
-            "member": g.session.member}
-    write_atomically(v.home.motion_tuning_file, json.dumps(body).encode(), mode=0o640)
-    return jsonify(ok=True, expires_at=body["expires_at"])
+    trial.write(v.home.motion_tuning_file)
+    return jsonify(ok=True, expires_at=trial.expires_at)
 
 
 @blueprint.get("/motion/overlay.json")
 @access.data
 def motion_overlay():
-    try:
-        overlay = json.loads(viewer().home.motion_overlay_file.read_text())
-    except (FileNotFoundError, ValueError):
-        return jsonify(active=False)
-    overlay["active"] = time.time() - overlay.get("updated", 0) < 5.0
-    return jsonify(overlay)
+    overlay = MotionOverlay.load_or_none(viewer().home.motion_overlay_file)
+    if overlay is None or not overlay.active(time.time()):
+        return jsonify(active=False)  # no stale boxes drawn over a newer picture
+    return jsonify({**overlay.to_dict(), "active": True})
 
 
 @blueprint.get("/motion/mask.png")
@@ -253,11 +253,8 @@ def applied():
         saved = hashlib.sha256(v.home.config_file.read_bytes()).hexdigest()
     except FileNotFoundError:
         saved = hashlib.sha256(b"").hexdigest()
-    try:
-        status = json.loads(v.home.recorder_status_file.read_text())
-    except (FileNotFoundError, ValueError):
-        status = {}
-    running = status.get("config_sha256")
-    fresh = time.time() - (status.get("updated") or 0) < 10
+    status = RecorderStatus.load_or_none(v.home.recorder_status_file)
+    running = status.config_sha256 if status else None
+    fresh = status is not None and status.recorder_running(time.time())
     return jsonify(saved_sha256=saved, recorder_sha256=running,
                    recorder_running=fresh, applied=fresh and running == saved)
