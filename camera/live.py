@@ -33,9 +33,16 @@ class LiveFramePublisher:
         self._quality = jpeg_quality
         self._last_s: float | None = None
 
+    def due(self, now_s: float) -> bool:
+        """Is a frame wanted now (the live rate)? Ask before making the picture."""
+        return self._last_s is None or now_s - self._last_s >= self._interval_s
+
     def maybe_publish(self, image: np.ndarray, now_s: float) -> bool:
-        if self._last_s is not None and now_s - self._last_s < self._interval_s:
+        if not self.due(now_s):
             return False
+        return self.publish(image, now_s)
+
+    def publish(self, image: np.ndarray, now_s: float) -> bool:
         self._last_s = now_s
         height = round(image.shape[0] * self._width / image.shape[1]) // 2 * 2
         small = cv2.resize(image, (self._width, height), interpolation=cv2.INTER_AREA)
