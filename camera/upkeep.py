@@ -18,7 +18,7 @@ from collections.abc import Callable
 from doorbell.config import RetentionSettings
 from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
-from doorbell.storage.exchange import RecorderStatus
+from doorbell.storage.exchange import STATUS_INTERVAL_S, RecorderStatus
 from doorbell.storage.retention import disk_free_bytes, enforce_retention
 
 from .live import StatusPublisher
@@ -26,7 +26,6 @@ from .live import StatusPublisher
 log = logging.getLogger("doorbell.recorder")
 
 FPS_WINDOW_S = 5.0  # the frame rate shown is the mean over this many seconds
-STATUS_INTERVAL_S = 1.0  # recorder.json is rewritten at most this often, unless forced
 
 
 class Activity:
