@@ -40,3 +40,7 @@ class AuditLogCorrupt(ValueError):
     def __init__(self, message: str, line: int | None = None) -> None:
         super().__init__(message)
         self.line = line
+
+
+class ExchangeFileError(ValueError):
+    """A file between recorder and viewer that is not what its writer writes (one sentence)."""

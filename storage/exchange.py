@@ -33,8 +33,9 @@ from typing import Any, ClassVar
 from doorbell.config.errors import ConfigError
 from doorbell.config.model import MotionSettings, Settings
 
-from .clipid import InvalidClipId, check_clip_id
+from .clipid import check_clip_id
 from .durable import write_atomically
+from .errors import ExchangeFileError, InvalidClipId
 
 # -- how long each file stays believable -------------------------------------------------------
 
@@ -74,9 +75,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEX = "a SHA-256 in 64 lowercase hex digits"
 _REQUIRED = object()
 
-
-class ExchangeFileError(ValueError):
-    """A file between recorder and viewer that is not what its writer writes (one sentence)."""
 
 
 def replace_file(path: Path, data: bytes) -> None:
