@@ -1,7 +1,8 @@
 """Reading clips: the household's side of the store. Needs an unlocked identity.
 
 The video opens as a storage.clipvideo.ClipVideo (random access for playback, the authenticated
-prefix of an interrupted clip); the thumbnail and metadata are small and read whole.
+prefix of an interrupted clip); the thumbnail and metadata are small and read whole: a damaged
+or cut one raises, it is never returned in part.
 """
 
 import json

@@ -22,7 +22,15 @@ class HeaderMACError(AgeError):
 
 
 class PayloadError(AgeError):
-    """A payload chunk fails authentication or the chunk layout is invalid."""
+    """A payload chunk fails authentication or the chunk layout is invalid.
+
+    A read of everything (`read()`, `readall()`) that fails sets `prefix`: the plaintext that
+    authenticated before the failure, from where the read began. storage.clipvideo sets
+    `authenticated_bytes`: how far from the start of the clip it authenticates.
+    """
+
+    prefix: bytes = b""
+    authenticated_bytes: int | None = None
 
 
 class TruncatedError(PayloadError):

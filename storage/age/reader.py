@@ -4,8 +4,9 @@
 chunks that cover it (chunk i lives at a fixed offset), which is what makes HTTP Range playback
 of a 1 GiB clip as quick as a 1 MiB one. Every chunk released has been authenticated; a file
 that ends without its final chunk raises TruncatedError once the reader gets there, as age
-requires. `recover_prefix` is the deliberate exception: it opens a cut file and exposes exactly
-its authenticated whole chunks, and says that it was truncated.
+requires: `read()` of everything raises rather than return a short result. `recover_prefix`
+is the deliberate exception: it opens a cut file and exposes exactly its authenticated whole
+chunks, and says that it was truncated.
 """
 
 import io
@@ -157,15 +158,24 @@ class DecryptingReader(io.RawIOBase):
         self._position = position
         return position
 
-    def read(self, size: int = -1) -> bytes:
-        """Read up to `size` bytes. Data authenticated before an error is returned first;
-        the error is raised by the next call (as a streaming age reader would)."""
+    def read(self, size: int | None = -1) -> bytes:
+        """Read up to `size` bytes, or everything from here to the end (size -1 or None).
+
+        `read(n)` streams: data authenticated before a failing chunk is returned first and the
+        error is raised by the next call. Reading everything never returns a short result: a
+        cut or damaged file raises, with what authenticated before it as the error's `prefix`.
+        """
+        if size is None:
+            size = -1
         out = bytearray()
         while size < 0 or len(out) < size:
             index, offset = divmod(self._position, CHUNK_SIZE)
             try:
                 plaintext = self._chunk(index)
-            except PayloadError:
+            except PayloadError as exc:
+                if size < 0:
+                    exc.prefix = bytes(out)
+                    raise
                 if out:
                     break
                 raise
