@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .age.errors import AgeError
 from .age.identities import Identity
-from .age.reader import decrypt
+from .age.reader import check_payload, decrypt
 from .clipid import clip_paths
 from .clipvideo import open_clip_video
 
@@ -41,10 +41,19 @@ def read_metadata(clips_dir: Path, clip_id: str, identities: Sequence[Identity])
         raise AgeError(f"clip {clip_id} metadata authenticates but is not JSON") from None
 
 
-def authenticate_file(path: Path, identities: Sequence[Identity]) -> tuple[bool, str]:
-    """Decrypt every chunk of a file (discarding the plaintext); (ok, problem)."""
+def authenticate_file(path: Path, identities: Sequence[Identity],
+                      truncated: bool = False) -> tuple[bool, str]:
+    """Decrypt every chunk of a file (discarding the plaintext); (ok, problem).
+
+    `truncated`: the index says the clip was interrupted, so a file cut short is what is
+    expected; it passes if its authenticated prefix is all that a cut left (nothing after the
+    first failing chunk authenticates again), and fails if it was damaged.
+    """
     try:
         with path.open("rb") as handle:
+            if truncated:
+                problem = check_payload(handle, identities).problem
+                return not problem, problem
             reader = decrypt(handle, identities)
             while reader.read(1024 * 1024):
                 pass

@@ -2,8 +2,10 @@
 
 A clip is three age files in clips/YYYY/MM/DD/: the fragmented MP4 video, a JPEG thumbnail and
 JSON metadata. The video is streamed: every byte the encoder produces goes straight into the
-age writer, and the file is fsynced at least every `fsync_interval_s`, so a power cut loses at
-most that much of the clip in progress (see storage.durable for the numbered invariants).
+age writer, and the file is fsynced at least every `fsync_interval_s`. A power cut loses at
+most that much of the clip in progress, plus the chunk not yet sealed (up to 64 KiB) and
+whatever the muxer still holds; the header is durable from the moment the clip is begun
+(see storage.durable for the numbered invariants).
 """
 
 import json
@@ -11,19 +13,26 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from .age import X25519Recipient, encrypt
 from .clipid import clip_paths, clip_start_us, new_clip_id
 from .deletion import delete_clip
-from .durable import commit_partial, create_partial
+from .durable import commit_partial, create_partial, fsync_directory
 from .index import ClipIndex, IndexedClip
 
 
 class _SyncedFile:
-    """A file object that fsyncs itself when `interval_s` has passed since the last fsync."""
+    """A file object that fsyncs itself when `interval_s` has passed since the last fsync.
 
-    def __init__(self, handle, interval_s: float, clock: Callable[[], float]):
-        self._handle = handle
+    The file is created by the first write (the age header and nonce, in one write), so that
+    no crypto runs between creating it and giving it the header.
+    """
+
+    def __init__(self, create: Callable[[], BinaryIO], interval_s: float,
+                 clock: Callable[[], float]):
+        self._create = create
+        self._handle: BinaryIO | None = None
         self._interval_s = interval_s
         self._clock = clock
         self._last_sync = clock()
@@ -31,6 +40,8 @@ class _SyncedFile:
         self.bytes_written = 0
 
     def write(self, data) -> int:
+        if self._handle is None:
+            self._handle = self._create()
         written = self._handle.write(data)
         self.bytes_written += len(data)
         self._dirty = True
@@ -82,8 +93,13 @@ class ClipWriter:
         # The keys in force when the clip began: a change of recipients.txt mid-clip applies
         # from the next clip, so the video, thumbnail and metadata of one clip always match.
         self.recipients = list(store.recipients)
-        self._file = _SyncedFile(create_partial(self._paths["video"]), fsync_interval_s, clock)
+        video_path = self._paths["video"]
+        self._file = _SyncedFile(lambda: create_partial(video_path), fsync_interval_s, clock)
         self.video = encrypt(self._file, self.recipients)
+        # The header reaches the disk now, with the file's name: a crash in the clip's first
+        # chunk leaves a truncated clip with an empty prefix, not a file with nothing in it.
+        self._file.sync()
+        fsync_directory(video_path.parent)
         self._finished = False
 
     def sync(self) -> None:

@@ -2,7 +2,9 @@
 
 Invariants (Moonfire-style; each step happens only after the previous one is durable):
  1. A file is created under a `.partial` name in its final directory (O_EXCL: never overwrite).
- 2. Its bytes are written and fsynced.
+ 2. Its bytes are written and fsynced. A clip's video, written for minutes, first gets its age
+    header and nonce written and fsynced, and its directory fsynced, the moment it is created:
+    a crash at any later moment leaves a partial whose authenticated prefix can be recovered.
  3. It is renamed to its final name, then the directory is fsynced, so the rename survives a
     power cut.
  4. Only then is an index row written for it: every index row names a file that exists.
@@ -10,6 +12,7 @@ Invariants (Moonfire-style; each step happens only after the previous one is dur
     crash never leaves a deleted clip's footage reachable only through a missing row.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -24,9 +27,21 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def make_directories(path: Path) -> None:
+    """`mkdir -p` whose new directories survive a power cut (each parent is fsynced)."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made by another process meanwhile
+            directory.mkdir()
+        fsync_directory(directory.parent)
+
+
 def create_partial(final_path: Path, mode: int = 0o640):
     """Invariant 1: open `final_path.partial` for writing, exclusively."""
-    final_path.parent.mkdir(parents=True, exist_ok=True)
+    make_directories(final_path.parent)
     partial = final_path.with_name(final_path.name + PARTIAL_SUFFIX)
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
     return os.fdopen(fd, "wb")

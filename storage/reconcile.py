@@ -3,7 +3,9 @@
 Run at start by the recorder (and by `doorbell verify`). It never deletes footage:
  * an interrupted clip (`ID.mp4.age.partial`) is renamed to `ID.mp4.age` and indexed as
    "truncated": its authenticated prefix is what a key holder can still play (without a key
-   nobody can tell which bytes authenticate, so the bytes are kept as they are);
+   nobody can tell which bytes authenticate, so the bytes are kept as they are). The header
+   is on disk from the moment a clip begins, so a clip interrupted before its first whole
+   chunk is "truncated" too, with an empty prefix: nothing to play, and reported as such;
  * a partial with no valid age header holds nothing decryptable: it is kept, indexed "damaged";
  * partial thumbnail or metadata files (written in a few ms before the video is sealed) are
    removed and reported: a clip without them still plays;
@@ -32,6 +34,7 @@ from .inspect import inspect_file
 @dataclass
 class ReconcileReport:
     recovered_truncated: list[str] = field(default_factory=list)
+    nothing_saved: list[str] = field(default_factory=list)  # of those, with no whole chunk
     damaged: list[str] = field(default_factory=list)
     indexed: list[str] = field(default_factory=list)
     dropped_rows: list[str] = field(default_factory=list)
@@ -44,7 +47,11 @@ class ReconcileReport:
     def lines(self) -> list[str]:
         out = []
         for clip_id in self.recovered_truncated:
-            out.append(f"clip {clip_id} was interrupted: its authenticated prefix is kept")
+            if clip_id in self.nothing_saved:
+                out.append(f"clip {clip_id} was interrupted before any of its video was "
+                           "written: kept as truncated, with nothing to play")
+            else:
+                out.append(f"clip {clip_id} was interrupted: its authenticated prefix is kept")
         for clip_id in self.damaged:
             out.append(f"clip {clip_id} has no valid age header: kept as damaged")
         if self.indexed:
@@ -102,7 +109,10 @@ def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
         if final.exists():  # both exist: the committed file wins; the partial is a leftover
             report.orphans.append(str(path.relative_to(clips_dir)))
             continue
-        state = "truncated" if inspect_file(path).recipients else "damaged"
+        shape = inspect_file(path)
+        state = "truncated" if shape.recipients else "damaged"
+        if shape.recipients and shape.chunks == 0:
+            report.nothing_saved.append(clip_id)
         commit_partial(final)
         on_disk.add(clip_id)
         size = _clip_size(clips_dir, clip_id)

@@ -1,12 +1,18 @@
 """`doorbell verify [--json] [--user NAME]`: the integrity of every stored file.
 
 Without a key: every file's header parses and its chunk layout fits its size, partial files
-are flagged, and the index agrees with the files. With --user, every chunk is authenticated.
+are flagged, and the index agrees with the files (each clip's files hold the bytes recorded
+for it). With --user, every chunk is authenticated.
+
+A clip the index says is truncated (an interrupted recording, recovered at start) is expected
+to be cut short: it passes when its files are what was recorded and its header is valid, and
+with a key when everything after its authenticated prefix is only the cut (no later chunk
+authenticates again). Damage anywhere else fails, as it does for a complete clip.
 """
 
 import json
 
-from doorbell.storage.clipid import SUFFIXES, clip_paths
+from doorbell.storage.clipid import SUFFIXES, VIDEO_SUFFIX, clip_paths
 from doorbell.storage.clipreader import authenticate_file
 from doorbell.storage.durable import PARTIAL_SUFFIX
 from doorbell.storage.home import Home
@@ -23,6 +29,8 @@ def run(args) -> int:
         raise CommandError(f"{home.root} is not initialised: run 'doorbell init' first")
     identities = [unlock_member(home, args.user, args.passphrase_file)] if args.user else []
     files = sorted(p for p in home.clips_dir.rglob("*") if p.is_file())
+    with ClipIndex(home.index_file) as index:
+        rows = {clip.id: clip for clip in index.clips()}
     problems: list[dict] = []
     checked = 0
     video_ids = set()
@@ -36,17 +44,20 @@ def run(args) -> int:
             problems.append({"file": name, "problem": "not a clip file"})
             continue
         checked += 1
-        if name.endswith(".mp4.age"):
-            video_ids.add(path.name.removesuffix(".mp4.age"))
+        interrupted = False
+        if name.endswith(VIDEO_SUFFIX):
+            clip_id = path.name.removesuffix(VIDEO_SUFFIX)
+            video_ids.add(clip_id)
+            interrupted = clip_id in rows and rows[clip_id].state == "truncated"
         shape = inspect_file(path)
-        if not shape.ok:
+        # A cut file's layout (no whole chunk, a short last chunk) is expected of an interrupted
+        # clip; a header that does not parse is not.
+        if not shape.ok and not (interrupted and shape.recipients):
             problems.append({"file": name, "problem": shape.problem})
         elif identities:
-            ok, problem = authenticate_file(path, identities)
+            ok, problem = authenticate_file(path, identities, truncated=interrupted)
             if not ok:
                 problems.append({"file": name, "problem": problem})
-    with ClipIndex(home.index_file) as index:
-        rows = {clip.id: clip for clip in index.clips()}
     for clip_id in sorted(set(rows) - video_ids):
         problems.append({"file": clip_id, "problem": "in the index but its video file is missing"})
     for clip_id in sorted(video_ids - set(rows)):

@@ -6,7 +6,7 @@ of a 1 GiB clip as quick as a 1 MiB one. Every chunk released has been authentic
 that ends without its final chunk raises TruncatedError once the reader gets there, as age
 requires: `read()` of everything raises rather than return a short result. `recover_prefix`
 is the deliberate exception: it opens a cut file and exposes exactly its authenticated whole
-chunks, and says that it was truncated.
+chunks, and says that it was truncated. `check_payload` tells a cut file from a damaged one.
 """
 
 import io
@@ -236,6 +236,59 @@ def recover_prefix(src: BinaryIO, identities: Sequence[Identity]) -> RecoveredPr
     header, file_key = _open_header(src, identities)
     prefix = DecryptingReader(src, file_key, header.size_bytes, limit_chunks=good)
     return RecoveredPrefix(prefix, truncated=True, size_bytes=prefix.size)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadCheck:
+    """What a whole-file pass found: how far the file authenticates, and what follows."""
+
+    chunks: int  # chunks in the file, the last one possibly partial
+    authenticated_chunks: int  # the prefix of chunks that authenticates
+    size_bytes: int  # plaintext bytes in that prefix
+    sealed: bool  # the prefix ends with the final chunk: the file was finished
+    resumes_at: int | None  # a later chunk that authenticates again after a failing one
+
+    @property
+    def problem(self) -> str:
+        """Empty if the file is whole or only cut short (a crash loses its end, nothing else)."""
+        if self.resumes_at is not None:
+            return (f"chunk {self.authenticated_chunks} fails authentication but chunk "
+                    f"{self.resumes_at} after it authenticates: damaged, not cut short")
+        if self.sealed and self.authenticated_chunks < self.chunks:
+            return "data follows the final chunk"
+        return ""
+
+
+def check_payload(src: BinaryIO, identities: Sequence[Identity]) -> PayloadCheck:
+    """Authenticate every chunk and tell a cut file from a damaged one.
+
+    A crash or power cut only ever loses the end of a file; damage (a flipped bit, an edit) can
+    sit anywhere. So after the first chunk that fails, each later chunk is tried under both
+    nonces: one that authenticates means the file was damaged, not cut.
+    """
+    reader = decrypt(src, identities)
+    good = 0
+    sealed = False
+    for index in range(reader._chunk_count):
+        try:
+            reader._chunk(index)
+        except PayloadError:
+            break
+        good = index + 1
+        if reader._final_index == index:
+            sealed = True
+            break
+    resumes_at = None
+    if not sealed:
+        for index in range(good + 1, reader._chunk_count):
+            ciphertext = reader._read_ciphertext(index)
+            if any(reader._open(index, ciphertext, last) is not None for last in (False, True)):
+                resumes_at = index
+                break
+    size = 0
+    if good:
+        size = (good - 1) * CHUNK_SIZE + len(reader._chunk(good - 1))
+    return PayloadCheck(reader._chunk_count, good, size, sealed, resumes_at)
 
 
 def rewrap_header(

@@ -21,7 +21,7 @@ class EncryptingWriter:
     It does not close `dst`: the caller owns it (and decides when to fsync it).
     """
 
-    def __init__(self, dst: BinaryIO, file_key: bytes):
+    def __init__(self, dst: BinaryIO, file_key: bytes, header: bytes = b""):
         nonce = os.urandom(NONCE_SIZE)
         self._dst = dst
         self._aead = payload_aead(file_key, nonce)
@@ -29,7 +29,9 @@ class EncryptingWriter:
         self._counter = 0
         self._closed = False
         self.plaintext_bytes = 0
-        dst.write(nonce)
+        # Header and nonce in one write: a file holding one holds the other (nothing before
+        # the nonce can be authenticated), and a caller can make both durable at once.
+        dst.write(header + nonce)
 
     def _seal(self, chunk: bytes | bytearray | memoryview, last: bool) -> None:
         self._dst.write(self._aead.encrypt(chunk_nonce(self._counter, last), chunk, None))
@@ -94,5 +96,4 @@ def encrypt(dst: BinaryIO, recipients: Sequence[Recipient]) -> EncryptingWriter:
         raise AgeError("a passphrase (scrypt) recipient must be a file's only recipient")
     file_key = new_file_key()
     stanzas = [stanza for recipient in recipients for stanza in recipient.wrap(file_key)]
-    dst.write(encode_header(stanzas, file_key))
-    return EncryptingWriter(dst, file_key)
+    return EncryptingWriter(dst, file_key, encode_header(stanzas, file_key))

@@ -251,6 +251,67 @@ def test_a_file_cut_inside_a_chunk_fails_plain_verify(home, cut_from_end):
     assert f"{clip_id}.mp4.age" in result.stdout
 
 
+def interrupt_clip(home, size: int, start_us: int) -> str:
+    """A clip whose recording was cut off (the last chunk unsealed), recovered as at start."""
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
+    from doorbell.storage.reconcile import reconcile
+
+    with ClipIndex(home.root / "index.sqlite3") as index:
+        store = ClipStore(home.root / "clips", index,
+                          read_recipients(home.root / "recipients.txt"))
+        writer = store.begin_clip(start_us)
+        writer.video.write(mp4_bytes(size, seed=size))
+        writer.abandon()
+        reconcile(store.clips_dir, index)
+        assert index.get(writer.clip_id).state == "truncated"
+    return writer.clip_id
+
+
+def verify_json(home, *extra: str):
+    result = home.run("verify", "--json", *extra)
+    assert "Traceback" not in result.stderr
+    return result.returncode, json.loads(result.stdout)
+
+
+def test_interrupted_clips_pass_verify_with_and_without_a_key(home):
+    home.write_clip(mp4_bytes(2 * CHUNK + 5))
+    interrupted = sorted([
+        interrupt_clip(home, 5 * CHUNK + 100, START_US + 60_000_000),  # five whole chunks
+        interrupt_clip(home, 30_000, START_US + 120_000_000),  # not one whole chunk
+    ])
+
+    for extra in ([], ["--user", "owner", "--passphrase-file", str(home.passphrase_file)]):
+        code, report = verify_json(home, *extra)
+        assert (code, report["problems"]) == (0, []), extra
+        assert report["ok"] is True and report["truncated_clips"] == interrupted
+
+
+def test_an_interrupted_clip_damaged_inside_its_prefix_fails_verify_with_a_key(home):
+    clip_id = interrupt_clip(home, 5 * CHUNK + 100, START_US)
+    path = home.video_path(clip_id)
+    data = bytearray(path.read_bytes())
+    data[len(data) - 3 * ENCRYPTED_CHUNK] ^= 0x01  # two whole chunks authenticate after it
+    path.write_bytes(bytes(data))
+
+    assert verify_json(home)[0] == 0  # without a key a flipped bit cannot be seen
+    code, report = verify_json(home, "--user", "owner", "--passphrase-file",
+                               str(home.passphrase_file))
+    assert code == 1 and report["ok"] is False
+    assert [p["file"].rsplit("/", 1)[-1] for p in report["problems"]] == [f"{clip_id}.mp4.age"]
+    assert "damaged, not cut short" in report["problems"][0]["problem"]
+
+
+def test_an_interrupted_clip_cut_further_after_recovery_fails_plain_verify(home):
+    clip_id = interrupt_clip(home, 5 * CHUNK + 100, START_US)
+    path = home.video_path(clip_id)
+    path.write_bytes(path.read_bytes()[:-ENCRYPTED_CHUNK])
+
+    code, report = verify_json(home)
+    assert code == 1 and "were recorded" in report["problems"][0]["problem"]
+
+
 def test_verify_flags_a_partial_file_and_a_stray_file(home):
     clip_id = home.write_clip(mp4_bytes(20_000))
     directory = home.video_path(clip_id).parent
