@@ -20,6 +20,9 @@ from doorbell.config.errors import ConfigError
 
 Tree = TypeVar("Tree")  # a dataclass instance whose fields are settings or sections
 
+_MAX_DIGITS = 4300  # sys.get_int_max_str_digits(): int() refuses longer decimal numbers
+_DIGITS = re.compile(r"[0-9_]+")
+
 
 def parse_settings(text: str, source: str | None, base: Tree) -> Tree:
     """`base` (e.g. a `Settings`) with the keys present in the TOML `text` replaced."""
@@ -36,6 +39,14 @@ def parse_toml(text: str, source: str | None) -> dict[str, Any]:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise _syntax_error(str(exc), text, source) from None
+    except RecursionError:  # arrays or inline tables nested past Python's stack
+        raise ConfigError("the file nests arrays or inline tables too deeply to be read.",
+                          source=source) from None
+    except ValueError:  # int() refuses a decimal number of more than 4300 digits
+        huge = next((m for m in _DIGITS.finditer(text) if len(m[0]) > _MAX_DIGITS), None)
+        line = text.count("\n", 0, huge.start()) + 1 if huge else None
+        raise ConfigError("the file holds a number too long to be read (more than "
+                          f"{_MAX_DIGITS} digits).", source=source, line=line) from None
 
 
 def apply_overrides(base: Tree, values: Mapping[str, Any], source: str | None) -> Tree:
@@ -122,7 +133,10 @@ def _typed(raw: Any, hint: Any) -> Any:
     if hint is int and isinstance(raw, int) and not isinstance(raw, bool):
         return raw
     number = isinstance(raw, int | float) and not isinstance(raw, bool)
-    if hint is float and number and math.isfinite(raw):  # nan would pass any range comparison
+    # nan would pass any range comparison; an int past 1e308 (0x followed by 300 digits) has no
+    # float at all
+    if hint is float and number and (isinstance(raw, float) or raw.bit_length() <= 1023) \
+            and math.isfinite(raw):
         return float(raw)
     if hint is str and isinstance(raw, str):
         return raw
@@ -163,20 +177,40 @@ def _requirement(hint: Any, meta: Mapping[str, Any]) -> str:
 
 
 def show_value(value: Any, limit: int = 60) -> str:
-    """A value as it would be written in TOML, shortened for a one-line message."""
+    """A value as it would be written in TOML, shortened for a one-line message.
+
+    Only what fits in `limit` is rendered: a list nested thousands deep, or one of a million
+    items, costs no more than a short one."""
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
-        text = json.dumps(value, ensure_ascii=False)
+        text = json.dumps(value[:limit], ensure_ascii=False) + ("..." if len(value) > limit else "")
+    elif isinstance(value, int) and value.bit_length() > 4 * limit:
+        text = f"a whole number of more than {limit} digits"  # str() refuses past 4300 digits
     elif isinstance(value, float) and value.is_integer():
         text = str(int(value))
     elif isinstance(value, list | tuple):
-        text = "[" + ", ".join(show_value(v, limit) for v in value) + "]"
+        text = "[" + _show_items(value, limit, lambda v, room: show_value(v, room)) + "]"
     elif isinstance(value, dict):
-        text = "{" + ", ".join(f"{k} = {show_value(v, limit)}" for k, v in value.items()) + "}"
+        text = "{" + _show_items(value.items(), limit,
+                                 lambda kv, room: f"{kv[0]} = {show_value(kv[1], room)}") + "}"
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show_items(items, limit: int, show) -> str:
+    """Items joined by ", " until `limit` characters are reached; each nesting level has less
+    room, so the recursion ends within `limit` levels."""
+    parts, used = [], 0
+    for item in items:
+        room = limit - used - 1
+        if room <= 0:
+            parts.append("...")
+            break
+        parts.append(show(item, room))
+        used += len(parts[-1]) + 2
+    return ", ".join(parts)
 
 
 _TOML_POSITION = re.compile(r"\s*\((?:at line (\d+), column (\d+)|at end of document)\)$")
@@ -196,7 +230,10 @@ def _syntax_error(detail: str, text: str, source: str | None) -> ConfigError:
 
 # A table header: [name] or [[name]] and an optional comment. Its name must start with a letter,
 # underscore or quote so that a line inside a multi-line array ("[0.1, 0.2],") is not taken for one.
-_HEADER = re.compile(r"""\s*\[\[?\s*([A-Za-z_"'][\w."' -]*?)\s*\]\]?\s*(?:#.*)?""")
+# No two neighbouring parts can match the same character (the name's trailing spaces are
+# stripped afterwards), so a line that is not a header fails in linear time: with a lazy name
+# followed by \s*, 80,000 spaces in a multi-line string took 12 s.
+_HEADER = re.compile(r"""\s*\[\[?\s*([A-Za-z_"'][\w."' -]*)\]\]?\s*(?:#.*)?""")
 
 
 def find_line(text: str, key: str | None) -> int | None:

@@ -25,22 +25,29 @@ def new_clip_id(start_us: int) -> str:
 
 
 def check_clip_id(clip_id: str) -> str:
-    if not isinstance(clip_id, str) or not _PATTERN.fullmatch(clip_id):
-        raise InvalidClipId(f"{str(clip_id)[:40]!r} is not a clip id")
+    """`clip_id` if it is one (its pattern, and a start time that exists), else InvalidClipId.
+
+    The date is checked here, not only when the start time is needed: a file named for
+    30 February is then not a clip anywhere (reconcile reports it as an orphan), instead of
+    passing as one until its start time is asked for."""
+    _start(clip_id)
     return clip_id
 
 
 def clip_start_us(clip_id: str) -> int:
     """The start time encoded in the id (whole seconds), in µs since the epoch."""
-    match = _PATTERN.fullmatch(check_clip_id(clip_id))
-    if match is None:  # unreachable: check_clip_id raised
-        raise InvalidClipId(clip_id)
+    return int(_start(clip_id).timestamp()) * 1_000_000
+
+
+def _start(clip_id: str) -> datetime:
+    match = _PATTERN.fullmatch(clip_id) if isinstance(clip_id, str) else None
+    if match is None:
+        raise InvalidClipId(f"{str(clip_id)[:40]!r} is not a clip id")
     year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
     try:
-        started = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+        return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError:
-        raise InvalidClipId(f"{clip_id!r} names an impossible date") from None
-    return int(started.timestamp()) * 1_000_000
+        raise InvalidClipId(f"{clip_id!r} is not a clip id: it names an impossible date") from None
 
 
 def clip_directory(clips_dir: Path, clip_id: str) -> Path:

@@ -5,11 +5,22 @@ That is enough to list, prune and verify without unlocking anything; everything 
 what happened (trigger, duration, motion, thumbnails) stays inside the encrypted files. Anyone
 holding the SD card can therefore learn *when* clips were recorded and how big they are, and
 nothing else. The index is a cache of the files: `reconcile` can rebuild it from them.
+
+A damaged index (not an SQLite file, corrupt pages, a table that is not ours) is therefore
+handled like a lost one: the recorder opens it with `set_aside_damaged=True` at its start, which
+moves the bad file aside (kept, never deleted: `index.sqlite3.damaged-<UTC time>`) and starts a
+fresh one for `reconcile` to fill from the clip files. Anyone else opening it gets an OSError
+saying so in one sentence.
 """
 
+import errno
+import os
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from .durable import fsync_directory
 
 STATES = ("complete", "truncated", "damaged")
 
@@ -31,6 +42,59 @@ _NEWEST_FIRST = _SELECT_RANGE + "ORDER BY start_us DESC, id DESC LIMIT ? OFFSET 
 _OLDEST_FIRST = _SELECT_RANGE + "ORDER BY start_us ASC, id ASC LIMIT ? OFFSET ?"
 
 
+def _connect(path: Path, check_pages: bool) -> tuple[sqlite3.Connection | None, str | None]:
+    """(the open index, None), or (None, what is wrong with the file) if it is not one."""
+    db = sqlite3.connect(path, timeout=10, isolation_level=None)
+    try:
+        problem = _damage(db, check_pages)
+        if problem is None:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut
+            db.executescript(_SCHEMA)
+            return db, None
+    except sqlite3.DatabaseError as exc:
+        db.close()
+        if exc.sqlite_errorcode not in (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB):
+            raise  # busy, locked, read-only, the disk full: the file itself may be fine
+        return None, str(exc)
+    except BaseException:
+        db.close()
+        raise
+    db.close()
+    return None, problem
+
+
+def _damage(db: sqlite3.Connection, check_pages: bool) -> str | None:
+    """What makes this file not a clip index, or None. Reads only, so that a damaged file is
+    set aside exactly as it was found."""
+    try:
+        db.execute("SELECT id, start_us, state, size_bytes FROM clips LIMIT 0")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_ERROR:  # busy, locked, ...: not damage
+            raise
+        if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'clips'").fetchone():
+            return f"its clips table is not the index's ({exc})"  # "no such column"
+    if check_pages:  # reads every page: once at the recorder's start, not per request
+        problems = db.execute("PRAGMA quick_check(1)").fetchone()
+        if problems != ("ok",):  # e.g. "*** in database main ***\nPage 2: btreeInitPage() ..."
+            found = " ".join(str(problems[0] if problems else "").replace(
+                "*** in database main ***", "").split())
+            return f"corrupt pages: {found[:120] or 'quick_check failed'}"
+    return None
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename the damaged index (and its -wal and -shm, which belong to it) out of the way."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            os.replace(source, kept.with_name(kept.name + suffix))
+    fsync_directory(path.parent)  # the rename is durable before a fresh index takes its place
+    return kept
+
+
 @dataclass(frozen=True, slots=True)
 class IndexedClip:
     id: str
@@ -42,12 +106,19 @@ class IndexedClip:
 class ClipIndex:
     """One connection per process (and per thread: SQLite connections are not shared)."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self._db = sqlite3.connect(path, timeout=10, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut
-        self._db.executescript(_SCHEMA)
+    def __init__(self, path: Path, set_aside_damaged: bool = False):
+        self.path = Path(path)
+        self.set_aside: Path | None = None  # where a damaged index was moved to, if it was
+        self.damage: str | None = None  # and what was wrong with it
+        db, problem = _connect(self.path, check_pages=set_aside_damaged)
+        if db is None:
+            if not set_aside_damaged:
+                raise OSError(errno.EIO, "the clip index is damaged; the recorder rebuilds it "
+                              "from the clip files when it next starts", str(self.path))
+            self.set_aside = _move_aside(self.path)
+            self.damage = problem
+            db, _ = _connect(self.path, check_pages=False)
+        self._db = db
 
     def close(self) -> None:
         self._db.close()

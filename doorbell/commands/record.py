@@ -108,7 +108,12 @@ def run(args) -> int:
     # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
     # to be on the home network now, or a ConfigError naming the key.
     events = build_event_bus(settings, home.run_dir)
-    with ClipIndex(home.index_file) as index, events:  # events: started, closed at the end
+    # A damaged index is moved aside and rebuilt from the clip files, like a lost one (events:
+    # started here, closed at the end).
+    with ClipIndex(home.index_file, set_aside_damaged=True) as index, events:
+        if index.set_aside is not None:
+            log.warning("the clip index was damaged (%s): it is kept as %s and rebuilt from "
+                        "the clip files", index.damage, index.set_aside.name)
         for line in reconcile(home.clips_dir, index).lines():
             log.warning("%s", line)
         store = ClipStore(home.clips_dir, index, watcher.recipients)
