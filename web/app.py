@@ -15,6 +15,7 @@ from .changes import SettingsWriter
 from .guards import install_guards
 from .onboarding import SetupCode
 from .ratelimit import LoginRateLimiter
+from .refusals import RefusalAudit
 from .sessions import SessionStore
 from .unlock import Unlocker
 
@@ -29,6 +30,7 @@ class Viewer:
     limiter: LoginRateLimiter
     unlocker: Unlocker
     audit: AuditLog
+    refusals: RefusalAudit  # refused unlocks: written, or counted when there are many
     allowed_networks: list = field(default_factory=list)
     live_viewers: int = 0
     day_counts_cache: dict = field(default_factory=dict)  # index version -> days with clips
@@ -59,6 +61,7 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
         limiter=LoginRateLimiter(home.viewer_db_file, settings.viewer.login_attempts_per_15min),
         unlocker=Unlocker(home.identities_dir),
         audit=AuditLog(home.audit_file),
+        refusals=RefusalAudit(AuditLog(home.audit_file), home.viewer_db_file),
         allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
     )
     viewer.settings_writer = SettingsWriter(viewer)

@@ -39,19 +39,21 @@ def unlock_with_limit(viewer, member: str, passphrase: str, address: str,
                       action: str) -> X25519Identity:
     """A login or a re-authentication: the rate limit first (before scrypt), then the unlock.
 
-    Refusals are audited as `<action>.rate_limited` / `<action>.failed`; raises RateLimited,
-    UnlockBusy or WrongPassphraseError. A success clears the address's and member's count.
+    Refusals are audited as `<action>.rate_limited` / `<action>.failed`, or counted once there
+    are many (web/refusals.py); raises RateLimited, UnlockBusy or WrongPassphraseError. A success
+    clears the address's and member's count and writes the summary of what was counted so far.
     """
     wait_s = viewer.limiter.try_acquire(address, member)
     if wait_s is not None:
-        viewer.audit.append(member, f"{action}.rate_limited", address=address)
+        viewer.refusals.record(member, f"{action}.rate_limited", address)
         raise RateLimited(wait_s)
     try:
         identity = viewer.unlocker.unlock(member, passphrase)
     except WrongPassphraseError:
-        viewer.audit.append(member, f"{action}.failed", address=address)
+        viewer.refusals.record(member, f"{action}.failed", address)
         raise
     viewer.limiter.forget(address, member)
+    viewer.refusals.flush()
     return identity
 
 

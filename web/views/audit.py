@@ -15,6 +15,7 @@ PAGE_SIZE = 200
 @blueprint.get("")
 @access.page
 def page():
+    viewer().refusals.flush_due()  # a window of counted refusals that is over
     log = viewer().audit
     verification = log.verify()
     try:

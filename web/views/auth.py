@@ -1,7 +1,5 @@
 """Unlock (log in), lock (log out). Unlocking decrypts the member's identity into memory."""
 
-import logging
-
 from flask import (
     Blueprint,
     abort,
@@ -21,7 +19,6 @@ from ..guards import SESSION_COOKIE, set_session_cookie
 from ..unlock import RateLimited, UnlockBusy, unlock_with_limit
 
 blueprint = Blueprint("auth", __name__)
-log = logging.getLogger("doorbell.viewer")
 
 
 def _viewer():
@@ -54,8 +51,7 @@ def login_submit():
         return response
     except UnlockBusy:
         abort(503, "Another unlock is in progress: try again in a moment.")
-    except WrongPassphraseError:
-        log.warning("failed unlock for %r from %s", member, request.remote_addr)
+    except WrongPassphraseError:  # logged with its audit entry, or counted (web/refusals.py)
         return render_template("login.html", error="Wrong name or passphrase.",
                                member=member), 401
     session_id, _session = viewer.sessions.create(member, identity)
