@@ -12,6 +12,7 @@ from doorbell.storage.audit import AuditLog
 from doorbell.storage.home import Home
 
 from .changes import SettingsWriter
+from .coalesced_audit import CoalescedAudit
 from .guards import install_guards
 from .onboarding import SetupCode
 from .ratelimit import LoginRateLimiter
@@ -31,6 +32,7 @@ class Viewer:
     unlocker: Unlocker
     audit: AuditLog
     refusals: RefusalAudit  # refused unlocks: written, or counted when there are many
+    access_audit: CoalescedAudit  # footage views, one entry per view
     allowed_networks: list = field(default_factory=list)
     live_viewers: int = 0
     day_counts_cache: dict = field(default_factory=dict)  # index version -> days with clips
@@ -54,14 +56,16 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
         MAX_CONTENT_LENGTH=64 * 1024,  # forms only: nothing large is ever uploaded
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
+    audit = AuditLog(home.audit_file)
     viewer = Viewer(
         home=home,
         settings=settings,
         sessions=SessionStore(settings.viewer.idle_timeout_s),
         limiter=LoginRateLimiter(home.viewer_db_file, settings.viewer.login_attempts_per_15min),
         unlocker=Unlocker(home.identities_dir),
-        audit=AuditLog(home.audit_file),
+        audit=audit,
         refusals=RefusalAudit(AuditLog(home.audit_file), home.viewer_db_file),
+        access_audit=CoalescedAudit(audit),
         allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
     )
     viewer.settings_writer = SettingsWriter(viewer)

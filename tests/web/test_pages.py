@@ -238,12 +238,12 @@ def test_live_stream_sends_a_multipart_part_and_is_audited(app, unlocked, home, 
     assert b"Content-Type: image/jpeg\r\n" in part
     assert f"Content-Length: {len(frame)}\r\n\r\n".encode() in part
     assert part.endswith(frame + b"\r\n")
-    starts = home.actions("live.start")
-    assert [(e.actor, e.details["viewers"]) for e in starts] == [(MEMBER, 1)]
+    views = home.actions("live.view")
+    assert [(e.actor, e.details["via"], e.details["viewers"]) for e in views] == \
+        [(MEMBER, "stream", 1)]
     assert app.extensions["doorbell"].live_viewers == 1
     response.close()
     assert app.extensions["doorbell"].live_viewers == 0
-    assert [(e.actor, e.details["viewers"]) for e in home.actions("live.stop")] == [(MEMBER, 0)]
 
 
 def test_locking_ends_the_live_stream(app, unlocked, runtime_dir):
@@ -269,8 +269,8 @@ def test_live_viewers_are_limited(app, unlocked, home, runtime_dir):
     try:
         assert all(s.status_code == 200 for s in streams)
         assert unlocked.get("/live/stream").status_code == 503
-        counts = [e.details["viewers"] for e in home.actions("live.start")]
-        assert counts == list(range(1, MAX_STREAMS + 1))
+        # One session's streams are one live session: one entry.
+        assert [e.details["viewers"] for e in home.actions("live.view")] == [1]
     finally:
         for stream in streams:
             stream.close()

@@ -125,7 +125,7 @@ def test_every_route_but_login_and_static_refuses_a_locked_client(app, client, h
     # Nothing was changed or read on the way.
     assert home.paths(clip_id)["video"].exists()
     assert not home.actions("clip.delete") and not home.actions("clip.export")
-    assert not home.actions("clip.view") and not home.actions("live.start")
+    assert not home.actions("clip.view") and not home.actions("live.view")
     assert not home.actions("setup") and not home.actions("settings.change")
 
 

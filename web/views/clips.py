@@ -3,6 +3,7 @@
 import hashlib
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from werkzeug.exceptions import HTTPException
 
 from doorbell.storage.age.errors import AgeError
 from doorbell.storage.clipreader import read_thumbnail
@@ -13,7 +14,14 @@ from doorbell.storage.index import ClipIndex
 
 from .. import access
 from ..ranges import UnsatisfiableRange, parse_range
-from .common import clip_metadata, identities, local_time, valid_clip_id, viewer
+from .common import (
+    clip_metadata,
+    identities,
+    local_time,
+    record_access,
+    valid_clip_id,
+    viewer,
+)
 
 blueprint = Blueprint("clips", __name__, url_prefix="/clips")
 
@@ -52,7 +60,8 @@ def player(clip_id: str):
         except AgeError as exc:
             intact, size_bytes = False, exc.authenticated_bytes
     damaged = not intact and row.state == "complete"
-    viewer().audit.append(g.session.member, "clip.view", clip=clip_id)
+    # Every page load is recorded; the player's Range requests that follow are part of it.
+    record_access(f"clip {clip_id}", "clip.view", force=True, clip=clip_id)
     return render_template(
         "clip.html", clip_id=clip_id, meta=clip_metadata(clip_id), row=row,
         started=local_time(row.start_us).strftime("%A %d %B %Y, %H:%M:%S"),
@@ -92,6 +101,11 @@ def video(clip_id: str):
     except AgeError as exc:
         clip_video.close()
         abort(422, f"{TAMPERED} ({exc}).")
+    try:
+        _record_video(clip_id, wanted)
+    except HTTPException:
+        clip_video.close()
+        raise
 
     def body():
         with clip_video:
@@ -108,6 +122,16 @@ def video(clip_id: str):
     return response
 
 
+def _record_video(clip_id: str, wanted) -> None:
+    """A player's Range requests are one view (with the page's own entry, if it was loaded);
+    a download is an entry of its own, and its resumed parts (Range not at 0) belong to it."""
+    if request.args.get("download") == "1":
+        record_access(f"download {clip_id}", "clip.download", clip=clip_id,
+                      force=wanted is None or wanted.start == 0)
+    else:
+        record_access(f"clip {clip_id}", "clip.view", clip=clip_id, via="video")
+
+
 @blueprint.get("/<clip_id>/thumbnail.jpg")
 @access.data
 def thumbnail(clip_id: str):
@@ -118,6 +142,8 @@ def thumbnail(clip_id: str):
         abort(422, "This thumbnail cannot be decrypted: it was damaged or tampered with.")
     if data is None:
         abort(404, "This clip has no thumbnail.")
+    # Thumbnails on a timeline page are on record already: the page's entry lists them.
+    record_access(f"thumbnail {clip_id}", "clip.thumbnail", clip=clip_id)
     return Response(data, mimetype="image/jpeg")
 
 

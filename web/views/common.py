@@ -1,13 +1,20 @@
 """Small helpers the blueprints share: the viewer, the session's identities, clip metadata."""
 
+import logging
+from collections.abc import Mapping
 from datetime import datetime
 
-from flask import abort, current_app, g
+from flask import abort, current_app, g, request
 
 from doorbell.storage.age.errors import AgeError
 from doorbell.storage.clipid import check_clip_id
 from doorbell.storage.clipreader import read_metadata
-from doorbell.storage.errors import InvalidClipId
+from doorbell.storage.errors import AuditLogCorrupt, InvalidClipId
+
+log = logging.getLogger("doorbell.viewer")
+
+UNRECORDED = ("The audit log cannot record this access, so nothing is shown: "
+              "run `doorbell audit --verify`.")
 
 
 def viewer():
@@ -38,3 +45,24 @@ def clip_metadata(clip_id: str) -> dict:
 
 def local_time(start_us: int) -> datetime:
     return datetime.fromtimestamp(start_us / 1e6).astimezone()
+
+
+def record_access(subject: str, action: str, *, force: bool = False, **details) -> None:
+    """Audit footage (video, thumbnail, live picture) this session is about to receive, once
+    per view (web/coalesced_audit.py). Nothing is shown that the log could not record: 503."""
+    try:
+        viewer().access_audit.record(g.session_id, subject, g.session.member, action,
+                                     force=force, address=request.remote_addr, **details)
+    except (AuditLogCorrupt, OSError) as exc:
+        log.error("%s refused: the audit log cannot be appended: %s", action, exc)
+        abort(503, UNRECORDED)
+
+
+def record_listing(subjects: Mapping[str, str], action: str, listed_as: str, **details) -> None:
+    """Audit a page showing many subjects at once: one entry listing those not yet on record."""
+    try:
+        viewer().access_audit.record_listing(g.session_id, subjects, g.session.member, action,
+                                             listed_as, address=request.remote_addr, **details)
+    except (AuditLogCorrupt, OSError) as exc:
+        log.error("%s refused: the audit log cannot be appended: %s", action, exc)
+        abort(503, UNRECORDED)

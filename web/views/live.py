@@ -1,21 +1,24 @@
 """Live view: the recorder's latest masked frame, as MJPEG, while the session stays unlocked.
 
 The viewer never touches the camera: it re-sends the JPEG the recorder keeps in the runtime
-directory (a tmpfs). Each stream start and stop is audited with the number of live viewers.
+directory (a tmpfs). Watching is audited once per live session (`live.view`, with the number of
+streams open), not per frame or reconnection: web/coalesced_audit.py.
 """
 
 import time
 
-from flask import Blueprint, Response, abort, g, render_template, request
+from flask import Blueprint, Response, abort, g, render_template
+from werkzeug.exceptions import HTTPException
 
 from .. import access
-from .common import viewer
+from .common import record_access, viewer
 
 blueprint = Blueprint("live", __name__, url_prefix="/live")
 
 MAX_STREAMS = 4
 MAX_STREAM_S = 600  # the page reconnects; a forgotten tab does not hold a thread for ever
 BOUNDARY = "doorbell-frame"
+LIVE = "live"  # the audit subject: the stream and single frames are one live session
 
 
 @blueprint.get("")
@@ -31,6 +34,7 @@ def frame():
         data = viewer().home.live_frame_file.read_bytes()
     except FileNotFoundError:
         abort(404, "No live frame: the recorder is not running.")
+    record_access(LIVE, "live.view", via="frame")
     return Response(data, mimetype="image/jpeg")
 
 
@@ -43,8 +47,13 @@ def stream():
             abort(503, "Too many live viewers at once.")
         v.live_viewers += 1
         count = v.live_viewers
-    member, session_id = g.session.member, g.session_id
-    v.audit.append(member, "live.start", viewers=count, address=request.remote_addr)
+    session_id = g.session_id
+    try:
+        record_access(LIVE, "live.view", via="stream", viewers=count)
+    except HTTPException:
+        with v.live_lock:
+            v.live_viewers -= 1
+        raise
     path = v.home.live_frame_file
     interval_s = 1.0 / max(v.settings.live.fps, 0.5)
 
@@ -66,8 +75,8 @@ def stream():
         finally:
             with v.live_lock:
                 v.live_viewers -= 1
-                remaining = v.live_viewers
-            v.audit.append(member, "live.stop", viewers=remaining)
+            # The page reconnects a stream that ended: still the same live session.
+            v.access_audit.seen(session_id, LIVE)
 
     return Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
                     direct_passthrough=True)

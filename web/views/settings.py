@@ -40,7 +40,8 @@ from ..changes import (
     current_settings,
     field_sentence,
 )
-from .common import viewer
+from .common import record_access, viewer
+from .live import LIVE
 
 blueprint = Blueprint("settings", __name__, url_prefix="/settings")
 
@@ -175,6 +176,8 @@ def motion_mask():
         data = path.read_bytes()
     except FileNotFoundError:
         abort(404, "No overlay: the tuner is not running or the recorder is stopped.")
+    # Where things move in the live picture: part of the page's live session, like its frames.
+    record_access(LIVE, "live.view", via="motion mask")
     return Response(data, mimetype="image/png")
 
 
