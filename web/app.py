@@ -64,13 +64,14 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
         limiter=LoginRateLimiter(home.viewer_db_file, settings.viewer.login_attempts_per_15min),
         unlocker=Unlocker(home.identities_dir),
         audit=audit,
-        refusals=RefusalAudit(AuditLog(home.audit_file), home.viewer_db_file),
+        refusals=RefusalAudit(audit, home.viewer_db_file),
         access_audit=CoalescedAudit(audit),
         allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
     )
     viewer.settings_writer = SettingsWriter(viewer)
     if not home.is_initialised():
-        viewer.setup = SetupCode()
+        # Wrong codes per address: as many as logins; a restart prints a new code, a new budget.
+        viewer.setup = SetupCode(wrong_per_address=settings.viewer.login_attempts_per_15min)
     app.extensions["doorbell"] = viewer
     install_guards(app)
 

@@ -341,22 +341,88 @@ def test_a_code_taken_by_another_tab_is_refused(fresh_app, visitor, fresh_home, 
 
 # -- rate limit and cross-site requests
 
-def test_wrong_codes_are_rate_limited_even_before_the_right_one(make_fresh_app, fresh_home):
-    app = make_fresh_app({"viewer.login_attempts_per_15min": 3})
+def _limited_app(make_fresh_app):
+    """A viewer before set-up that allows 3 wrong codes per address (so 150 in all)."""
+    return make_fresh_app({"viewer.login_attempts_per_15min": 3})
+
+
+def _use_up(client, tries: int = 3) -> None:
+    for i in range(tries):
+        assert submit(client, f"{i + 2}{i + 2}{i + 2}{i + 2}-2222-2222").status_code == 401
+
+
+def test_wrong_codes_are_limited_per_address_before_the_code_is_compared(
+        make_fresh_app, fresh_home, monkeypatch):
+    app = _limited_app(make_fresh_app)
     code = app.extensions["doorbell"].setup.display
-    client = new_client(app)
-    for wrong in ("2222-2222-2222", "3333-3333-3333", "4444-4444-4444"):
-        assert submit(client, wrong).status_code == 401
-    response = submit(client, code)
+    guesser = new_client(app, "192.168.1.66")
+    _use_up(guesser)
+    compared = []
+    monkeypatch.setattr(SetupCode, "_matches", lambda self, given: compared.append(given))
+    response = submit(guesser, code)
     assert response.status_code == 429
-    assert _alert(response).startswith("Too many attempts. Try again in ")
-    assert session_cookie(client) is None
+    assert 1 <= int(response.headers["Retry-After"]) <= 15 * 60
+    assert _alert(response).startswith("Too many wrong set-up codes from this address. "
+                                       "Try again in ")
+    assert compared == []  # refused before the code was looked at, even the right one
+    assert session_cookie(guesser) is None
     assert_not_set_up(fresh_home)
-    # Kept across a restart of the viewer (which prints a new code).
-    restarted = make_fresh_app({"viewer.login_attempts_per_15min": 3})
-    again = submit(new_client(restarted), restarted.extensions["doorbell"].setup.display)
-    assert again.status_code == 429
+
+
+def test_a_guesser_on_the_lan_cannot_keep_the_owner_out(make_fresh_app, fresh_home):
+    app = _limited_app(make_fresh_app)
+    code = app.extensions["doorbell"].setup.display
+    for i in range(20):  # twenty addresses, each until it is refused
+        guesser = new_client(app, f"192.168.1.{100 + i}")
+        _use_up(guesser)
+        assert submit(guesser, "2345-6789-ABCD").status_code == 429
+    owner = new_client(app, "192.168.1.10")
+    assert _redirects_to(submit(owner, code), "/setup/recovery")
+    assert fresh_home.home.is_initialised()
+
+
+def test_an_address_may_try_again_after_fifteen_minutes(make_fresh_app, fresh_home):
+    app = _limited_app(make_fresh_app)
+    clock = FakeClock()
+    app.extensions["doorbell"].setup = SetupCode(clock=clock, wrong_per_address=3)
+    code = app.extensions["doorbell"].setup.display
+    owner = new_client(app, "192.168.1.10")  # typos of their own
+    _use_up(owner)
+    assert submit(owner, code).status_code == 429
+    clock.now += 15 * 60
+    assert _redirects_to(submit(owner, code), "/setup/recovery")
+
+
+def test_the_overall_ceiling_retires_the_code_and_a_restart_starts_afresh(
+        make_fresh_app, fresh_home):
+    app = _limited_app(make_fresh_app)
+    code = app.extensions["doorbell"].setup.display
+    for i in range(50):  # 3 wrong codes from each of 50 addresses: the whole budget of 150
+        _use_up(new_client(app, f"10.1.0.{i + 1}"))
+    retired = "Too many wrong set-up codes were tried: restart the viewer to print a new one."
+    owner = new_client(app, "192.168.1.10")
+    response = submit(owner, code)
+    assert response.status_code == 410 and _alert(response) == retired
+    page = owner.get("/setup")
+    assert page.status_code == 410 and _alert(page) == retired
     assert_not_set_up(fresh_home)
+    # The restart prints a new code with a budget of its own, for every address.
+    restarted = _limited_app(make_fresh_app)
+    new_code = restarted.extensions["doorbell"].setup.display
+    assert new_code != code
+    assert submit(new_client(restarted, "10.1.0.1"), code).status_code == 401  # the old code
+    assert _redirects_to(submit(new_client(restarted, "10.1.0.2"), new_code), "/setup/recovery")
+
+
+def test_a_restart_gives_a_blocked_address_a_fresh_budget(make_fresh_app, fresh_home):
+    app = _limited_app(make_fresh_app)
+    owner = new_client(app, "192.168.1.10")
+    _use_up(owner)
+    assert submit(owner, app.extensions["doorbell"].setup.display).status_code == 429
+    restarted = _limited_app(make_fresh_app)
+    again = new_client(restarted, "192.168.1.10")
+    assert _redirects_to(submit(again, restarted.extensions["doorbell"].setup.display),
+                         "/setup/recovery")
 
 
 @pytest.mark.parametrize("headers", [

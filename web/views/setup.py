@@ -17,14 +17,11 @@ from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
 from .. import access
 from ..guards import set_session_cookie
-from ..onboarding import SetupCodeError
+from ..onboarding import RETIRED, SetupCodeError, SetupCodeLimited, WrongSetupCode
 from .common import viewer
 
 blueprint = Blueprint("setup", __name__, url_prefix="/setup")
 log = logging.getLogger("doorbell.viewer")
-
-SETUP_LIMIT_KEY = "(set-up code)"  # rate-limit bucket name: never a valid member name
-
 
 def needs_setup() -> bool:
     v = viewer()
@@ -47,8 +44,9 @@ def _fingerprint() -> str | None:
 def page():
     if not needs_setup():
         return redirect(url_for("auth.login"))
-    if viewer().setup.expired:
-        return _form("The set-up code has expired: restart the viewer to print a new one.", 410)
+    unusable = viewer().setup.unusable
+    if unusable is not None:
+        return _form(unusable, 410)
     return _form()
 
 
@@ -60,17 +58,18 @@ def submit():
         abort(403, "This device is already set up: unlock with your name and passphrase.")
     member = request.form.get("member", "").strip()[:64]
     passphrase = request.form.get("passphrase", "")
-    wait_s = v.limiter.try_acquire(request.remote_addr, SETUP_LIMIT_KEY)
-    if wait_s is not None:
-        return _form(f"Too many attempts. Try again in {int(wait_s // 60) + 1} minutes.", 429,
-                     member)
-    try:
-        v.setup.check(request.form.get("code", ""))
+    try:  # the address's and everyone's budget of wrong codes first, then the code
+        v.setup.check(request.form.get("code", ""), request.remote_addr)
     except SetupCodeError as exc:
-        log.warning("set-up code refused for %s: %s", request.remote_addr, exc)
-        return _form(str(exc), 401, member)
-    v.limiter.forget(request.remote_addr, SETUP_LIMIT_KEY)  # not guessing: typos below are free
-    try:
+        if isinstance(exc, WrongSetupCode):  # at most the whole budget of lines, per code
+            log.warning("wrong set-up code from %s", request.remote_addr)
+            if v.setup.unusable == RETIRED:
+                log.warning("too many wrong set-up codes: restart the viewer for a new code")
+        page, status = _form(str(exc), exc.status, member)
+        headers = {"Retry-After": str(int(exc.wait_s))} \
+            if isinstance(exc, SetupCodeLimited) else {}
+        return page, status, headers
+    try:  # not guessing any more: typos below cost nothing
         check_member_name(member)
         if passphrase != request.form.get("passphrase_confirm", ""):
             raise KeyringError("the two passphrases differ")
@@ -78,7 +77,7 @@ def submit():
     except (RecipientsError, KeyringError) as exc:
         return _form(f"{_sentence(exc)}", 400, member)
     except SetupCodeError as exc:  # another tab finished set-up a moment ago
-        return _form(str(exc), 401, member)
+        return _form(str(exc), exc.status, member)
     try:
         household = create_household(v.home, member, passphrase, v.scrypt_work_factor())
         cert, _key = certificate_paths(v.home.tls_dir)
@@ -88,7 +87,6 @@ def submit():
         log.error("set-up failed: %s", exc)
         return _form(f"Set-up failed: {_sentence(exc)}", 400 if not isinstance(exc, OSError)
                      else 500, member)
-    v.limiter.forget(request.remote_addr, SETUP_LIMIT_KEY)
     v.audit.append(member, "setup", member=member,
                    member_key=str(household.member_identity.recipient),
                    recovery_key=str(household.recovery_identity.recipient),
