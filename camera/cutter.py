@@ -124,10 +124,14 @@ class ClipCutter:
 
     def abandon(self) -> None:
         """A write failed: keep what reached the disk (reconcile finds it), forget the rest."""
-        if self._file is not None:
-            self._file.abandon()
-        self._file = None
-        self._reset()
+        file, self._file = self._file, None
+        try:
+            if file is not None:
+                file.abandon()
+        except OSError:
+            pass  # its last buffered bytes do not fit either (a full disk): the prefix stays
+        finally:
+            self._reset()
 
     def _begin(self, first_pts_us: int) -> None:
         wall_start_us = self._to_wall_us(first_pts_us)

@@ -80,6 +80,7 @@ class Recorder:
         self.restart_sections: list[str] = []  # set: run() returns so the command restarts
         self._status_due = False  # a change was applied: publish once a frame shows it
         self._encoder_stale = False  # encoder settings changed: rebuild once no clip is open
+        self._disk_full = False  # a write found the disk full, and no clip was saved since
 
     # -- the frame loop ---------------------------------------------------------------------------
 
@@ -169,8 +170,10 @@ class Recorder:
             log.info("doorbell pressed")
         # motion_started / motion_ended now: motion_ended goes out before the clip_saved below
         self.activity.track(self._machine.state is not State.IDLE, self._machine.clip_trigger)
+        if decision.action is Action.START and not self.retention.room_for_a_clip():
+            self._machine.stop()  # the disk is still full: a clip begun now could not be kept
         try:
-            if decision.action is Action.START:
+            if decision.action is Action.START and self._machine.state is not State.IDLE:
                 cutter.start(frame.pts_us, decision.trigger, self.settings.recording.pre_roll_s)
             elif decision.action is Action.STOP:
                 cutter.stop(frame.pts_us)
@@ -184,7 +187,7 @@ class Recorder:
             cutter.pump()
         except OSError as exc:
             self._write_failed(exc)
-        self.stats.clips += len(cutter.take_saved())
+        self._count_saved()
         now_s = time.monotonic()
         if self.live is not None and fresh and self.live.due(now_s):
             self.live.publish(pipeline.full_image(), now_s)
@@ -205,19 +208,47 @@ class Recorder:
             self.cutter.close()
         except OSError as exc:
             self._write_failed(exc)
-        self.stats.clips += len(self.cutter.take_saved())
+        self._count_saved()
 
     def _write_failed(self, exc: OSError) -> None:
-        """A full disk (or another write failure) never stops recording: prune and go on."""
+        """A full disk (a clip file's write or the index's) or another write failure never
+        stops recording: prune, keep the interrupted clip's prefix, and go on."""
         self.cutter.abandon()
         self._machine.stop()
-        reconcile(self.store.clips_dir, self.store.index)  # keep the interrupted clip's prefix
         if exc.errno == errno.ENOSPC:
-            log.error("the disk is full: pruning the oldest clips and continuing")
-            self.activity.emit("disk_low", reason="disk full")
-            self.retention.run(self.settings.retention, force=True)
+            if not self._disk_full:  # one sentence per full disk, not one per failed write
+                log.error("the disk is full: pruning the oldest clips and continuing")
+                self.activity.emit("disk_low", reason="disk full")
+            self._disk_full = True
+            self.retention.disk_full(self.settings.retention)  # first: reconcile needs room
         else:
             log.error("writing the clip failed (%s): it is kept up to where it was written", exc)
+        try:
+            reconcile(self.store.clips_dir, self.store.index)  # the interrupted clip's prefix
+        except OSError as again:  # no room even for its index row: the next reconcile adds it
+            log.error("the interrupted clip is not indexed yet (%s)", again)
+
+    def reconcile_at_start(self) -> None:
+        """Put right what a crash or power cut left (interrupted clips keep their prefix, the
+        index follows the files) and log it; a disk too full for the index is pruned first."""
+        try:
+            report = reconcile(self.store.clips_dir, self.store.index)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC:
+                raise
+            log.error("the disk is full: pruning the oldest clips before recording")
+            self._disk_full = True
+            self.retention.disk_full(self.settings.retention)
+            report = reconcile(self.store.clips_dir, self.store.index)
+        for line in report.lines():
+            log.warning("%s", line)
+
+    def _count_saved(self) -> None:
+        saved = self.cutter.take_saved()
+        if saved:  # a clip reached the disk: a later full disk is news again
+            self._disk_full = False
+            self.retention.clip_saved()
+        self.stats.clips += len(saved)
 
     # -- settings that change while recording ----------------------------------------------------
 
@@ -298,4 +329,5 @@ class Recorder:
 
     def _publish_status(self, force: bool = False) -> None:
         recording = self.cutter.recording_id if self.cutter is not None else None
+        self.stats.retention_problem = self.retention.problem
         self.stats.publish(self._machine.state.value, recording, force)

@@ -19,13 +19,23 @@ from doorbell.config import RetentionSettings
 from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.exchange import STATUS_INTERVAL_S, RecorderStatus
-from doorbell.storage.retention import disk_free_bytes, enforce_retention
+from doorbell.storage.retention import (
+    disk_free_bytes,
+    enforce_retention,
+    free_space_shortfall,
+)
 
 from .live import StatusPublisher
 
 log = logging.getLogger("doorbell.recorder")
 
 FPS_WINDOW_S = 5.0  # the frame rate shown is the mean over this many seconds
+STATUS_TEXT_MAX = 200  # characters in one of recorder.json's texts
+# After a full disk, a new clip needs room for one as big as the biggest of the last few
+# (at least a second or so of 720p video).
+RECENT_CLIPS = 10
+MIN_ROOM_BYTES = 1 << 20
+ROOM_CHECK_INTERVAL_S = 1.0
 
 
 class Activity:
@@ -51,21 +61,44 @@ class Activity:
 
 
 class Retention:
+    """Retention while recording, and what a full disk changes about it.
+
+    After a write found the disk full (`disk_full()`), every run also makes room for the next
+    clip (as big as the biggest recent one, never by deleting the newest clip), and
+    `room_for_a_clip()` holds new clips back until that room is there: a disk that cannot be
+    freed costs one sentence, not a failed clip (and an empty file) on every frame."""
+
     def __init__(self, store: ClipStore, audit: AuditLog | None, activity: Activity,
-                 wall_clock_us: Callable[[], int], interval_s: float = 60.0):
+                 wall_clock_us: Callable[[], int], interval_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic):
         self.store = store
         self.audit = audit
         self.activity = activity
         self._wall_clock_us = wall_clock_us
+        self._clock = clock
         self._interval_us = round(interval_s * 1_000_000)
         self._last_us: int | None = None
+        self._full = False  # a write found the disk full and no clip was saved since
+        self._room_checked_s = -1e9
+        self._room = True
+        # Why retention cannot keep the limits right now (one sentence), or None: logged once
+        # when it appears, and what the status should show while it lasts.
+        self.problem: str | None = None
 
     def run(self, settings: RetentionSettings, force: bool = False) -> None:
+        """Apply the limits, at most once an interval unless forced."""
         now_us = self._wall_clock_us()
         if not force and self._last_us is not None and now_us - self._last_us < self._interval_us:
             return
         self._last_us = now_us
-        pruned = enforce_retention(self.store, settings, now_us=now_us)
+        room_bytes = self._room_needed_bytes() if self._full else 0
+        try:
+            pruned = enforce_retention(self.store, settings, now_us=now_us,
+                                       room_bytes=room_bytes)
+        except OSError as exc:  # a file or the index that cannot be changed: try again later
+            self._report(f"retention could not delete clips ({exc}): it tries again at its "
+                         "next run")
+            return
         min_free = settings.min_free_bytes
         if self.activity.events is not None and min_free and \
                 (free := disk_free_bytes(self.store.clips_dir)) < min_free:
@@ -78,6 +111,56 @@ class Retention:
                                   deleted=[p.clip_id for p in pruned],
                                   reasons=sorted({p.reason for p in pruned}),
                                   freed_bytes=sum(p.size_bytes for p in pruned))
+        self._room_checked_s = -1e9  # look again: the run may have made room
+        if self._full and not self.room_for_a_clip():
+            free = disk_free_bytes(self.store.clips_dir)
+            self._report(f"the disk is full and deleting older clips cannot make room for the "
+                         f"next one ({_megabytes(free)} free, {_megabytes(room_bytes)} needed): "
+                         "the newest clip is kept, and recording resumes when space is freed")
+        else:
+            self._report(free_space_shortfall(self.store.clips_dir, settings))
+
+    def disk_full(self, settings: RetentionSettings) -> None:
+        """A write found the disk full: make room now (and at every run until a clip is saved)."""
+        self._full = True
+        self.run(settings, force=True)
+
+    def clip_saved(self) -> None:
+        self._full = False
+
+    def room_for_a_clip(self) -> bool:
+        """Whether a new clip may begin: always, unless the disk ran full and has no room for
+        one yet (looked at once a second)."""
+        if not self._full:
+            return True
+        now_s = self._clock()
+        if now_s - self._room_checked_s >= ROOM_CHECK_INTERVAL_S:
+            self._room_checked_s = now_s
+            self._room = disk_free_bytes(self.store.clips_dir) >= self._room_needed_bytes()
+        return self._room
+
+    def _room_needed_bytes(self) -> int:
+        """Room for one clip as big as the biggest recent one."""
+        recent = self.store.index.clips(limit=RECENT_CLIPS)
+        return max([MIN_ROOM_BYTES, *(clip.size_bytes for clip in recent)])
+
+    def _report(self, problem: str | None) -> None:
+        """Say a new problem once (not at every run while it lasts), and when it is over."""
+        if problem is not None and (self.problem is None or
+                                    _kind(problem) != _kind(self.problem)):
+            log.warning("%s", problem)
+        elif problem is None and self.problem is not None:
+            log.info("retention keeps its limits again")
+        self.problem = problem
+
+
+def _kind(problem: str) -> str:
+    """A problem's sentence without its numbers: the same problem with other figures."""
+    return "".join(c for c in problem if not c.isdigit())
+
+
+def _megabytes(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB"
 
 
 class StatusReporter:
@@ -89,6 +172,7 @@ class StatusReporter:
         self.clips = 0  # saved since the start
         self.fps = 0.0
         self.last_frame_wall_s: float | None = None
+        self.retention_problem: str | None = None  # Retention.problem, for the viewer
         self._arrivals_s: deque[float] = deque()
         self._last_publish_s = -1e9
 
@@ -115,4 +199,12 @@ class StatusReporter:
             recording=recording, updated=time.time(),
             config_sha256=self.applied_sha256.get("config_sha256"),
             recipients_sha256=self.applied_sha256.get("recipients_sha256"),
+            retention_problem=_status_text(self.retention_problem),
         ))
+
+
+def _status_text(sentence: str | None) -> str | None:
+    """At most the characters a recorder.json text may hold (storage.exchange)."""
+    if sentence is None or len(sentence) <= STATUS_TEXT_MAX:
+        return sentence
+    return sentence[:STATUS_TEXT_MAX - 1] + "…"

@@ -133,8 +133,10 @@ class ClipWriter:
         """Stop without sealing (the process is going down hard): leave the durable prefix."""
         if not self._finished:
             self._finished = True
-            self._file.sync()
-            self._file.close()
+            try:
+                self._file.sync()
+            finally:  # closed even when the last bytes do not fit (a full disk)
+                self._file.close()
 
 
 class ClipStore:

@@ -249,6 +249,9 @@ class RecorderStatus(_ExchangeFile):
     updated: float  # wall clock seconds
     config_sha256: str | None = None  # of the config.toml bytes in force (None: not followed)
     recipients_sha256: str | None = None  # likewise recipients.txt
+    # Why retention cannot keep its limits right now, in one sentence (a disk that deleting
+    # clips cannot free, a full disk, an audit log that cannot record deletions), or None.
+    retention_problem: str | None = None
 
     @classmethod
     def _from_fields(cls, f: _Fields) -> "RecorderStatus":
@@ -270,6 +273,7 @@ class RecorderStatus(_ExchangeFile):
             config_sha256=f.text("config_sha256", _SHA256, _HEX, nullable=True, default=None),
             recipients_sha256=f.text("recipients_sha256", _SHA256, _HEX, nullable=True,
                                      default=None),
+            retention_problem=f.text("retention_problem", nullable=True, default=None),
         )
 
     def camera_alive(self, now_s: float) -> bool:

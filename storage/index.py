@@ -11,18 +11,24 @@ handled like a lost one: the recorder opens it with `set_aside_damaged=True` at 
 moves the bad file aside (kept, never deleted: `index.sqlite3.damaged-<UTC time>`) and starts a
 fresh one for `reconcile` to fill from the clip files. Anyone else opening it gets an OSError
 saying so in one sentence.
+
+A write that finds the disk full ("database or disk is full") raises OSError(ENOSPC), the same
+error a clip file's write raises there, so every caller handles a full disk one way.
 """
 
 import errno
 import os
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from .durable import fsync_directory
 
 STATES = ("complete", "truncated", "damaged")
+_FULL_BYTES = 1 << 20  # an I/O error with less free than this is taken for a full disk
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS clips (
@@ -83,6 +89,32 @@ def _damage(db: sqlite3.Connection, check_pages: bool) -> str | None:
     return None
 
 
+@contextmanager
+def _disk_full_as_enospc(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if not _disk_full(exc, path):
+            raise
+        raise OSError(errno.ENOSPC, "the disk is full, so the clip index cannot be written",
+                      str(path)) from None
+
+
+def _disk_full(exc: sqlite3.OperationalError, path: Path) -> bool:
+    """SQLITE_FULL, or an I/O error on a disk with no room left: without room for its -shm
+    file SQLite says "disk I/O error" (SQLITE_IOERR_SHMSIZE), not "disk is full"."""
+    code = exc.sqlite_errorcode or 0
+    if code == sqlite3.SQLITE_FULL:
+        return True
+    if code & 0xFF != sqlite3.SQLITE_IOERR:
+        return False
+    try:
+        disk = os.statvfs(path.parent)
+    except OSError:
+        return False
+    return disk.f_bavail * disk.f_frsize < _FULL_BYTES
+
+
 def _move_aside(path: Path) -> Path:
     """Rename the damaged index (and its -wal and -shm, which belong to it) out of the way."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -110,14 +142,15 @@ class ClipIndex:
         self.path = Path(path)
         self.set_aside: Path | None = None  # where a damaged index was moved to, if it was
         self.damage: str | None = None  # and what was wrong with it
-        db, problem = _connect(self.path, check_pages=set_aside_damaged)
-        if db is None:
-            if not set_aside_damaged:
-                raise OSError(errno.EIO, "the clip index is damaged; the recorder rebuilds it "
-                              "from the clip files when it next starts", str(self.path))
-            self.set_aside = _move_aside(self.path)
-            self.damage = problem
-            db, _ = _connect(self.path, check_pages=False)
+        with _disk_full_as_enospc(self.path):
+            db, problem = _connect(self.path, check_pages=set_aside_damaged)
+            if db is None:
+                if not set_aside_damaged:
+                    raise OSError(errno.EIO, "the clip index is damaged; the recorder rebuilds "
+                                  "it from the clip files when it next starts", str(self.path))
+                self.set_aside = _move_aside(self.path)
+                self.damage = problem
+                db, _ = _connect(self.path, check_pages=False)
         self._db = db
 
     def close(self) -> None:
@@ -132,15 +165,17 @@ class ClipIndex:
     def put(self, clip: IndexedClip) -> None:
         if clip.state not in STATES:
             raise ValueError(f"unknown clip state {clip.state!r}")
-        self._db.execute(
-            "INSERT INTO clips (id, start_us, state, size_bytes) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET start_us = excluded.start_us, "
-            "state = excluded.state, size_bytes = excluded.size_bytes",
-            (clip.id, clip.start_us, clip.state, clip.size_bytes),
-        )
+        with _disk_full_as_enospc(self.path):
+            self._db.execute(
+                "INSERT INTO clips (id, start_us, state, size_bytes) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET start_us = excluded.start_us, "
+                "state = excluded.state, size_bytes = excluded.size_bytes",
+                (clip.id, clip.start_us, clip.state, clip.size_bytes),
+            )
 
     def remove(self, clip_id: str) -> None:
-        self._db.execute("DELETE FROM clips WHERE id = ?", (clip_id,))
+        with _disk_full_as_enospc(self.path):
+            self._db.execute("DELETE FROM clips WHERE id = ?", (clip_id,))
 
     def get(self, clip_id: str) -> IndexedClip | None:
         row = self._db.execute(

@@ -15,7 +15,7 @@ from typing import Protocol
 from doorbell.config import RetentionSettings
 
 from .deletion import delete_clip
-from .index import ClipIndex
+from .index import ClipIndex, IndexedClip
 
 _DAY_US = 86_400 * 1_000_000
 
@@ -43,22 +43,66 @@ def enforce_retention(
     limits: RetentionSettings,
     now_us: int | None = None,
     free_bytes: Callable[[], int] | None = None,
+    *,
+    room_bytes: int = 0,
+    before_deleting: Callable[[], None] | None = None,
 ) -> list[Pruned]:
-    """Delete clips, oldest first, until every limit holds (or no clip is left)."""
+    """Delete clips, oldest first, until every limit holds (or nothing more may go).
+
+    Age and total size limit the clips themselves, so any clip may go for them. Free space is
+    the disk's: clips are deleted for it only if that can reach the floor (min_free_bytes, or
+    `room_bytes` after the disk ran full), and never the newest clip. A floor that deleting
+    every older clip cannot reach (a small card, a disk full of other files) leaves the clips
+    alone: deleting them all, the newest included, would not free enough anyway. The caller
+    sees that free space is still short and says so (see free_space_shortfall).
+
+    `before_deleting` runs once, before the first deletion; whatever it raises stops retention
+    with nothing deleted (the recorder checks there that the deletions can be audited).
+    """
     now_us = time.time_ns() // 1000 if now_us is None else now_us
     free_bytes = free_bytes or (lambda: disk_free_bytes(store.clips_dir))
+    clips = store.index.clips(newest_first=False)
+    total = sum(clip.size_bytes for clip in clips)
+    floor = _free_space_floor(limits, room_bytes, free_bytes(), clips)
     pruned: list[Pruned] = []
-    total = store.index.total_size_bytes()
-    for clip in store.index.clips(newest_first=False):
+    for clip in clips:
         if limits.max_age_days and now_us - clip.start_us > limits.max_age_days * _DAY_US:
             reason = "age"
         elif limits.max_total_bytes and total > limits.max_total_bytes:
             reason = "size"
-        elif limits.min_free_bytes and free_bytes() < limits.min_free_bytes:
+        elif floor and clip is not clips[-1] and free_bytes() < floor:
             reason = "free space"
         else:
             break  # the oldest remaining clip is within every limit, so are the newer ones
+        if not pruned and before_deleting is not None:
+            before_deleting()
         delete_clip(store.clips_dir, store.index, clip.id)
         total -= clip.size_bytes
         pruned.append(Pruned(clip.id, reason, clip.size_bytes))
     return pruned
+
+
+def _free_space_floor(limits: RetentionSettings, room_bytes: int, free: int,
+                      clips: list[IndexedClip]) -> int:
+    """The free space to delete clips for: min_free_bytes if deleting all but the newest clip
+    can reach it, and at least `room_bytes` (what the next clip needs, after a full disk)."""
+    reclaimable = sum(clip.size_bytes for clip in clips[:-1])
+    floor = limits.min_free_bytes if free + reclaimable >= limits.min_free_bytes else 0
+    return max(floor, room_bytes)
+
+
+def free_space_shortfall(clips_dir: Path, limits: RetentionSettings) -> str | None:
+    """One sentence if free space is below min_free_bytes (after retention ran: deleting clips
+    could not reach it), else None."""
+    if not limits.min_free_bytes:
+        return None
+    free = disk_free_bytes(clips_dir)
+    if free >= limits.min_free_bytes:
+        return None
+    return (f"only {_megabytes(free)} is free, below retention.min_free_bytes "
+            f"({_megabytes(limits.min_free_bytes)}), and deleting older clips cannot free that "
+            "much: the clips are kept, and the oldest are deleted only when the disk is full")
+
+
+def _megabytes(size_bytes: int) -> str:
+    return f"{size_bytes / 1e6:.1f} MB"

@@ -5,8 +5,8 @@ import socket
 import pytest
 
 # The recorder's home (recorder_home, recorder_home_factory, mp4, footage, vtest_recording): the
-# camera, `doorbell record` and browser playback tests share it.
-pytest_plugins = ["tests.recorder_home"]
+# camera, `doorbell record` and browser playback tests share it; small_disk, a tmpfs to fill up.
+pytest_plugins = ["tests.recorder_home", "tests.small_disk"]
 
 
 @pytest.fixture

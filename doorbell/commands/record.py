@@ -24,7 +24,6 @@ from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
-from doorbell.storage.reconcile import reconcile
 
 from ..errors import CommandError
 from ..guard import forbid_identity_access
@@ -114,8 +113,6 @@ def run(args) -> int:
         if index.set_aside is not None:
             log.warning("the clip index was damaged (%s): it is kept as %s and rebuilt from "
                         "the clip files", index.damage, index.set_aside.name)
-        for line in reconcile(home.clips_dir, index).lines():
-            log.warning("%s", line)
         store = ClipStore(home.clips_dir, index, watcher.recipients)
         recorder = Recorder(
             settings, store, AuditLog(home.audit_file), build_presses(settings, plan),
@@ -124,6 +121,7 @@ def run(args) -> int:
             StatusPublisher(home.recorder_status_file),
             events=events, watchdog=watchdog, watcher=watcher, tuner=MotionTuner(home),
         )
+        recorder.reconcile_at_start()
         log.info("recording from %s to %s (%d recipient keys)", plan.description,
                  home.clips_dir, len(watcher.recipients))
         recorder.run(plan.open, stop, until_eof=args.until_eof)

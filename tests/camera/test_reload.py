@@ -224,9 +224,9 @@ def test_retention_runs_with_new_values_and_live_frames_change_size(small_home, 
     runs, seen = [], {}
     enforce = upkeep_module.enforce_retention
 
-    def spy(store, retention, now_us):
+    def spy(store, retention, now_us, **options):
         runs.append(retention.max_age_days)
-        return enforce(store, retention, now_us=now_us)
+        return enforce(store, retention, now_us=now_us, **options)
 
     monkeypatch.setattr(upkeep_module, "enforce_retention", spy)
 

@@ -57,7 +57,7 @@ def test_recorder_status_round_trips_with_the_keys_the_viewer_reads(tmp_path):
     written.write(path)
     assert set(json.loads(path.read_bytes())) == {
         "state", "camera", "frames", "fps", "clips_saved", "last_frame_time", "recording",
-        "updated", "config_sha256", "recipients_sha256"}
+        "updated", "config_sha256", "recipients_sha256", "retention_problem"}
     assert RecorderStatus.load(path) == written
     assert [p.name for p in tmp_path.iterdir()] == ["recorder.json"]  # no temporary left
 
@@ -70,6 +70,16 @@ def test_a_status_without_the_digests_or_a_frame_yet_reads(tmp_path):
     del raw["config_sha256"], raw["recipients_sha256"]  # a recorder that follows no files
     assert RecorderStatus.from_json(json.dumps(raw).encode()) == before_first_frame
     assert not before_first_frame.camera_alive(NOW_S)
+
+
+def test_a_retention_problem_is_one_sentence_of_at_most_200_characters(tmp_path):
+    said = status(retention_problem="the disk is full and deleting older clips cannot make "
+                                    "room for the next one")
+    assert RecorderStatus.from_json(said.to_json()) == said
+    raw = json.loads(said.to_json())
+    raw["retention_problem"] = "x" * 201
+    with pytest.raises(ExchangeFileError):
+        RecorderStatus.from_json(json.dumps(raw).encode())
 
 
 def test_a_missing_file_is_none_not_an_error(tmp_path):

@@ -129,15 +129,63 @@ def test_low_free_space_prunes_oldest_first_until_enough_is_free(store):
 def test_age_size_and_free_space_each_name_their_reason(store):
     old = record(store, NOW_US - 40 * DAY_US, size=MIB, seed=1)
     big = [record(store, NOW_US - (9 - i) * HOUR_US, size=4 * MIB, seed=2 + i) for i in range(4)]
-    settings = limits(max_age_days=30, max_total_bytes=13_000_000, min_free_bytes=100)
+    clip_size = big[0].size_bytes
+    capacity = int(4.5 * clip_size)
+    settings = limits(max_age_days=30, max_total_bytes=13_000_000, min_free_bytes=2 * clip_size)
 
-    pruned = enforce_retention(store, settings, NOW_US, lambda: 0)  # a disk full of other data
+    def free_bytes() -> int:  # a small disk holding only the store
+        return capacity - store.index.total_size_bytes()
 
-    # old (age) and the oldest big clip (size) go first; then free space stays at 0 so the
-    # rest go as well, oldest first: the free-space floor is what the disk needs.
-    assert [(p.clip_id, p.reason) for p in pruned][:2] == [(old.id, "age"), (big[0].id, "size")]
-    assert [p.clip_id for p in pruned] == [old.id, *[c.id for c in big]]
-    assert {p.reason for p in pruned[2:]} == {"free space"}
+    pruned = enforce_retention(store, settings, NOW_US, free_bytes)
+
+    # old (age) and the oldest big clip (size) go first; then the disk still has less than two
+    # clips' worth free, so one more goes for free space.
+    assert [(p.clip_id, p.reason) for p in pruned] == [
+        (old.id, "age"), (big[0].id, "size"), (big[1].id, "free space")]
+    assert remaining(store) == [c.id for c in big[2:]]
+
+
+def test_a_free_space_floor_out_of_reach_deletes_no_clip_for_it(store):
+    clips = [record(store, NOW_US - (5 - i) * HOUR_US, seed=i) for i in range(5)]
+    # A disk full of other data: deleting every clip would free 320 KiB, 1 GB is wanted.
+    settings = limits(max_age_days=30, min_free_bytes=10**9)
+
+    assert enforce_retention(store, settings, NOW_US, lambda: 0) == []
+
+    assert remaining(store) == [c.id for c in clips]  # not every clip, the newest included
+
+
+def test_a_reachable_floor_never_takes_the_newest_clip(store):
+    clips = [record(store, NOW_US - (5 - i) * HOUR_US, size=MIB, seed=i) for i in range(5)]
+    capacity = 5 * clips[0].size_bytes + 1000
+
+    def free_bytes() -> int:
+        return capacity - store.index.total_size_bytes()
+
+    # Reachable by deleting all four older clips (the newest cannot count towards it).
+    settings = limits(min_free_bytes=4 * clips[0].size_bytes)
+
+    pruned = enforce_retention(store, settings, NOW_US, free_bytes)
+
+    assert [p.clip_id for p in pruned] == [c.id for c in clips[:4]]
+    assert remaining(store) == [clips[-1].id]
+
+
+def test_room_after_a_full_disk_prunes_the_oldest_but_never_the_newest(store):
+    clips = [record(store, NOW_US - (5 - i) * HOUR_US, size=MIB, seed=i) for i in range(5)]
+    clip_size = clips[0].size_bytes
+
+    def free_bytes() -> int:  # a disk full of other data: only what is deleted comes free
+        return 5 * clip_size - store.index.total_size_bytes()
+
+    no_floor = limits(min_free_bytes=0)
+    pruned = enforce_retention(store, no_floor, NOW_US, free_bytes, room_bytes=2 * clip_size + 1)
+
+    assert [p.clip_id for p in pruned] == [c.id for c in clips[:3]]
+    assert {p.reason for p in pruned} == {"free space"}
+    more = enforce_retention(store, no_floor, NOW_US, free_bytes, room_bytes=10**9)
+    assert [p.clip_id for p in more] == [clips[3].id]
+    assert remaining(store) == [clips[4].id]  # the newest stays, whatever room is wanted
 
 
 # -- while recording ---------------------------------------------------------------------------
@@ -197,11 +245,12 @@ def test_no_free_space_at_all_never_touches_the_clip_being_written(store, owner)
     writer.video.write(data)
     writer.sync()
 
-    pruned = enforce_retention(store, limits(min_free_bytes=10**9), NOW_US, lambda: 0)
+    pruned = enforce_retention(store, limits(min_free_bytes=10**9), NOW_US, lambda: 0,
+                               room_bytes=10**9)  # the disk ran full: make all the room it can
 
-    assert len(pruned) == 5  # every finished clip had to go ...
-    assert remaining(store) == []
-    clip = writer.finish(None, {})  # ... but the one in progress finishes intact
+    assert len(pruned) == 4  # every finished clip but the newest had to go ...
+    assert len(remaining(store)) == 1
+    clip = writer.finish(None, {})  # ... and the one in progress finishes intact
     opened = open_video(store.clips_dir, clip.id, [owner])
     assert opened.reader.read() == data and opened.truncated is False
     opened.close()
