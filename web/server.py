@@ -2,6 +2,11 @@
 
 The Flask development server is for tests only. Plain HTTP is allowed on loopback alone; any
 other address is served over TLS with the certificate made at init.
+
+No proxy is trusted: browsers talk to gunicorn directly, so no X-Forwarded-* (or PROXY protocol)
+header may change the scheme, the path or the client address the allowed-network check and the
+audit log see. gunicorn would otherwise trust them from loopback by default, or from whatever
+FORWARDED_ALLOW_IPS says in its environment.
 """
 
 import ipaddress
@@ -37,7 +42,7 @@ class _Gunicorn(BaseApplication):
         return self._app
 
 
-def serve(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None) -> None:
+def gunicorn_options(host: str, port: int, tls: tuple[Path, Path] | None) -> dict:
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     options = {
         "bind": [bind],
@@ -54,7 +59,21 @@ def serve(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None) -> No
         "control_socket_disable": True,  # gunicorn 23+ would open a management socket
         "limit_request_line": 4096,
         "limit_request_fields": 50,
+        "forwarded_allow_ips": "",  # no front end may set the scheme or forwarder headers
+        "secure_scheme_headers": {},
+        "forwarder_headers": "",
+        "proxy_protocol": "off",
+        "proxy_allow_ips": "",
     }
     if tls is not None:
         options["certfile"], options["keyfile"] = str(tls[0]), str(tls[1])
-    _Gunicorn(app, options).run()
+    return options
+
+
+def gunicorn_app(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None):
+    """The gunicorn application serve() runs (its `cfg` is the configuration in force)."""
+    return _Gunicorn(app, gunicorn_options(host, port, tls))
+
+
+def serve(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None) -> None:
+    gunicorn_app(app, host, port, tls).run()

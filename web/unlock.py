@@ -2,20 +2,25 @@
 
 scrypt at the calibrated work factor takes about a second and up to a quarter of RAM, so only
 one unlock runs at once (others wait briefly, then get "busy"). For an unknown name a decoy
-identity file is tried instead, so the answer takes as long as for a real member and reveals
-nothing about which names exist. The decoy is made the first time an unknown name is tried
-(with the first member's work factor at that moment) and kept for the viewer's lifetime; that
-first attempt also pays one scrypt for making it.
+identity file is tried instead, so the answer takes as long as for the slowest member and reveals
+nothing about which names exist. The decoy exists from the viewer's start, with the highest work
+factor among the members' identity files, and is made again whenever that changes (a member
+added, or a passphrase changed, at another factor). Making it costs nothing: its scrypt stanza
+wraps random bytes instead of a key, so trying it costs one scrypt at that work factor and then
+fails exactly as a wrong passphrase does.
 """
 
 import contextlib
-import secrets
+import os
 import threading
 from pathlib import Path
 
-from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.age.errors import AgeError
+from doorbell.storage.age.header import Stanza, b64encode, encode_header
+from doorbell.storage.age.identities import DEFAULT_MAX_WORK_FACTOR, X25519Identity
+from doorbell.storage.age.recipients import MIN_SCRYPT_WORK_FACTOR
 from doorbell.storage.errors import KeyringError, RecipientsError, WrongPassphraseError
-from doorbell.storage.keyring import Keyring, decrypt_identity, encrypt_identity
+from doorbell.storage.keyring import Keyring, decrypt_identity
 from doorbell.storage.recipients import check_member_name
 
 
@@ -57,20 +62,35 @@ def unlock_with_limit(viewer, member: str, passphrase: str, address: str,
     return identity
 
 
+def decoy_identity_file(work_factor: int) -> bytes:
+    """An identity file no passphrase opens, that costs one scrypt at `work_factor` to try."""
+    stanza = Stanza("scrypt", [b64encode(os.urandom(16)), str(work_factor)], os.urandom(32))
+    # As long as a real identity file's payload: nonce, the key's text (about 185 bytes), tag.
+    return encode_header([stanza], os.urandom(16)) + os.urandom(16 + 185 + 16)
+
+
 class Unlocker:
     def __init__(self, identities_dir: Path, wait_s: float = 5.0):
         self._keyring = Keyring(identities_dir)
         self._lock = threading.Lock()
         self._wait_s = wait_s
-        self._decoy: bytes | None = None
+        self.decoy_work_factor = self.slowest_work_factor()
+        self._decoy = decoy_identity_file(self.decoy_work_factor)
+
+    def slowest_work_factor(self) -> int:
+        """The highest scrypt work factor among the members' identity files (read from their
+        headers, no key needed), within what an unlock accepts."""
+        factors = []
+        for member in self._keyring.members():
+            with contextlib.suppress(OSError, AgeError, KeyringError, RecipientsError,
+                                     ValueError, IndexError):  # not an identity: no cost to copy
+                factors.append(self._keyring.work_factor(member))
+        return min(max(factors, default=MIN_SCRYPT_WORK_FACTOR), DEFAULT_MAX_WORK_FACTOR)
 
     def _decoy_file(self) -> bytes:
-        if self._decoy is None:
-            members = self._keyring.members()
-            work_factor = self._keyring.work_factor(members[0]) if members else 15
-            self._decoy = encrypt_identity(
-                X25519Identity.generate(), secrets.token_urlsafe(24), work_factor
-            )
+        work_factor = self.slowest_work_factor()
+        if work_factor != self.decoy_work_factor:
+            self.decoy_work_factor, self._decoy = work_factor, decoy_identity_file(work_factor)
         return self._decoy
 
     def unlock(self, member: str, passphrase: str) -> X25519Identity:

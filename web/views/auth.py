@@ -54,6 +54,9 @@ def login_submit():
     except WrongPassphraseError:  # logged with its audit entry, or counted (web/refusals.py)
         return render_template("login.html", error="Wrong name or passphrase.",
                                member=member), 401
+    # This browser's earlier session (unlocked again, or as someone else) ends here: its key
+    # would otherwise stay in memory, reachable by the old cookie, until it idled out.
+    viewer.sessions.drop(g.session_id)
     session_id, _session = viewer.sessions.create(member, identity)
     viewer.audit.append(member, "unlock", address=request.remote_addr)
     return set_session_cookie(redirect(url_for("timeline.index"), code=303), session_id)
