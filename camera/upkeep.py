@@ -18,6 +18,7 @@ from collections.abc import Callable
 from doorbell.config import RetentionSettings
 from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.errors import AuditLogCorrupt
 from doorbell.storage.exchange import STATUS_INTERVAL_S, RecorderStatus
 from doorbell.storage.retention import (
     disk_free_bytes,
@@ -94,7 +95,10 @@ class Retention:
         room_bytes = self._room_needed_bytes() if self._full else 0
         try:
             pruned = enforce_retention(self.store, settings, now_us=now_us,
-                                       room_bytes=room_bytes)
+                                       room_bytes=room_bytes, before_deleting=self._auditable)
+        except AuditLogCorrupt as exc:  # nothing was deleted: recording goes on, clips stay
+            self._report(f"retention is waiting, so that no clip is deleted unaudited: {exc}")
+            return
         except OSError as exc:  # a file or the index that cannot be changed: try again later
             self._report(f"retention could not delete clips ({exc}): it tries again at its "
                          "next run")
@@ -107,10 +111,14 @@ class Retention:
         if pruned:
             log.info("retention deleted %d clip(s)", len(pruned))
             if self.audit is not None:
-                self.audit.append("recorder", "retention",
-                                  deleted=[p.clip_id for p in pruned],
-                                  reasons=sorted({p.reason for p in pruned}),
-                                  freed_bytes=sum(p.size_bytes for p in pruned))
+                try:
+                    self.audit.append("recorder", "retention",
+                                      deleted=[p.clip_id for p in pruned],
+                                      reasons=sorted({p.reason for p in pruned}),
+                                      freed_bytes=sum(p.size_bytes for p in pruned))
+                except (AuditLogCorrupt, OSError) as exc:  # damaged since it was checked
+                    log.error("retention deleted %s but the audit log could not record it: %s",
+                              ", ".join(p.clip_id for p in pruned), exc)
         self._room_checked_s = -1e9  # look again: the run may have made room
         if self._full and not self.room_for_a_clip():
             free = disk_free_bytes(self.store.clips_dir)
@@ -119,6 +127,12 @@ class Retention:
                          "the newest clip is kept, and recording resumes when space is freed")
         else:
             self._report(free_space_shortfall(self.store.clips_dir, settings))
+
+    def _auditable(self) -> None:
+        """Before the first deletion: the log must be able to record it (AuditLogCorrupt if
+        not), so that no clip is ever deleted without a trace."""
+        if self.audit is not None:
+            self.audit.require_intact()
 
     def disk_full(self, settings: RetentionSettings) -> None:
         """A write found the disk full: make room now (and at every run until a clip is saved)."""

@@ -40,6 +40,9 @@ its own entry. From then on the torn bytes are accounted for by the chain: `veri
 names them, `entries()` skips them, and any later edit of them is detected like any other edit.
 The head is replaced only after the line is fsynced, so a damaged last line that the head already
 covers is not a torn write: `verify()` reports it as cut short and appends refuse to go on.
+`require_intact()`, the check before any change, writes the `audit.torn_line` entry itself
+(`record_torn_tail()`), so a torn line blocks no change from any process, the command line's
+included; anything else `verify()` finds still refuses every change.
 """
 
 from __future__ import annotations
@@ -97,6 +100,9 @@ class AuditVerification:
     entries: int
     problem_line: int | None
     message: str
+    # The one problem is a torn final line, which the next append (or record_torn_tail) records:
+    # the rest of the log and its head check out.
+    torn_tail: bool = False
 
 
 class AuditLog:
@@ -115,12 +121,27 @@ class AuditLog:
             raise ValueError("an audit entry needs an action.")
         if action == TORN_ACTION:
             raise ValueError(f"the action {TORN_ACTION} is reserved for the audit log itself.")
+        line = self._write((actor, action, details))
+        entry = _parse(line)
+        assert entry is not None
+        return entry  # exactly what entries() will read back
+
+    def record_torn_tail(self) -> bool:
+        """Write now the `audit.torn_line` entry the next append would write first, if the log
+        ends in a torn line; True if it did. AuditLogCorrupt as for append."""
+        return self._write(None) is not None
+
+    def _write(self, own: tuple[str, str, dict[str, Any]] | None) -> bytes | None:
+        """Under the lock: account for a torn tail, then append `own` (actor, action,
+        details) if given. The last line written, or None if there was nothing to write."""
         fd = self._open_for_append()
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
             size = os.fstat(fd).st_size
             last, torn = _tail(fd, size)
             self._check_head(last)
+            if own is None and not torn:
+                return None
             if last is None and not self.head_path.exists():
                 # Anchor before the first line: later, a missing head always means removal.
                 self._write_head(0, GENESIS)
@@ -129,19 +150,21 @@ class AuditLog:
             # A last line without its newline (torn, or complete but cut before "\n") is ended
             # first, so the new line never runs into it.
             data = b"" if size == 0 or os.pread(fd, 1, size - 1) == b"\n" else b"\n"
+            line = b""
             if torn:
                 seq += 1
-                note = _serialise(seq, now, TORN_ACTOR, TORN_ACTION, _torn_details(torn), prev)
-                data += note + b"\n"
-                prev = _sha256(note)
-            seq += 1
-            line = _serialise(seq, now, actor, action, details, prev)
-            if len(line) > MAX_ENTRY_BYTES:
-                raise ValueError(
-                    f"an audit entry may be at most {MAX_ENTRY_BYTES} bytes; "
-                    f"this one is {len(line)}."
-                )
-            data += line + b"\n"
+                line = _serialise(seq, now, TORN_ACTOR, TORN_ACTION, _torn_details(torn), prev)
+                data += line + b"\n"
+                prev = _sha256(line)
+            if own is not None:
+                seq += 1
+                line = _serialise(seq, now, *own, prev)
+                if len(line) > MAX_ENTRY_BYTES:
+                    raise ValueError(
+                        f"an audit entry may be at most {MAX_ENTRY_BYTES} bytes; "
+                        f"this one is {len(line)}."
+                    )
+                data += line + b"\n"
             # One write under the lock: concurrent appenders never interleave, and a crash
             # leaves at most a torn tail that the next append accounts for.
             if os.write(fd, data) != len(data):
@@ -150,9 +173,7 @@ class AuditLog:
             self._write_head(seq, _sha256(line))
         finally:
             os.close(fd)
-        entry = _parse(line)
-        assert entry is not None
-        return entry  # exactly what entries() will read back
+        return line
 
     def _open_for_append(self) -> int:
         flags = os.O_RDWR | os.O_APPEND | os.O_CLOEXEC
@@ -196,8 +217,10 @@ class AuditLog:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def entries(self) -> list[AuditEntry]:
-        """Every entry in file order (torn lines already accounted for are skipped)."""
+    def entries(self, strict: bool = True) -> list[AuditEntry]:
+        """Every entry in file order (torn lines already accounted for are skipped). With
+        `strict=False` lines that are not entries are skipped too, instead of raising: what
+        is left of a damaged log, to show next to verify()'s account of the damage."""
         data, _ = self._snapshot()
         lines, ends_cleanly = _split(data)
         result: list[AuditEntry] = []
@@ -207,12 +230,15 @@ class AuditLog:
             if entry is None:
                 pending.append(index)
                 continue
+            if not strict:
+                result.append(entry)
+                continue
             if pending and not _accounts_for(entry, [lines[i] for i in pending]):
                 number = pending[0] + 1
                 raise AuditLogCorrupt(f"line {number} of the audit log is not valid.", number)
             pending = []
             result.append(entry)
-        if pending:
+        if pending and strict:
             number = pending[0] + 1
             if not ends_cleanly:
                 raise AuditLogCorrupt(
@@ -243,8 +269,20 @@ class AuditLog:
 
     def require_intact(self) -> None:
         """Raise AuditLogCorrupt unless the log verifies: checked before any deletion or change,
-        so that a damaged log cannot be used to make changes that leave no trace."""
+        so that a damaged log cannot be used to make changes that leave no trace.
+
+        A torn final line (an interrupted append, not an edit) is recorded here, as the next
+        append would record it, so that any process can go on, the command line included. On a
+        full disk it is left for the append after the change (a deletion makes room)."""
         result = self.verify()
+        if result.torn_tail:
+            try:
+                self.record_torn_tail()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                return  # intact but for the torn line; the change's own append records it
+            result = self.verify()
         if not result.ok:
             raise AuditLogCorrupt(
                 "the audit log is damaged, so nothing is changed until it is repaired: "
@@ -429,6 +467,7 @@ def _verify(data: bytes, head_bytes: bytes | None, head_name: str) -> AuditVerif
             return bad(*_diagnose(index, parsed, lines, good, head))
         good.append(index)
 
+    torn_line = None  # a torn final line: reported once the head has been checked too
     if pending:
         number = pending[0] + 1
         if head is not None and head[0] > len(good):
@@ -439,14 +478,10 @@ def _verify(data: bytes, head_bytes: bytes | None, head_name: str) -> AuditVerif
                 f"line {number} was damaged or cut short after it was written: the head records "
                 f"{head[0]} entries but only {len(good)} are complete.",
             )
-        if not ends_cleanly:
-            return bad(
-                number,
-                f"line {number} is a torn final line: an append was interrupted "
-                "(for example by a power cut) before it finished, which is not "
-                "an edit, and the next append will record it.",
-            )
-        return bad(number, f"line {number} is not a valid audit entry: it was damaged or added.")
+        if ends_cleanly:
+            return bad(number,
+                       f"line {number} is not a valid audit entry: it was damaged or added.")
+        torn_line = number
 
     count = len(good)
     last_sha = parsed[good[-1]].line_sha256 if good else GENESIS
@@ -483,6 +518,14 @@ def _verify(data: bytes, head_bytes: bytes | None, head_name: str) -> AuditVerif
                 "the log or its head was rewritten.",
             )
 
+    if torn_line is not None:
+        return AuditVerification(
+            False, total, torn_line,
+            f"line {torn_line} is a torn final line: an append was interrupted "
+            "(for example by a power cut) before it finished, which is not "
+            "an edit, and the next append will record it.",
+            torn_tail=True,
+        )
     note = ""
     if recovered:
         which = ", ".join(str(number) for number in recovered)

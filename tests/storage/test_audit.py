@@ -453,6 +453,44 @@ def test_removed_torn_line_is_detected(log):
     check(log, 4, "records torn lines before it that are no longer there")
 
 
+def test_the_guard_before_a_change_records_a_torn_final_line_and_lets_it_go_on(log):
+    filled(log, 3)
+    log.path.write_bytes(log.path.read_bytes() + b'{"seq":4,"ti')  # the head still names 3
+    assert log.verify().torn_tail
+
+    log.require_intact()  # what any process (the CLI, retention) checks before a change
+
+    result = log.verify()
+    assert result.ok and "torn line 4" in result.message, result.message
+    assert [e.action for e in log.entries()][-1] == "audit.torn_line"
+    assert log.record_torn_tail() is False  # nothing left to record
+
+
+def test_a_torn_final_line_does_not_hide_an_edit_before_it(log):
+    filled(log, 3)
+    lines = read_lines(log)
+    lines[2] = edited(lines[2], actor="mallory")  # the head names the original line 3
+    write_lines(log, lines)
+    log.path.write_bytes(log.path.read_bytes() + b'{"seq":4,"ti')
+
+    result = log.verify()
+    assert not result.ok and not result.torn_tail
+    assert "line 3 was edited" in result.message, result.message
+    before = log.path.read_bytes()
+    with pytest.raises(AuditLogCorrupt, match="line 3 was edited"):
+        log.require_intact()
+    assert log.path.read_bytes() == before  # refused, and nothing was written
+
+
+def test_a_lenient_read_shows_what_is_left_of_a_damaged_log(log):
+    filled(log, 3)
+    log.path.write_bytes(log.path.read_bytes() + b"garbage\n" + b'{"seq":4,"ti')
+
+    with pytest.raises(AuditLogCorrupt):
+        log.entries()
+    assert [e.seq for e in log.entries(strict=False)] == [1, 2, 3]
+
+
 def test_long_garbage_at_the_end_is_refused(log):
     filled(log, 3)
     log.path.write_bytes(log.path.read_bytes() + b"x" * (5 * MAX_ENTRY_BYTES))
