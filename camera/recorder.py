@@ -14,7 +14,6 @@ retention and live settings apply in place; any other section makes `run()` retu
 `restart_sections` set, and the command starts itself again.
 """
 
-import dataclasses
 import errno
 import logging
 import threading
@@ -32,7 +31,7 @@ from .live import LiveFramePublisher, StatusPublisher
 from .motion import MotionDetector
 from .pipeline import VideoPipeline
 from .presses import NoButton, PressSource
-from .reload import SettingsWatcher
+from .reload import SettingsWatcher, changed_sections
 from .statemachine import Action, RecorderStateMachine, State
 from .tuning import MotionTuner
 from .upkeep import Activity, Retention, StatusReporter
@@ -40,9 +39,6 @@ from .watchdog import SystemdWatchdog
 
 log = logging.getLogger("doorbell.recorder")
 
-# The sections a running recorder puts in force by itself; a change anywhere else (camera,
-# doorbell button, notifications, the viewer's networks) takes a restart.
-LIVE_SECTIONS = ("privacy", "motion", "recording", "retention", "live")
 # The recording settings an encoder is built with: a change waits until no clip is open.
 ENCODER_SETTINGS = ("preset", "crf", "keyframe_interval_s")
 MAX_BACKOFF_S = 30.0
@@ -271,12 +267,7 @@ class Recorder:
     def apply_settings(self, new: Settings) -> bool:
         """Put `new` in force from the next frame on; True if it is. False if a section
         changed that only a restart applies: `restart_sections` names it."""
-        changed = [section.name for section in dataclasses.fields(new)
-                   if getattr(new, section.name) != getattr(self.settings, section.name)]
-        restart = [name for name in changed if name not in LIVE_SECTIONS]
-        if "viewer" in restart and \
-                new.viewer.allowed_networks == self.settings.viewer.allowed_networks:
-            restart.remove("viewer")  # the recorder uses only the networks from [viewer]
+        changed, restart = changed_sections(self.settings, new)
         if restart:
             log.warning("%s settings changed: restarting the recorder to apply them",
                         ", ".join(restart))

@@ -12,6 +12,7 @@ from (of b"" for a file that is absent): the recorder publishes them in its stat
 viewer compares them with what it wrote to show "applied".
 """
 
+import dataclasses
 import hashlib
 import logging
 import os
@@ -29,6 +30,21 @@ log = logging.getLogger("doorbell.recorder")
 
 Stamp = tuple[int, int, int] | None  # (st_ino, st_mtime_ns, st_size); None: no such file
 _REREAD: Stamp = (-1, -1, -1)  # matches no file: read it again at the next poll
+
+
+# The sections a running recorder puts in force by itself; a change anywhere else (camera,
+# doorbell button, notifications, the viewer's networks) takes a restart.
+LIVE_SECTIONS = ("privacy", "motion", "recording", "retention", "live")
+
+
+def changed_sections(old: Settings, new: Settings) -> tuple[list[str], list[str]]:
+    """(the sections that differ, those of them only a restart applies)."""
+    changed = [section.name for section in dataclasses.fields(new)
+               if getattr(new, section.name) != getattr(old, section.name)]
+    restart = [name for name in changed if name not in LIVE_SECTIONS]
+    if "viewer" in restart and new.viewer.allowed_networks == old.viewer.allowed_networks:
+        restart.remove("viewer")  # the recorder uses only the networks from [viewer]
+    return changed, restart
 
 
 def file_stamp(path: Path) -> Stamp:
