@@ -6,6 +6,10 @@
 Timestamps come from the frame index and the file's frame rate, and keep counting up across loops
 so they stay monotonic. `realtime=True` paces frames at the file's rate (a stand-in camera for the
 demo); False yields them as fast as they decode (`doorbell record --until-eof`, tests).
+
+A file that becomes unreadable while it is read (cut short so that it no longer opens, replaced
+by a video of another size, a decoder error) raises SourceLost, like an unplugged camera: the
+recorder seals the open clip and opens the file again with back-off.
 """
 
 import logging
@@ -17,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from doorbell.camera.frames import Frame
+from doorbell.camera.frames import Frame, SourceLost
 
 log = logging.getLogger(__name__)
 
@@ -70,21 +74,35 @@ class VideoFileSource:
         if self._first is not None:
             image, self._first = self._first, None
             return image
-        ok, image = self._capture.read()
-        return image if ok else None
+        try:
+            ok, image = self._capture.read()
+        except cv2.error:
+            raise SourceLost(f"{self.path} can no longer be read") from None
+        if not ok:
+            return None
+        if image.shape[:2] != (self.height, self.width):
+            raise SourceLost(f"{self.path} was replaced while being read: its frames are "
+                             f"{image.shape[1]}x{image.shape[0]} now, not "
+                             f"{self.width}x{self.height}")
+        return image
 
     def _rewind(self) -> bool:
-        """Back to the first frame; reopens the file if seeking is not supported."""
+        """Back to the first frame; reopens the file if seeking is not supported.
+
+        A file that cannot be opened again (cut short, replaced by something else, removed)
+        is a camera lost, not a bad argument: the recorder seals the clip and retries."""
         if self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0):
             ok, image = self._capture.read()
             if ok:
                 self._first = image
                 return True
         self._capture.release()
-        self._capture = self._open()
-        ok, image = self._capture.read()
-        self._first = image if ok else None
-        return ok
+        try:
+            self._capture = self._open()
+        except SourceError as exc:
+            raise SourceLost(f"{exc} any more") from None
+        self._first = self._read()
+        return self._first is not None
 
     def frames(self) -> Iterator[Frame]:
         started = time.monotonic()

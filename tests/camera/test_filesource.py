@@ -1,5 +1,7 @@
 """A video file as a camera: frames with pts from the frame rate, looping, one clear error."""
 
+import os
+import shutil
 from pathlib import Path
 
 import cv2
@@ -7,7 +9,7 @@ import numpy as np
 import pytest
 
 from doorbell.camera.filesource import SourceError, VideoFileSource
-from doorbell.camera.frames import FrameSource
+from doorbell.camera.frames import FrameSource, SourceLost
 
 VIDEO_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "video"
 
@@ -88,3 +90,50 @@ def test_the_shared_test_video_reads_completely():
         assert frame.image.shape == (576, 768, 3)
     assert count == 795
     assert frame.pts_us == round(794 * 1e6 / source.fps)
+
+
+# -- a file that becomes unreadable while it is read: a camera lost, not a traceback -------------
+
+
+def frames_until_lost(frames, limit: int = 2000) -> int:
+    """Read on until the source raises; fail (not hang) if it goes on past `limit` frames."""
+    for count, _ in enumerate(frames):
+        assert count < limit, "the source went on reading a file that is no longer there"
+    raise AssertionError("the source ended instead of raising")
+
+
+@pytest.mark.skipif(not VIDEO_DIR.is_dir(), reason=f"test videos not found at {VIDEO_DIR}")
+def test_a_looping_file_cut_short_while_read_is_a_lost_camera(tmp_path):
+    path = tmp_path / "door.avi"
+    shutil.copy(VIDEO_DIR / "tree.avi", path)  # big enough not to sit in FFmpeg's buffer
+    source = VideoFileSource(path, loop=True)
+    frames = source.frames()
+    for _ in range(30):
+        next(frames)
+    os.truncate(path, 100)  # cut to its first bytes while being read
+
+    with pytest.raises(SourceLost) as lost:
+        frames_until_lost(frames)
+
+    assert str(lost.value) == (f"cannot open video file {path}: not a video OpenCV can "
+                               "decode any more")
+    assert not isinstance(lost.value, ValueError)  # not a bad argument: the recorder retries
+    source.close()
+
+
+def test_a_file_replaced_by_one_of_another_size_is_a_lost_camera(ten_frames, tmp_path):
+    other = tmp_path / "other.avi"
+    writer = cv2.VideoWriter(str(other), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (32, 24))
+    for _ in range(5):
+        writer.write(np.full((24, 32, 3), 50, np.uint8))
+    writer.release()
+    source = VideoFileSource(ten_frames, loop=True)
+    frames = source.frames()
+    next(frames)
+    os.replace(other, ten_frames)  # replaced while being read
+    source._capture.release()  # as when the old file cannot be rewound: it is opened anew
+    source._capture = cv2.VideoCapture(str(ten_frames), cv2.CAP_FFMPEG)
+
+    with pytest.raises(SourceLost, match=r"was replaced while being read: its frames are 32x24 "
+                                         r"now, not 64x48"):
+        frames_until_lost(frames)
