@@ -141,7 +141,7 @@ topic_prefix = "{PREFIX}"
     subscriber.on_subscribe = lambda *a: subscribed.set()
     subscriber.connect("127.0.0.1", port)
     subscriber.loop_start()
-    subscriber.subscribe(f"{PREFIX}/doorbell", qos=1)
+    subscriber.subscribe(f"{PREFIX}/+/doorbell", qos=1)  # <prefix>/<device id>/doorbell
     subscribed.wait(5)
 
     factory = MockFactory()

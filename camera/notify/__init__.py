@@ -1,9 +1,10 @@
 """Notifications that never leave the home network: events.jsonl for the viewer, MQTT, ntfy.
 
-`build_event_bus(settings, run_dir)` is what `doorbell record` calls once at start:
+`build_event_bus(settings, run_dir, home_dir)` is what `doorbell record` calls once at start:
 
  * events.jsonl in the runtime directory, always (the viewer's live events);
- * MQTT (Home Assistant discovery) when `mqtt.enabled`, ntfy when `ntfy.enabled`.
+ * MQTT (Home Assistant discovery) when `mqtt.enabled`, ntfy when `ntfy.enabled`. MQTT names the
+   device by the id kept in the home (discovery.load_device_id) and watches the clips' disk.
 
 LAN only: each target's host is resolved here, once, and the answer is logged. If any address
 is outside `viewer.allowed_networks` (loopback, RFC 1918, link-local, IPv6 ULA by default) the
@@ -56,8 +57,8 @@ def resolve_target(key: str, host: str, port: int, networks, allow_public: bool,
     return addresses
 
 
-def build_event_bus(settings: Settings, run_dir: Path, queue_size: int = 64,
-                    getaddrinfo: Callable | None = None) -> EventBus:
+def build_event_bus(settings: Settings, run_dir: Path, home_dir: Path | None = None,
+                    queue_size: int = 64, getaddrinfo: Callable | None = None) -> EventBus:
     """The recorder's EventBus with every configured sink (not started yet).
 
     Raises ConfigError if a target resolves outside the home network.
@@ -68,8 +69,9 @@ def build_event_bus(settings: Settings, run_dir: Path, queue_size: int = 64,
     if mqtt.enabled:
         from .mqtt import MqttSink  # paho is loaded only when MQTT is on
 
-        sinks.append(_checked(MqttSink(settings), "mqtt.host", mqtt.host, mqtt.port, networks,
-                              mqtt.allow_public_targets, getaddrinfo))
+        sinks.append(_checked(MqttSink(settings, **_mqtt_identity(home_dir)), "mqtt.host",
+                              mqtt.host, mqtt.port, networks, mqtt.allow_public_targets,
+                              getaddrinfo))
     if ntfy.enabled:
         from .ntfy import NtfySink
 
@@ -78,6 +80,21 @@ def build_event_bus(settings: Settings, run_dir: Path, queue_size: int = 64,
         sinks.append(_checked(NtfySink(settings), "ntfy.url", ntfy.host, port, networks,
                               ntfy.allow_public_targets, getaddrinfo))
     return EventBus(sinks, queue_size=queue_size, images=mqtt.enabled and mqtt.snapshot_images)
+
+
+def _mqtt_identity(home_dir: Path | None) -> dict:
+    """The device id kept in the home and the disk to watch (none without a home)."""
+    if home_dir is None:
+        return {}
+    from .discovery import load_device_id
+
+    try:
+        device_id = load_device_id(home_dir)
+    except OSError as exc:
+        log.warning("MQTT: %s; using an id derived from this machine and camera.name", exc)
+        device_id = None
+    clips = home_dir / "clips"
+    return {"device_id": device_id, "disk_path": clips if clips.is_dir() else home_dir}
 
 
 def _checked(sink, key: str, host: str, port: int, networks, allow_public: bool,

@@ -11,13 +11,18 @@ thread; neither is the capture thread, so a slow or absent broker never stalls r
  * Reconnects by itself with back-off (paho's reconnect_delay_set: 1 s doubling to 60 s). While
    it is away the bus keeps up to `queue_size` events for it (oldest dropped first, logged) and
    delivers them when it is back; the retained motion state is re-sent on connect.
+ * Health for Home Assistant: the camera's connectivity (camera_lost / camera_back events), and
+   the clips' disk, measured here every `disk_interval_s` (free bytes; "low" below
+   retention.min_free_bytes, or at once on a disk_low event), all retained.
  * Where it connects: the address resolved (and checked to be on the home network) at start.
    Without TLS it connects to that address itself, so a later DNS answer cannot send it
    elsewhere; with TLS it connects by name, and the broker's certificate must match the name.
 """
 
+import hashlib
 import json
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -25,15 +30,29 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
 
 from doorbell.config import Settings
+from doorbell.storage.retention import disk_free_bytes
 
 from ..events import Event, iso_time
-from .discovery import OFFLINE, ONLINE, Topics, discovery_messages, node_id
+from .discovery import OFFLINE, ONLINE, Topics, discovery_messages
 
 log = logging.getLogger("doorbell.mqtt")
 
 KEEPALIVE_S = 30
 RECONNECT_MIN_S, RECONNECT_MAX_S = 1, 60
 PAHO_QUEUE = 64  # messages paho itself may hold while a connection drops mid-publish
+DISK_INTERVAL_S = 60.0
+DISK_LOW_FLOOR_BYTES = 64 * 1024 * 1024  # with min_free_bytes = 0: below this no clip fits
+
+
+def fallback_device_id(settings: Settings) -> str:
+    """A device id when no home is at hand (tests, benchmarks): this machine and camera.name,
+    hashed for this use only, as machine-id(5) asks (the machine id itself is never sent)."""
+    try:
+        machine = Path("/etc/machine-id").read_text(encoding="ascii").strip()
+    except OSError:
+        machine = socket.gethostname()
+    seed = f"doorbell-mqtt\0{machine}\0{settings.camera.name}".encode()
+    return hashlib.sha256(seed).hexdigest()[:12]
 
 
 def read_secret(path: str, key: str) -> str:
@@ -50,13 +69,23 @@ class MqttSink:
 
     def __init__(self, settings: Settings, address: str | None = None,
                  reconnect_delay_s: tuple[int, int] = (RECONNECT_MIN_S, RECONNECT_MAX_S),
-                 client_id: str | None = None):
+                 client_id: str | None = None, device_id: str | None = None,
+                 disk_path: Path | None = None, disk_interval_s: float = DISK_INTERVAL_S):
         self.settings = settings
         self.config = settings.mqtt
-        self.topics = Topics.for_settings(settings)
+        self.device_id = device_id or fallback_device_id(settings)
+        self.topics = Topics.for_settings(settings, self.device_id)
         self.address = address  # resolved and checked at start (camera.notify)
         self.connected = threading.Event()
         self._motion = "OFF"
+        # The camera is taken as connected until the recorder says it is lost (it says so at
+        # start too if the camera never opens).
+        self._camera = "ON"
+        self._disk: tuple[str, int] | None = None  # ("ON"/"OFF" low, free bytes), once measured
+        self._disk_path = disk_path
+        self._disk_interval_s = disk_interval_s
+        self._stopping = threading.Event()
+        self._disk_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._ever_connected = False
         self._closed = False
@@ -64,7 +93,7 @@ class MqttSink:
         v5 = self.config.protocol == "5"
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"doorbell-{node_id(self.config.topic_prefix)}",
+            client_id=client_id or f"doorbell-{self.device_id}",
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             clean_session=None if v5 else True,
         )
@@ -98,6 +127,10 @@ class MqttSink:
                  self.config.host, self.config.protocol, ", TLS" if self.config.tls else "")
         self.client.connect_async(self.connect_host, self.config.port, keepalive=KEEPALIVE_S)
         self.client.loop_start()
+        if self._disk_path is not None:
+            self._disk_thread = threading.Thread(target=self._watch_disk, name="mqtt-disk",
+                                                 daemon=True)
+            self._disk_thread.start()
 
     def ready(self, timeout_s: float) -> bool:
         return self.connected.wait(timeout_s)
@@ -105,8 +138,22 @@ class MqttSink:
     def deliver(self, event: Event) -> None:
         body = event.to_dict()
         if event.type == "doorbell_pressed":
+            # "ring": the event type Home Assistant requires of a doorbell event entity.
             self._publish(self.topics.doorbell,
-                          json.dumps({"event_type": "press", "time": iso_time(event.time)}))
+                          json.dumps({"event_type": "ring", "time": iso_time(event.time)}))
+        elif event.type in ("camera_lost", "camera_back"):
+            with self._lock:
+                self._camera = "OFF" if event.type == "camera_lost" else "ON"
+            self._publish(self.topics.camera, self._camera, retain=True)
+        elif event.type == "disk_low":
+            free = body.get("free_bytes")
+            with self._lock:
+                if free is None and self._disk is not None:
+                    free = self._disk[1]
+                self._disk = ("ON", free) if free is not None else None
+            self._publish(self.topics.disk_low, "ON", retain=True)
+            if free is not None:
+                self._publish(self.topics.disk_free, str(free), retain=True)
         elif event.type in ("motion_started", "motion_ended"):
             with self._lock:
                 self._motion = "ON" if event.type == "motion_started" else "OFF"
@@ -124,6 +171,9 @@ class MqttSink:
         if self._closed:
             return
         self._closed = True
+        self._stopping.set()
+        if self._disk_thread is not None:
+            self._disk_thread.join(timeout=5)
         try:
             if self.connected.is_set():
                 # A clean goodbye: the broker does not send the will on a DISCONNECT.
@@ -134,6 +184,29 @@ class MqttSink:
             log.warning("MQTT: disconnecting failed: %s", exc)
         finally:
             self.client.loop_stop()
+
+    # -- the disk, measured in a thread of its own (a slow disk never holds paho's loop) -------
+
+    def measure_disk(self) -> None:
+        """Free bytes on the clips' disk now, and whether that is low; published if connected."""
+        try:
+            free = disk_free_bytes(self._disk_path)
+        except OSError as exc:
+            log.warning("MQTT: cannot measure the free space of %s: %s", self._disk_path, exc)
+            return
+        floor = max(self.settings.retention.min_free_bytes, DISK_LOW_FLOOR_BYTES)
+        low = "ON" if free < floor else "OFF"
+        with self._lock:
+            self._disk = (low, free)
+        if self.connected.is_set():
+            self.client.publish(self.topics.disk_low, low, qos=1, retain=True)
+            self.client.publish(self.topics.disk_free, str(free), qos=1, retain=True)
+
+    def _watch_disk(self) -> None:
+        while True:
+            self.measure_disk()
+            if self._stopping.wait(self._disk_interval_s):
+                return
 
     # -- paho callbacks (paho's thread) ---------------------------------------------------------
 
@@ -146,11 +219,15 @@ class MqttSink:
 
     def _announce(self) -> None:
         """Discovery (retained), the retained state, and "online"."""
-        for topic, payload in discovery_messages(self.settings):
+        for topic, payload in discovery_messages(self.settings, self.device_id):
             self.client.publish(topic, payload, qos=1, retain=True)
         with self._lock:
-            motion = self._motion
+            motion, camera, disk = self._motion, self._camera, self._disk
         self.client.publish(self.topics.motion, motion, qos=1, retain=True)
+        self.client.publish(self.topics.camera, camera, qos=1, retain=True)
+        if disk is not None:
+            self.client.publish(self.topics.disk_low, disk[0], qos=1, retain=True)
+            self.client.publish(self.topics.disk_free, str(disk[1]), qos=1, retain=True)
         self.client.publish(self.topics.availability, ONLINE, qos=1, retain=True)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

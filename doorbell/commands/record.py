@@ -106,7 +106,7 @@ def run(args) -> int:
     prepare_runtime_dir(home.run_dir)
     # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
     # to be on the home network now, or a ConfigError naming the key.
-    events = build_event_bus(settings, home.run_dir)
+    events = build_event_bus(settings, home.run_dir, home.root)
     # A damaged index is moved aside and rebuilt from the clip files, like a lost one (events:
     # started here, closed at the end).
     with ClipIndex(home.index_file, set_aside_damaged=True) as index, events:

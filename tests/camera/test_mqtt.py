@@ -29,7 +29,7 @@ paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installe
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from doorbell.camera.events import EventBus  # noqa: E402
-from doorbell.camera.notify.discovery import node_id  # noqa: E402
+from doorbell.camera.notify.discovery import load_device_id  # noqa: E402
 from doorbell.config import Settings  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
@@ -76,6 +76,17 @@ DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", 
                "via_device"}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
 EVENT_DEVICE_CLASSES = {"button", "doorbell", "motion"}
+BINARY_SENSOR_CLASSES = {"connectivity", "motion", "problem"}  # the ones used, all documented
+DATA_SIZE_UNITS = {"bit", "kbit", "Mbit", "Gbit", "B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB",
+                   "YB", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"}
+ENTITY_CATEGORIES = {"config", "diagnostic"}
+
+DEVICE = "0123456789ab"  # the device id the tests give the sink (a home gives a random one)
+TEST = f"doorbell-test/{DEVICE}"  # the state topics: <topic_prefix>/<device id>/...
+NODE = f"doorbell_{DEVICE}"
+ENTITIES = [("event", "doorbell"), ("binary_sensor", "motion"), ("binary_sensor", "camera"),
+            ("binary_sensor", "disk_low"), ("sensor", "disk_free"), ("sensor", "last_clip"),
+            ("image", "snapshot")]
 
 
 # -- a broker of our own, and a subscriber --------------------------------------------------------
@@ -178,6 +189,7 @@ def mqtt_settings(port: int, prefix: str = "doorbell-test", **mqtt) -> Settings:
 def mqtt_bus(settings: Settings, queue_size: int = 64, **sink_kwargs) -> EventBus:
     from doorbell.camera.notify.mqtt import MqttSink
 
+    sink_kwargs.setdefault("device_id", DEVICE)
     sink = MqttSink(settings, "127.0.0.1", reconnect_delay_s=(1, 1), **sink_kwargs)
     return EventBus([sink], queue_size=queue_size, images=settings.mqtt.snapshot_images)
 
@@ -189,25 +201,41 @@ def connected(bus: EventBus, timeout_s: float = 5.0) -> bool:
 # -- discovery ------------------------------------------------------------------------------------
 
 
-def check_entity(component: str, config: dict, settings: Settings) -> None:
-    prefix = settings.mqtt.topic_prefix
+def check_entity(component: str, config: dict, settings: Settings,
+                 device_id: str = DEVICE) -> None:
+    prefix = f"{settings.mqtt.topic_prefix}/{device_id}"
     assert set(config) <= DOCUMENTED[component], set(config) - DOCUMENTED[component]
     assert REQUIRED[component] <= set(config)
     assert isinstance(config["name"], str) and config["name"]
-    assert config["unique_id"].startswith(f"doorbell_{node_id(prefix)}_")
+    assert config["unique_id"].startswith(f"doorbell_{device_id}_")
     assert config["availability_topic"] == f"{prefix}/availability"
     assert (config["payload_available"], config["payload_not_available"]) == \
         ("online", "offline")
     device = config["device"]
     assert set(device) <= DEVICE_KEYS
-    assert device["identifiers"] == [f"doorbell_{node_id(prefix)}"]
+    assert device["identifiers"] == [f"doorbell_{device_id}"]
     assert device["name"] == settings.camera.name
     assert device["manufacturer"] and device["model"] and device["sw_version"]
     assert set(config["origin"]) <= ORIGIN_KEYS and config["origin"]["name"]
     assert config.get("qos", 0) in (0, 1, 2)
+    assert config.get("entity_category", "diagnostic") in ENTITY_CATEGORIES
+    if component == "binary_sensor":
+        assert config["device_class"] in BINARY_SENSOR_CLASSES
     for key, value in config.items():
         if key.endswith("_topic"):
             assert "+" not in value and "#" not in value, key
+
+
+def retained_configs(subscriber: Subscriber, node: str = NODE) -> dict:
+    """{(component, object_id): config} of every entity's retained discovery message."""
+    configs = {}
+    for component, object_id in ENTITIES:
+        topic = f"homeassistant/{component}/{node}/{object_id}/config"
+        message = subscriber.wait_for(lambda t, _p, topic=topic: t == topic)
+        assert message is not None, f"no retained {topic}"
+        assert message[3], f"{topic} is not retained"
+        configs[component, object_id] = json.loads(message[2])
+    return configs
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
@@ -216,42 +244,54 @@ def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol):
     with mqtt_bus(settings) as bus:
         assert connected(bus), broker.log.read_text()
     # Retained: a subscriber that comes afterwards (Home Assistant restarting) gets them all.
-    subscriber = Subscriber(broker.port, ["homeassistant/#", "doorbell-test/#"], protocol)
+    subscriber = Subscriber(broker.port, ["homeassistant/#", f"{TEST}/#"], protocol)
     try:
-        node = node_id("doorbell-test")
-        configs = {}
-        for component, object_id in [("event", "doorbell"), ("binary_sensor", "motion"),
-                                     ("sensor", "last_clip"), ("image", "snapshot")]:
-            topic = f"homeassistant/{component}/{node}/{object_id}/config"
-            message = subscriber.wait_for(lambda t, _p, topic=topic: t == topic)
-            assert message is not None, f"no retained {topic}"
-            assert message[3], f"{topic} is not retained"
-            configs[component] = json.loads(message[2])
-            check_entity(component, configs[component], settings)
+        configs = retained_configs(subscriber)
+        for (component, _object_id), config in configs.items():
+            check_entity(component, config, settings)
 
-        event, motion = configs["event"], configs["binary_sensor"]
-        sensor, image = configs["sensor"], configs["image"]
-        assert event["event_types"] == ["press"]
+        event, motion = configs["event", "doorbell"], configs["binary_sensor", "motion"]
+        camera, disk_low = configs["binary_sensor", "camera"], configs["binary_sensor", "disk_low"]
+        disk_free = configs["sensor", "disk_free"]
+        sensor, image = configs["sensor", "last_clip"], configs["image", "snapshot"]
+        # Home Assistant requires "ring" of a doorbell event entity (the old form stops in 2027.4).
+        assert event["event_types"] == ["ring"]
         assert event["device_class"] in EVENT_DEVICE_CLASSES and event["device_class"] == \
             "doorbell"
-        assert event["state_topic"] == "doorbell-test/doorbell"
+        assert event["state_topic"] == f"{TEST}/doorbell"
         assert motion["device_class"] == "motion"
-        assert motion["state_topic"] == "doorbell-test/motion"
+        assert motion["state_topic"] == f"{TEST}/motion"
         assert (motion["payload_on"], motion["payload_off"]) == ("ON", "OFF")
+        # connectivity: ON means connected; problem: ON means a problem.
+        assert (camera["device_class"], camera["state_topic"]) == ("connectivity", f"{TEST}/camera")
+        assert (disk_low["device_class"], disk_low["state_topic"]) == \
+            ("problem", f"{TEST}/disk_low")
+        for binary in (camera, disk_low):
+            assert (binary["payload_on"], binary["payload_off"]) == ("ON", "OFF")
+            assert binary["entity_category"] == "diagnostic"
+        assert disk_free["device_class"] == "data_size"
+        assert disk_free["unit_of_measurement"] in DATA_SIZE_UNITS
+        assert disk_free["state_class"] == "measurement"
+        assert disk_free["state_topic"] == f"{TEST}/disk_free"
+        assert isinstance(disk_free["suggested_display_precision"], int)
         assert sensor["state_topic"] == sensor["json_attributes_topic"] == \
-            "doorbell-test/last_clip"
+            f"{TEST}/last_clip"
         assert sensor["device_class"] == "timestamp"
         assert sensor["value_template"] == "{{ value_json.start }}"
-        assert image["image_topic"] == "doorbell-test/snapshot"
+        assert image["image_topic"] == f"{TEST}/snapshot"
         assert image["content_type"] == "image/jpeg"
         assert "url_topic" not in image  # image_topic and url_topic exclude each other
-        assert len({c["unique_id"] for c in configs.values()}) == 4
+        assert len({c["unique_id"] for c in configs.values()}) == len(ENTITIES)
         assert all(c["device"] == event["device"] for c in configs.values())
+        # The viewer binds to loopback by default: Home Assistant could not open it, no link.
+        assert "configuration_url" not in event["device"]
         # Availability: "online", retained, after the clean stop "offline" (retained too).
-        availability = subscriber.wait_for(lambda t, _p: t == "doorbell-test/availability")
+        availability = subscriber.wait_for(lambda t, _p: t == f"{TEST}/availability")
         assert availability[2] == b"offline" and availability[3]
-        motion_state = subscriber.wait_for(lambda t, _p: t == "doorbell-test/motion")
+        motion_state = subscriber.wait_for(lambda t, _p: t == f"{TEST}/motion")
         assert motion_state[2] == b"OFF" and motion_state[3]
+        camera_state = subscriber.wait_for(lambda t, _p: t == f"{TEST}/camera")
+        assert camera_state[2] == b"ON" and camera_state[3]
     finally:
         subscriber.close()
 
@@ -266,8 +306,124 @@ def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol):
         late.close()
 
 
+def test_two_doorbells_with_the_default_prefix_on_one_broker_do_not_collide(broker, tmp_path):
+    """Each home makes its own device id: ids, topics and client ids all differ."""
+    from doorbell.camera.notify import build_event_bus
+
+    homes = [tmp_path / "front", tmp_path / "back"]
+    buses = []
+    for home, name in zip(homes, ("Front door", "Back door"), strict=True):
+        (home / "clips").mkdir(parents=True)
+        toml = (f'[camera]\nname = "{name}"\n[mqtt]\nenabled = true\nhost = "127.0.0.1"\n'
+                f'port = {broker.port}\nsnapshot_images = true\n[viewer]\nbind = "0.0.0.0:8443"\n'
+                f'hostnames = ["{home.name}.lan"]\n')
+        settings = Settings.from_toml_text(toml, "test.toml")
+        assert settings.mqtt.topic_prefix == "doorbell"  # the default, for both
+        buses.append(build_event_bus(settings, tmp_path / f"run-{home.name}", home).start())
+    try:
+        sinks = [bus.sinks[1] for bus in buses]
+        assert all(sink.connected.wait(5) for sink in sinks), broker.log.read_text()
+        ids = [load_device_id(home) for home in homes]
+        assert ids[0] != ids[1] and [s.device_id for s in sinks] == ids
+        assert load_device_id(homes[0]) == ids[0]  # kept: the same id on the next start
+        subscriber = Subscriber(broker.port, ["homeassistant/#", "doorbell/#"])
+        try:
+            seen = [retained_configs(subscriber, f"doorbell_{device_id}") for device_id in ids]
+            unique_ids = [c["unique_id"] for configs in seen for c in configs.values()]
+            assert len(set(unique_ids)) == 2 * len(ENTITIES)
+            for configs, device_id, home, sink in zip(seen, ids, homes, sinks, strict=True):
+                for (component, _o), config in configs.items():
+                    check_entity(component, config, sink.settings, device_id)
+                device = configs["event", "doorbell"]["device"]
+                assert device["configuration_url"] == f"https://{home.name}.lan:8443/"
+            assert [s[("event", "doorbell")]["device"]["name"] for s in seen] == \
+                ["Front door", "Back door"]
+            # Both stay online: neither client id nor availability topic is shared.
+            for device_id in ids:
+                online = subscriber.wait_for(
+                    lambda t, p, d=device_id: t == f"doorbell/{d}/availability" and p == b"online")
+                assert online is not None
+            buses[0].emit("doorbell_pressed")
+            ring = subscriber.wait_for(lambda t, _p: t == f"doorbell/{ids[0]}/doorbell")
+            assert ring is not None and json.loads(ring[2])["event_type"] == "ring"
+            time.sleep(0.3)
+            assert not subscriber.on(f"doorbell/{ids[1]}/doorbell")
+            assert subscriber.wait_for(
+                lambda t, p: t == f"doorbell/{ids[1]}/availability" and p == b"online")
+            assert all(s.connected.is_set() for s in sinks)
+        finally:
+            subscriber.close()
+    finally:
+        for bus in buses:
+            bus.close()
+
+
+def test_camera_lost_and_disk_low_reach_home_assistant(broker, tmp_path, monkeypatch):
+    from doorbell.camera.notify import mqtt as mqtt_module
+
+    free = {"bytes": 50_000_000_000}
+    monkeypatch.setattr(mqtt_module, "disk_free_bytes", lambda _path: free["bytes"])
+    settings = Settings.from_toml_text(
+        f'[retention]\nmin_free_bytes = 2000000000\n[mqtt]\nenabled = true\n'
+        f'host = "127.0.0.1"\nport = {broker.port}\ntopic_prefix = "doorbell-test"\n', "t.toml")
+    subscriber = Subscriber(broker.port, [f"{TEST}/#"])
+    try:
+        with mqtt_bus(settings, disk_path=tmp_path, disk_interval_s=0.2) as bus:
+            assert connected(bus)
+            assert subscriber.wait_for(lambda t, p: t == f"{TEST}/disk_free" and
+                                       p == b"50000000000")
+            assert subscriber.wait_for(lambda t, p: t == f"{TEST}/disk_low" and p == b"OFF")
+            bus.emit("camera_lost", message="no frame for 5 s")
+            assert subscriber.wait_for(lambda t, p: t == f"{TEST}/camera" and p == b"OFF")
+            free["bytes"] = 1_500_000_000  # below retention.min_free_bytes
+            assert subscriber.wait_for(lambda t, p: t == f"{TEST}/disk_low" and p == b"ON")
+            assert subscriber.wait_for(lambda t, p: t == f"{TEST}/disk_free" and
+                                       p == b"1500000000")
+        # Retained: Home Assistant restarting now sees the camera lost and the disk low.
+        late = Subscriber(broker.port, [f"{TEST}/camera", f"{TEST}/disk_low"])
+        try:
+            assert late.wait_for(lambda t, p: t == f"{TEST}/camera" and p == b"OFF")
+            assert late.wait_for(lambda t, p: t == f"{TEST}/disk_low" and p == b"ON")
+        finally:
+            late.close()
+        with mqtt_bus(settings) as bus:
+            assert connected(bus)
+            bus.emit("camera_back", message="frames again")
+            bus.emit("disk_low", reason="disk full", free_bytes=0)
+            assert subscriber.wait_for(
+                lambda t, p: t == f"{TEST}/disk_free" and p == b"0")
+        camera = [m[2] for m in subscriber.on(f"{TEST}/camera")]
+        assert camera[-1] == b"ON"
+    finally:
+        subscriber.close()
+
+
+def test_the_device_id_is_made_once_and_a_damaged_one_is_one_sentence(tmp_path):
+    made = load_device_id(tmp_path)
+    assert len(made) == 12 and int(made, 16) >= 0
+    assert load_device_id(tmp_path) == made
+    assert [p.name for p in tmp_path.iterdir()] == ["device-id"]  # no draft left behind
+    (tmp_path / "device-id").write_text("not an id\n")
+    with pytest.raises(OSError, match="does not hold a device id"):
+        load_device_id(tmp_path)
+
+
+def test_viewer_url_is_reachable_from_the_lan_or_absent():
+    from doorbell.camera.notify.discovery import viewer_url
+
+    def url(viewer: str):
+        return viewer_url(Settings.from_toml_text(f"[viewer]\n{viewer}\n", "t.toml"))
+
+    assert url('bind = "127.0.0.1:8080"') is None
+    assert url('bind = "192.168.1.20:8443"') == "https://192.168.1.20:8443/"
+    assert url('bind = "[fd00::20]:8443"') == "https://[fd00::20]:8443/"
+    assert url('bind = "0.0.0.0:8443"\nhostnames = ["door.lan"]') == "https://door.lan:8443/"
+    assert url('bind = "0.0.0.0:8443"').endswith(":8443/")
+    assert url('bind = "0.0.0.0:8443"').startswith("https://")
+
+
 def test_state_topics_carry_events_and_the_masked_thumbnail_only_when_enabled(broker):
-    subscriber = Subscriber(broker.port, ["doorbell-test/#"])
+    subscriber = Subscriber(broker.port, [f"{TEST}/#"])
     jpeg = b"\xff\xd8\xff\xe0 pretend thumbnail \xff\xd9"
     metadata = {"trigger": "doorbell", "duration_s": 15.2, "start_us": 1_714_564_800_000_000}
     try:
@@ -278,28 +434,28 @@ def test_state_topics_carry_events_and_the_masked_thumbnail_only_when_enabled(br
                 bus.emit("motion_started", trigger="doorbell")
                 bus.clip_saved(f"clip-{images}", metadata, jpeg)
                 bus.emit("motion_ended")
-        last = subscriber.wait_for(lambda t, p: t == "doorbell-test/last_clip" and b"True" in p)
+        last = subscriber.wait_for(lambda t, p: t == f"{TEST}/last_clip" and b"True" in p)
         assert last is not None
         body = json.loads(last[2])
         assert body["clip_id"] == "clip-True" and body["trigger"] == "doorbell"
         assert body["duration_s"] == 15.2
         assert datetime.datetime.fromisoformat(body["start"]).utcoffset() is not None
-        snapshots = subscriber.on("doorbell-test/snapshot")
+        snapshots = subscriber.on(f"{TEST}/snapshot")
         assert [m[2] for m in snapshots] == [jpeg], "a snapshot went out with images off"
-        motion = [m[2] for m in subscriber.on("doorbell-test/motion")]
+        motion = [m[2] for m in subscriber.on(f"{TEST}/motion")]
         assert b"ON" in motion and motion[-1] == b"OFF"
-        events = [json.loads(m[2]) for m in subscriber.on("doorbell-test/event")]
+        events = [json.loads(m[2]) for m in subscriber.on(f"{TEST}/event")]
         assert [e["type"] for e in events] == ["motion_started", "clip_saved", "motion_ended"] * 2
         assert all("image" not in e for e in events)
     finally:
         subscriber.close()
     # Retained state for whoever subscribes later: the last clip, motion OFF; no snapshot.
-    late = Subscriber(broker.port, ["doorbell-test/#"])
+    late = Subscriber(broker.port, [f"{TEST}/#"])
     try:
-        assert late.wait_for(lambda t, p: t == "doorbell-test/last_clip" and b"True" in p)
-        assert late.wait_for(lambda t, p: t == "doorbell-test/motion" and p == b"OFF")
+        assert late.wait_for(lambda t, p: t == f"{TEST}/last_clip" and b"True" in p)
+        assert late.wait_for(lambda t, p: t == f"{TEST}/motion" and p == b"OFF")
         assert all(m[3] for m in late.messages)
-        assert not late.on("doorbell-test/snapshot") and not late.on("doorbell-test/event")
+        assert not late.on(f"{TEST}/snapshot") and not late.on(f"{TEST}/event")
     finally:
         late.close()
 
@@ -312,7 +468,7 @@ def test_a_doorbell_press_through_the_recorder_arrives_within_500_ms(broker, hom
     from doorbell.camera.synthetic import SyntheticScene
 
     settings = mqtt_settings(broker.port)
-    subscriber = Subscriber(broker.port, ["doorbell-test/#"])
+    subscriber = Subscriber(broker.port, [f"{TEST}/#"])
     bus = mqtt_bus(settings)
     emitted = []
     real_emit = bus.emit
@@ -330,18 +486,18 @@ def test_a_doorbell_press_through_the_recorder_arrives_within_500_ms(broker, hom
             recorder = home.record(scene, ScriptedPresses([1_000_000, 2_000_000]), events=bus)
         presses = [e for e in emitted if e and e.type == "doorbell_pressed"]
         assert len(presses) == 2
-        received = [m for m in subscriber.on("doorbell-test/doorbell")]
-        assert subscriber.wait_for(lambda t, _p: t == "doorbell-test/doorbell", 2) and \
-            len(subscriber.on("doorbell-test/doorbell")) == 2
-        received = subscriber.on("doorbell-test/doorbell")
+        received = [m for m in subscriber.on(f"{TEST}/doorbell")]
+        assert subscriber.wait_for(lambda t, _p: t == f"{TEST}/doorbell", 2) and \
+            len(subscriber.on(f"{TEST}/doorbell")) == 2
+        received = subscriber.on(f"{TEST}/doorbell")
         for event, message in zip(presses, received, strict=True):
-            assert json.loads(message[2])["event_type"] == "press"
+            assert json.loads(message[2])["event_type"] == "ring"
             latency_s = message[0] - event.time
             assert 0 <= latency_s < 0.5, f"a press took {latency_s * 1000:.0f} ms"
-        kinds = [json.loads(m[2])["type"] for m in subscriber.on("doorbell-test/event")]
+        kinds = [json.loads(m[2])["type"] for m in subscriber.on(f"{TEST}/event")]
         assert kinds == ["doorbell_pressed", "motion_started", "doorbell_pressed",
                          "motion_ended", "clip_saved"], kinds
-        clip = json.loads(subscriber.on("doorbell-test/last_clip")[-1][2])
+        clip = json.loads(subscriber.on(f"{TEST}/last_clip")[-1][2])
         assert clip["trigger"] == "doorbell" and clip["duration_s"] > 1
         assert clip["clip_id"] == home.index_rows()[0].id
         assert recorder.stats.clips == 1
@@ -367,7 +523,7 @@ time.sleep(60)
 def test_the_last_will_marks_the_device_offline_when_the_recorder_is_killed(broker):
     toml = (f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
             f'topic_prefix = "killed"\n')
-    subscriber = Subscriber(broker.port, ["killed/availability"])
+    subscriber = Subscriber(broker.port, ["killed/+/availability"])
     process = subprocess.Popen([sys.executable, "-c", PUBLISHER, toml], cwd=PROJECT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -385,7 +541,7 @@ def test_the_last_will_marks_the_device_offline_when_the_recorder_is_killed(brok
             process.kill()
         process.wait(timeout=10)
     # Retained: Home Assistant starting later sees the device offline too.
-    later = Subscriber(broker.port, ["killed/availability"])
+    later = Subscriber(broker.port, ["killed/+/availability"])
     try:
         message = later.wait_for(lambda _t, _p: True)
         assert message[2] == b"offline" and message[3]
@@ -439,14 +595,14 @@ def test_recording_goes_on_while_the_broker_is_down_and_catches_up(tmp_path, hom
 
         subscriber_broker = down.start()
         try:
-            subscriber = Subscriber(subscriber_broker.port, ["away/event"])
+            subscriber = Subscriber(subscriber_broker.port, [f"away/{DEVICE}/event"])
             try:
                 assert connected(bus, 10), "did not reconnect"
                 deadline = time.monotonic() + 5
-                while len(subscriber.on("away/event")) < queue_size and \
+                while len(subscriber.on(f"away/{DEVICE}/event")) < queue_size and \
                         time.monotonic() < deadline:
                     time.sleep(0.05)
-                delivered = [json.loads(m[2])["id"] for m in subscriber.on("away/event")]
+                delivered = [json.loads(m[2])["id"] for m in subscriber.on(f"away/{DEVICE}/event")]
                 assert delivered == [e.id for e in kept]
                 assert bus.stats()["mqtt"]["delivered"] == queue_size
                 assert "mqtt is delivering again" in caplog.text
