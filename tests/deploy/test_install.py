@@ -318,7 +318,7 @@ def test_init_as_the_viewer_user(chroot, initialised):
     assert mode(home / "recipients.txt") & 0o040  # the recorder reads the public keys
     # The fingerprint the owner is told to compare is the certificate's.
     cert = chroot.run("/opt/doorbell/venv/bin/python", "-c",
-                      "from web.tls import fingerprint; from pathlib import Path; "
+                      "from doorbell.web.tls import fingerprint; from pathlib import Path; "
                       "print(fingerprint(Path('/var/lib/doorbell/tls/viewer-cert.pem')))")
     assert cert.stdout.strip() == printed.group(1)
 
