@@ -38,16 +38,17 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def imported_modules(path: Path) -> set[str]:
-    """Absolute names of every module a file imports (relative imports resolved)."""
+def import_statements(path: Path):
+    """(module, imported names) of each import in a file, relative imports resolved; a plain
+    `import X` gives (X, ()), an import_module("X") call gives (X, ())."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     package = module_name(path)
     if path.name != "__init__.py":
         package = package.rpartition(".")[0]
-    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
+            for alias in node.names:
+                yield alias.name, ()
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
@@ -55,13 +56,20 @@ def imported_modules(path: Path) -> set[str]:
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
-            names.add(prefix)
-            names.update(f"{prefix}.{alias.name}" for alias in node.names)
+            yield prefix, tuple(alias.name for alias in node.names)
         elif (isinstance(node, ast.Call) and node.args
               and isinstance(node.args[0], ast.Constant)
               and getattr(node.func, "attr", getattr(node.func, "id", None))
               in ("import_module", "__import__")):
-            names.add(str(node.args[0].value))
+            yield str(node.args[0].value), ()
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Absolute names of every module a file imports (relative imports resolved)."""
+    names: set[str] = set()
+    for module, imported in import_statements(path):
+        names.add(module)
+        names.update(f"{module}.{name}" for name in imported)
     return names
 
 
@@ -180,24 +188,13 @@ def project_imports(path: Path, known: set[str]) -> set[str]:
     Python initialises on the way are not counted (a package's __init__ importing its own
     submodules is not a cycle).
     """
-    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    package = module_name(path)
-    if path.name != "__init__.py":
-        package = package.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")
-                base = base[: len(base) - (node.level - 1)]
-                prefix = ".".join(base + ([node.module] if node.module else []))
-            else:
-                prefix = node.module or ""
-            for alias in node.names:
-                child = f"{prefix}.{alias.name}"
-                found.add(child if child in known else prefix)
+    for module, imported in import_statements(path):
+        if not imported:
+            found.add(module)
+        for name in imported:
+            child = f"{module}.{name}"
+            found.add(child if child in known else module)
     return found & known
 
 

@@ -215,6 +215,21 @@ class RecoveredPrefix:
     size_bytes: int  # plaintext bytes that authenticate
 
 
+def _authenticated_prefix(reader: "DecryptingReader") -> tuple[int, bool]:
+    """(how many chunks from the start authenticate, whether they end with the final chunk).
+    A final chunk followed by garbage authenticates; what follows it does not count."""
+    good = 0
+    for index in range(reader._chunk_count):
+        try:
+            reader._chunk(index)
+        except PayloadError:
+            return good, False
+        good = index + 1
+        if reader._final_index == index:
+            return good, True
+    return good, False
+
+
 def recover_prefix(src: BinaryIO, identities: Sequence[Identity]) -> RecoveredPrefix:
     """Open a possibly cut or torn file and expose exactly its authenticated chunks.
 
@@ -222,16 +237,8 @@ def recover_prefix(src: BinaryIO, identities: Sequence[Identity]) -> RecoveredPr
     ends the prefix. `truncated` is False only for a file that is entirely intact.
     """
     reader = decrypt(src, identities)
-    good = 0
-    for index in range(reader._chunk_count):
-        try:
-            reader._chunk(index)
-        except PayloadError:
-            break
-        good = index + 1
-        if reader._final_index == index:
-            break  # a final chunk followed by garbage: it authenticates, what follows does not
-    if good == reader._chunk_count and reader._final_index == good - 1:
+    good, sealed = _authenticated_prefix(reader)
+    if sealed and good == reader._chunk_count:
         return RecoveredPrefix(reader, truncated=False, size_bytes=reader.size)
     header, file_key = _open_header(src, identities)
     prefix = DecryptingReader(src, file_key, header.size_bytes, limit_chunks=good)
@@ -267,17 +274,7 @@ def check_payload(src: BinaryIO, identities: Sequence[Identity]) -> PayloadCheck
     nonces: one that authenticates means the file was damaged, not cut.
     """
     reader = decrypt(src, identities)
-    good = 0
-    sealed = False
-    for index in range(reader._chunk_count):
-        try:
-            reader._chunk(index)
-        except PayloadError:
-            break
-        good = index + 1
-        if reader._final_index == index:
-            sealed = True
-            break
+    good, sealed = _authenticated_prefix(reader)
     resumes_at = None
     if not sealed:
         for index in range(good + 1, reader._chunk_count):
