@@ -13,8 +13,7 @@ import pytest
 from doorbell.camera.reload import SettingsWatcher
 from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
 from doorbell.storage.home import Home
-
-from .conftest import camera_config
+from tests.recorder_home import camera_config
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 

@@ -19,7 +19,6 @@ import numpy as np
 import pytest
 
 import doorbell.camera.events as events_module
-import doorbell.camera.recorder as recorder_module
 import doorbell.camera.upkeep as upkeep_module
 import doorbell.storage.clipwriter as clipwriter_module
 from doorbell.camera.events import (
@@ -32,13 +31,8 @@ from doorbell.camera.events import (
 from doorbell.camera.frames import SourceLost
 from doorbell.camera.presses import ScriptedPresses
 from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
-from tests.camera.test_picamera import FPS as PI_FPS
-from tests.camera.test_picamera import (
-    ORIGIN_US,
-    configure,
-    doubles,  # noqa: F401 - the fixture, for the last test
-    masked_region,
-)
+
+from .barcode_scene import configure, masked_region, record_on_picamera
 
 WIDTH, HEIGHT, FPS = 640, 360, 15  # the camera conftest.py configures
 
@@ -337,31 +331,12 @@ def test_disk_low_on_a_full_disk_and_below_the_free_space_floor(home, monkeypatc
 
 
 @pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")  # picamera2's NullPreview
-def test_the_picamera2_recorder_emits_the_same_events(doubles, home):  # noqa: F811
-    from doorbell.camera.live import StatusPublisher, prepare_runtime_dir
-    from doorbell.camera.sources import plan_source
-    from doorbell.storage.audit import AuditLog
-    from doorbell.storage.clipwriter import ClipStore
-    from doorbell.storage.index import ClipIndex
-    from doorbell.storage.recipients import read_recipients
-    from tests.camera.test_picamera import scene
-
+def test_the_picamera2_recorder_emits_the_same_events(doubles, home):
     configure(home, pre_roll=1.0, post_roll=1.5)
-    settings = home.settings()
-    camera = doubles.add_camera(scene, fps=PI_FPS, speed=4.0)
-    plan = plan_source("picamera2", settings)
-    stop = threading.Event()
-    threading.Thread(target=lambda: (camera.wait_for_frames(190, 60), stop.set()),
-                     daemon=True).start()
-    prepare_runtime_dir(home.run_dir)
     sink = ListSink()
-    with ClipIndex(home.root / "index.sqlite3") as index, EventBus([sink], images=True) as bus:
-        store = ClipStore(home.clips_dir, index, read_recipients(home.root / "recipients.txt"))
-        recorder = recorder_module.Recorder(
-            settings, store, AuditLog(home.root / "audit.jsonl"), ScriptedPresses([4_500_000]),
-            None, StatusPublisher(home.run_dir / "recorder.json"),
-            wall_clock_us=lambda: ORIGIN_US, events=bus)
-        recorder.run(plan.open, stop)
+    with EventBus([sink], images=True) as bus:
+        record_on_picamera(home, doubles, 190, presses=ScriptedPresses([4_500_000]), live=False,
+                           events=bus)
     kinds = sink.kinds_seen()
     assert kinds[:2] == ["motion_started", "doorbell_pressed"] or \
         kinds[:2] == ["doorbell_pressed", "motion_started"], kinds

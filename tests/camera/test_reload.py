@@ -8,12 +8,9 @@ it was written before, and the frame after it is the first with the new settings
 """
 
 import hashlib
-import importlib.util
 import io
-import itertools
 import json
 import logging
-import os
 from pathlib import Path
 
 import av
@@ -24,9 +21,10 @@ import pytest
 from doorbell.camera.reload import SettingsWatcher
 from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
 from doorbell.storage.home import Home
+from tests.recorder_home import ORIGIN_US, camera_config, decode_mp4
 
-from .conftest import ORIGIN_US, camera_config
-from .test_recorder import decode_mp4
+from .barcode_scene import PERSON_IN, configure, decode, frame_index, record_on_picamera
+from .scripted_settings import record_scene, replace_text, ticking_clock
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 # The brick wall and door at the left of the synthetic scene: never black until masked.
@@ -38,13 +36,6 @@ def pts_us(index: int) -> int:
     return round(index * 1_000_000 / FPS)
 
 
-def replace_text(path: Path, text: str) -> None:
-    """What the viewer does: write a new file, then rename it over the old one."""
-    temporary = path.with_name(f".{path.name}.new")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes() if path.exists() else b"").hexdigest()
 
@@ -53,35 +44,6 @@ def wall_region(image: np.ndarray, margin_px: int = 3) -> np.ndarray:
     """The inside of WALL, scaled to `image`."""
     width = round(0.15 * image.shape[1])
     return image[margin_px:-margin_px, :width - margin_px]
-
-
-class ScriptedSource:
-    """A synthetic scene that runs `actions[i]()` just before it hands over frame i."""
-
-    def __init__(self, scene: SyntheticScene, actions: dict):
-        self.scene = scene
-        self.fps = scene.fps
-        self.actions = actions
-
-    def frames(self):
-        for index, frame in enumerate(self.scene.frames()):
-            if index in self.actions:
-                self.actions[index]()
-            yield frame
-
-    def close(self):
-        self.scene.close()
-
-
-def ticking_clock():
-    """A clock a second further on at every call: the watcher checks the files every frame."""
-    return itertools.count(0.0, 1.0).__next__
-
-
-def record_scene(home, scene: SyntheticScene, actions: dict, **kwargs):
-    """The Recorder over `scene`, following the home's files, with `actions` on the way."""
-    watcher = SettingsWatcher(Home(home.root), clock=ticking_clock())
-    return home.record(ScriptedSource(scene, actions), watcher=watcher, **kwargs)
 
 
 def record(home, script, duration_s: float, actions: dict, **kwargs):
@@ -124,7 +86,7 @@ def test_a_new_mask_is_in_the_next_live_frame_and_clip_and_no_older_frame_joins_
     assert seen["status"]["config_sha256"] == sha256(config) != initial_sha
     clips = home.clips()
     assert [c.trigger for c in clips] == ["motion"]
-    frames, error = decode_mp4(home.video(clips[0].id)[0])
+    frames, error = decode_mp4(home.video(clips[0].id)[0], ndarray=True)
     assert error is None and frames
     # Its pre-roll (2 s before a trigger at about 4.5 s) would reach back before the change:
     # the ring was emptied, so the clip starts at the first frame with the mask, a keyframe.
@@ -216,7 +178,6 @@ def test_recording_settings_apply_to_the_state_machine_at_once_and_the_encoder_b
 
 
 def test_retention_runs_with_new_values_and_live_frames_change_size(small_home, monkeypatch):
-    import doorbell.camera.recorder as recorder_module
     import doorbell.camera.upkeep as upkeep_module
 
     home = small_home
@@ -287,62 +248,21 @@ def test_viewer_settings_restart_the_recorder_only_when_its_networks_change(smal
 # -- picamera2 -------------------------------------------------------------------------------------
 
 
-def record_pi(home, monkeypatch, frames: int, during):
-    """The Recorder on picamera2's pipeline over the libcamera doubles (as in test_picamera), with a watcher and a
-    tuner; `during(camera)` runs on a thread while it records `frames` camera frames."""
-    import threading
-
-    from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
-    from doorbell.camera.recorder import Recorder
-    from doorbell.camera.sources import plan_source
+def record_pi(home, doubles, frames: int, during):
+    """The Recorder on picamera2's pipeline over the libcamera doubles, following the home's
+    files, with a tuner; `during(camera)` runs on a thread while it records `frames` frames."""
     from doorbell.camera.tuning import MotionTuner
-    from doorbell.storage.audit import AuditLog
-    from doorbell.storage.clipwriter import ClipStore
-    from doorbell.storage.index import ClipIndex
 
-    from .test_picamera import FPS as PI_FPS
-    from .test_picamera import SPEED, load_doubles, scene
-
-    if importlib.util.find_spec("picamera2") is None:
-        pytest.skip("picamera2 is not installed")
-    doubles = load_doubles().install(monkeypatch)
-    pytest.importorskip("picamera2", reason="picamera2 does not import over the test doubles")
-    import picamera2.encoders
-    from picamera2.encoders import LibavH264Encoder
-
-    # No /dev/video11 here: the encoder picamera2 itself picks on a Pi 5 (libx264).
-    monkeypatch.setattr(picamera2.encoders, "H264Encoder", LibavH264Encoder)
-    camera = doubles.add_camera(scene, fps=PI_FPS, speed=SPEED)
     watcher = SettingsWatcher(Home(home.root), clock=ticking_clock())
-    settings = watcher.settings
-    plan = plan_source("picamera2", settings)
-    stop = threading.Event()
-
-    def script():
-        during(camera)
-        camera.wait_for_frames(frames, 60)
-        stop.set()
-
-    prepare_runtime_dir(home.run_dir)
-    with ClipIndex(home.root / "index.sqlite3") as index:
-        store = ClipStore(home.clips_dir, index, watcher.recipients)
-        recorder = Recorder(
-            settings, store, AuditLog(home.root / "audit.jsonl"), plan.presses,
-            LiveFramePublisher(home.run_dir / "live.jpg", settings.live.fps,
-                               settings.live.width, settings.live.jpeg_quality),
-            StatusPublisher(home.run_dir / "recorder.json"), wall_clock_us=lambda: ORIGIN_US,
-            watcher=watcher, tuner=MotionTuner(Home(home.root)))
-        threading.Thread(target=script, daemon=True).start()
-        recorder.run(plan.open, stop)
+    recorder, _ = record_on_picamera(home, doubles, frames, during=during, watcher=watcher,
+                                     tuner=MotionTuner(Home(home.root)))
     return recorder
 
 
 @pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
-def test_picamera_recorder_burns_new_masks_in_from_the_next_frame_and_tunes(home, monkeypatch):
+def test_picamera_recorder_burns_new_masks_in_from_the_next_frame_and_tunes(home, doubles):
     """The Raspberry Pi camera path: the camera masks from its next frame, packets encoded
     before that never start a clip, and the tuner's overlay comes from the lores stream."""
-    from .test_picamera import PERSON_IN, configure, frame_index
-
     configure(home, pre_roll=2.0, post_roll=1.0)
     config = home.root / "config.toml"
     corner = "[[0.0, 0.93], [0.12, 0.93], [0.12, 1.0], [0.0, 1.0]]"  # ground, no visitor
@@ -363,7 +283,7 @@ def test_picamera_recorder_burns_new_masks_in_from_the_next_frame_and_tunes(home
         seen["mask"] = cv2.imread(str(home.run_dir / "motion-mask.png"), cv2.IMREAD_UNCHANGED)
         seen["status"] = status(home)
 
-    recorder = record_pi(home, monkeypatch, 190, add_corner_mask)
+    recorder = record_pi(home, doubles, 190, add_corner_mask)
 
     assert corner_pixels(seen["live"]).max() <= 24
     assert seen["status"]["config_sha256"] == sha256(config)
@@ -372,7 +292,7 @@ def test_picamera_recorder_burns_new_masks_in_from_the_next_frame_and_tunes(home
     assert seen["mask"].shape == (180, 320)  # the lores stream: the detection resolution
     clips = home.clips()
     assert [c.trigger for c in clips] == ["motion"]
-    frames, error = decode_mp4(home.video(clips[0].id)[0])
+    frames, error = decode_mp4(home.video(clips[0].id)[0], ndarray=True)
     assert error is None
     indices = [frame_index(f) for f in frames]
     # A 2 s pre-roll would reach back before the change: what the ring held then stayed out.
@@ -384,9 +304,7 @@ def test_picamera_recorder_burns_new_masks_in_from_the_next_frame_and_tunes(home
 
 
 @pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
-def test_picamera_recorder_restarts_its_encoder_for_new_recording_settings(home, monkeypatch):
-    from .test_picamera import configure, decode
-
+def test_picamera_recorder_restarts_its_encoder_for_new_recording_settings(home, doubles):
     configure(home, pre_roll=1.0, post_roll=1.0)
     config = home.root / "config.toml"
 
@@ -395,7 +313,7 @@ def test_picamera_recorder_restarts_its_encoder_for_new_recording_settings(home,
         replace_text(config, config.read_text().replace("keyframe_interval_s = 1.0",
                                                         "keyframe_interval_s = 0.4\ncrf = 30"))
 
-    recorder = record_pi(home, monkeypatch, 190, faster_keyframes)
+    recorder = record_pi(home, doubles, 190, faster_keyframes)
 
     clips = home.clips()
     assert [c.trigger for c in clips] == ["motion"]

@@ -16,8 +16,7 @@ from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.recipients import read_recipients
-
-from .conftest import ORIGIN_US, camera_config
+from tests.recorder_home import ORIGIN_US, camera_config
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 DAY_US = 86_400 * 1_000_000

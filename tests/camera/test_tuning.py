@@ -20,7 +20,7 @@ from doorbell.config import Settings
 from doorbell.storage.exchange import MAX_TRIAL_EXPIRY_S
 from doorbell.storage.home import Home
 
-from .test_reload import record_scene, replace_text
+from .scripted_settings import record_scene, replace_text
 
 WIDTH, HEIGHT, FPS = 320, 180, 15
 PARCEL = (150, 140, 11, 11)  # x, y, w, h in pixels
