@@ -95,9 +95,12 @@ def polygon_toml(points) -> str:
     return "[" + ", ".join(f"[{x}, {y}]" for x, y in points) + "]"
 
 
-def configure(home, pre_roll=1.0, post_roll=1.5, max_clip=120.0, masks=True):
+def configure(home, pre_roll=1.0, post_roll=1.5, max_clip=120.0, masks=True, doorbell_clip=15.0,
+              extra_masks=()):
     """The home's config.toml for this scene: the window masked, motion below the barcode."""
-    mask = f"\n[privacy]\nmasks = [{polygon_toml(MASK)}]\n" if masks else ""
+    polygons = ([MASK] if masks else []) + list(extra_masks)
+    mask = "\n[privacy]\nmasks = [" + ", ".join(map(polygon_toml, polygons)) + "]\n" \
+        if polygons else ""
     home.configure(f"""{mask}
 [motion]
 zones = [{polygon_toml(ZONE)}]
@@ -106,6 +109,7 @@ zones = [{polygon_toml(ZONE)}]
 pre_roll_s = {pre_roll}
 post_roll_s = {post_roll}
 max_clip_s = {max_clip}
+doorbell_clip_s = {doorbell_clip}
 keyframe_interval_s = 1.0
 """)
 
