@@ -27,6 +27,7 @@ from doorbell.storage.index import IndexedClip
 
 from .clip import ActiveClip, ClipSession
 from .pipeline import VideoPipeline
+from .statemachine import Action, Decision
 
 log = logging.getLogger("doorbell.recorder")
 
@@ -59,6 +60,15 @@ class ClipCutter:
         return self._open
 
     # -- decisions --------------------------------------------------------------------------------
+
+    def follow(self, decision: Decision, pts_us: int, pre_roll_s: float) -> None:
+        """Do what the state machine decided at the frame at `pts_us`."""
+        if decision.action is Action.START:
+            self.start(pts_us, decision.trigger, pre_roll_s)
+        elif decision.action is Action.STOP:
+            self.stop(pts_us)
+        elif decision.action is Action.SPLIT:
+            self.split(pts_us)
 
     def start(self, pts_us: int, trigger: str, pre_roll_s: float) -> None:
         if self._open:

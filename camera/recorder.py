@@ -6,7 +6,9 @@
 
 The pipeline (camera/pipeline.py) burns the privacy mask in before anything sees a frame, and
 encodes: in software (PyAV) or in the camera (picamera2). The recorder only decides, and reads
-the same for both. Everything storage-related goes through the store's write-only API.
+the same for both. Everything storage-related goes through the store's write-only API. Its
+small parts: the camera loop with its back-off (camera/loop.py), retention, status and activity
+events (camera/upkeep.py), write failures and a full disk (camera/faults.py).
 
 Settings follow config.toml and recipients.txt while recording (camera.reload): after each frame
 `check_settings()` applies what changed, from the next frame on. Masks, motion, recording,
@@ -14,7 +16,6 @@ retention and live settings apply in place; any other section makes `run()` retu
 `restart_sections` set, and the command starts itself again.
 """
 
-import errno
 import logging
 import threading
 import time
@@ -23,16 +24,17 @@ from collections.abc import Callable, Sequence
 from doorbell.config import Settings
 from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
-from doorbell.storage.reconcile import reconcile
 
 from .cutter import ClipCutter
-from .frames import Frame, SourceLost
+from .faults import WriteFaults
+from .frames import Frame
 from .live import LiveFramePublisher, StatusPublisher
+from .loop import CameraLoop
 from .motion import MotionDetector
 from .pipeline import VideoPipeline
 from .presses import NoButton, PressSource
 from .reload import SettingsWatcher, changed_sections
-from .statemachine import Action, RecorderStateMachine, State
+from .statemachine import Action, Decision, RecorderStateMachine, State
 from .tuning import MotionTuner
 from .upkeep import Activity, Retention, StatusReporter
 from .watchdog import SystemdWatchdog
@@ -41,7 +43,6 @@ log = logging.getLogger("doorbell.recorder")
 
 # The recording settings an encoder is built with: a change waits until no clip is open.
 ENCODER_SETTINGS = ("preset", "crf", "keyframe_interval_s")
-MAX_BACKOFF_S = 30.0
 
 
 class Recorder:
@@ -64,6 +65,7 @@ class Recorder:
         self.activity = Activity(events)
         self.retention = Retention(self.store, audit, self.activity, wall_clock_us,
                                    retention_interval_s)
+        self.faults = WriteFaults(self.store, self.retention, self.activity)
         self.stats = StatusReporter(status, {} if watcher is None else {
             "config_sha256": watcher.config_sha256,
             "recipients_sha256": watcher.recipients_sha256})
@@ -76,51 +78,21 @@ class Recorder:
         self.restart_sections: list[str] = []  # set: run() returns so the command restarts
         self._status_due = False  # a change was applied: publish once a frame shows it
         self._encoder_stale = False  # encoder settings changed: rebuild once no clip is open
-        self._disk_full = False  # a write found the disk full, and no clip was saved since
 
     # -- the frame loop ---------------------------------------------------------------------------
 
     def run(self, open_pipeline: Callable[[Settings], VideoPipeline], stop: threading.Event,
             until_eof: bool = False) -> None:
         """Record until `stop` is set (or the source ends, with `until_eof`). A camera that
-        fails or vanishes is reopened with back-off; its open clip is sealed first."""
-        backoff_s, ended = 1.0, False
+        fails or vanishes is reopened with back-off (camera/loop.py); its clip is sealed first."""
         self.retention.run(self.settings.retention, force=True)
-        self.watchdog.ready()
-        while not ended and not self._stopping(stop):
-            try:
-                self._attach(open_pipeline(self.settings))
-            except (OSError, ValueError, SourceLost) as exc:
-                self._camera_state("lost", f"cannot open the camera: {exc}; retrying in "
-                                   f"{backoff_s:.0f} s")
-                self._wait(stop, backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-                continue
-            self._camera_state("ok", "camera open")
-            try:
-                for frame in self.pipeline.frames():
-                    self.process(frame)
-                    self.watchdog.frame_arrived()  # only while frames really arrive
-                    backoff_s = 1.0
-                    self.check_settings()
-                    if self._stopping(stop):
-                        break
-                else:
-                    if not until_eof:
-                        raise SourceLost("the source ended")
-                    ended = True
-            except SourceLost as exc:
-                self._detach()
-                self._camera_state("lost", f"camera lost: {exc}; retrying in {backoff_s:.0f} s")
-                self._wait(stop, backoff_s)
-                backoff_s = min(backoff_s * 2, MAX_BACKOFF_S)
-            finally:
-                self._detach()
+        CameraLoop(self, self.watchdog, follow_settings=self.watcher is not None).run(
+            open_pipeline, stop, until_eof)
         if self.tuner is not None:
             self.tuner.end()
         self.stats.publish("restarting" if self.restart_sections else "stopped", None, True)
 
-    def _attach(self, pipeline: VideoPipeline) -> None:
+    def attach(self, pipeline: VideoPipeline) -> None:
         """Record from `pipeline`: a fresh timeline, detector and cutter (timestamps restart)."""
         self.pipeline, self._origin, self._encoder_stale = pipeline, None, False
         self._detector.reset()
@@ -128,26 +100,12 @@ class Recorder:
                                  self.settings.recording.fsync_interval_s, self._to_wall,
                                  self._machine.anchor_start)
 
-    def _detach(self) -> None:
+    def detach(self) -> None:
         if self.pipeline is None:
             return
         self.close_clip()
         pipeline, self.pipeline = self.pipeline, None
         pipeline.close()
-
-    def _stopping(self, stop: threading.Event) -> bool:
-        return stop.is_set() or bool(self.restart_sections)
-
-    def _wait(self, stop: threading.Event, seconds: float) -> None:
-        """Wait out a back-off while still following the settings: a fixed camera.source,
-        say, restarts the recorder at once instead of after the back-off."""
-        if self.watcher is None:
-            stop.wait(seconds)
-            return
-        deadline = time.monotonic() + seconds
-        while not self._stopping(stop) and (left_s := deadline - time.monotonic()) > 0:
-            stop.wait(min(left_s, 1.0))
-            self.check_settings()
 
     def process(self, frame: Frame) -> None:
         pipeline, cutter = self.pipeline, self.cutter
@@ -168,13 +126,9 @@ class Recorder:
         self.activity.track(self._machine.state is not State.IDLE, self._machine.clip_trigger)
         if decision.action is Action.START and not self.retention.room_for_a_clip():
             self._machine.stop()  # the disk is still full: a clip begun now could not be kept
+            decision = Decision(None, State.IDLE)
         try:
-            if decision.action is Action.START and self._machine.state is not State.IDLE:
-                cutter.start(frame.pts_us, decision.trigger, self.settings.recording.pre_roll_s)
-            elif decision.action is Action.STOP:
-                cutter.stop(frame.pts_us)
-            elif decision.action is Action.SPLIT:
-                cutter.split(frame.pts_us)
+            cutter.follow(decision, frame.pts_us, self.settings.recording.pre_roll_s)
             if fresh:
                 cutter.note((frame.width, frame.height), motion.score, motion.triggered,
                             motion.boxes, pipeline.full_image)
@@ -208,42 +162,17 @@ class Recorder:
 
     def _write_failed(self, exc: OSError) -> None:
         """A full disk (a clip file's write or the index's) or another write failure never
-        stops recording: prune, keep the interrupted clip's prefix, and go on."""
+        stops recording: keep the interrupted clip's prefix, prune, and go on."""
         self.cutter.abandon()
         self._machine.stop()
-        if exc.errno == errno.ENOSPC:
-            if not self._disk_full:  # one sentence per full disk, not one per failed write
-                log.error("the disk is full: pruning the oldest clips and continuing")
-                self.activity.emit("disk_low", reason="disk full")
-            self._disk_full = True
-            self.retention.disk_full(self.settings.retention)  # first: reconcile needs room
-        else:
-            log.error("writing the clip failed (%s): it is kept up to where it was written", exc)
-        try:
-            reconcile(self.store.clips_dir, self.store.index)  # the interrupted clip's prefix
-        except OSError as again:  # no room even for its index row: the next reconcile adds it
-            log.error("the interrupted clip is not indexed yet (%s)", again)
+        self.faults.write_failed(exc, self.settings.retention)
 
     def reconcile_at_start(self) -> None:
-        """Put right what a crash or power cut left (interrupted clips keep their prefix, the
-        index follows the files) and log it; a disk too full for the index is pruned first."""
-        try:
-            report = reconcile(self.store.clips_dir, self.store.index)
-        except OSError as exc:
-            if exc.errno != errno.ENOSPC:
-                raise
-            log.error("the disk is full: pruning the oldest clips before recording")
-            self._disk_full = True
-            self.retention.disk_full(self.settings.retention)
-            report = reconcile(self.store.clips_dir, self.store.index)
-        for line in report.lines():
-            log.warning("%s", line)
+        self.faults.reconcile_at_start(self.settings.retention)
 
     def _count_saved(self) -> None:
         saved = self.cutter.take_saved()
-        if saved:  # a clip reached the disk: a later full disk is news again
-            self._disk_full = False
-            self.retention.clip_saved()
+        self.faults.clips_saved(len(saved))
         self.stats.clips += len(saved)
 
     # -- settings that change while recording ----------------------------------------------------
@@ -312,7 +241,7 @@ class Recorder:
         pts0, wall0 = self._origin
         return wall0 + (pts_us - pts0)
 
-    def _camera_state(self, state: str, message: str) -> None:
+    def camera_state(self, state: str, message: str) -> None:
         previous, self.stats.camera = self.stats.camera, state
         self.activity.camera_changed(previous, state, message)
         (log.warning if state == "lost" else log.info)("%s", message)
