@@ -17,7 +17,6 @@ import cv2
 import numpy as np
 import pytest
 
-import doorbell.camera.recorder as recorder_module
 import doorbell.camera.upkeep as upkeep_module
 import doorbell.storage.clipwriter as clipwriter_module
 from doorbell.camera.frames import SourceLost
