@@ -34,6 +34,13 @@ def thumbnail_of(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (THUMBNAIL_WIDTH, height), interpolation=cv2.INTER_AREA)
 
 
+def thumbnail_jpeg(image: np.ndarray) -> bytes | None:
+    """`image` (already masked) as a THUMBNAIL_WIDTH JPEG: clip thumbnails, MQTT snapshots."""
+    ok, jpeg = cv2.imencode(".jpg", image if image.shape[1] == THUMBNAIL_WIDTH
+                            else thumbnail_of(image), [cv2.IMWRITE_JPEG_QUALITY, 80])
+    return jpeg.tobytes() if ok else None
+
+
 class ClipSession:
     """The story of one clip: trigger, presses, motion summary and thumbnail."""
 
@@ -70,10 +77,7 @@ class ClipSession:
             self._thumbnail = thumbnail_of(full_image())
 
     def thumbnail_jpeg(self) -> bytes | None:
-        if self._thumbnail is None:
-            return None
-        ok, jpeg = cv2.imencode(".jpg", self._thumbnail, [cv2.IMWRITE_JPEG_QUALITY, 80])
-        return jpeg.tobytes() if ok else None
+        return None if self._thumbnail is None else thumbnail_jpeg(self._thumbnail)
 
     def motion_summary(self) -> dict:
         return {

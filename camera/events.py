@@ -21,9 +21,10 @@ The delivery policy, stated once:
    number dropped meanwhile is logged.
  * `disk_low` is repeated at most once an hour.
 
-Events carry no footage. Only if the owner turned on MQTT snapshots does a `clip_saved` event
-carry the clip's thumbnail (privacy masks already burnt in), in memory, for the MQTT sink alone:
-it is never written to events.jsonl nor sent to ntfy.
+Events carry no footage. Only if the owner turned on MQTT snapshots does a `doorbell_pressed`
+event carry the picture at the press, and a `clip_saved` event the clip's thumbnail (privacy
+masks already burnt in, 480 px wide), in memory, for the MQTT sink alone: it is never written to
+events.jsonl nor sent to ntfy.
 """
 
 import logging
@@ -274,7 +275,7 @@ class EventBus:
                  clock: Callable[[], float] = time.time):
         if queue_size < 1:
             raise ValueError("queue_size must be at least 1")
-        self.images = images  # attach thumbnails to clip_saved (MQTT snapshots enabled)
+        self.images = images  # attach pictures to presses and clip_saved (MQTT snapshots on)
         self.run = secrets.token_hex(4)
         self._workers = [_Worker(sink, queue_size) for sink in sinks]
         self._clock = clock
@@ -364,10 +365,6 @@ class EventBus:
 
     # -- where the recorder's own objects are observed ------------------------------------------
 
-    def observe_presses(self, presses):
-        """`presses`, emitting doorbell_pressed the moment the recorder sees a press."""
-        return _ObservedPresses(presses, self)
-
     def observe_store(self, store):
         """`store`, emitting clip_saved (id, trigger, duration, thumbnail) when a clip is sealed.
 
@@ -375,24 +372,6 @@ class EventBus:
         so this one seam reports every saved clip, whichever recorder wrote it.
         """
         return _ObservedStore(store, self)
-
-
-class _ObservedPresses:
-    def __init__(self, presses, bus: EventBus):
-        self._presses = presses
-        self._bus = bus
-
-    def pressed(self, pts_us: int) -> bool:
-        hit = self._presses.pressed(pts_us)
-        if hit:
-            self._bus.emit("doorbell_pressed")
-        return hit
-
-    def close(self) -> None:
-        self._presses.close()
-
-    def __getattr__(self, name: str):
-        return getattr(self._presses, name)
 
 
 class _ObservedStore:

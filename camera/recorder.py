@@ -58,7 +58,6 @@ class Recorder:
         self.store = store
         self.events = events  # camera.events.EventBus: notifications (never blocks capture)
         if events is not None:
-            self.presses = events.observe_presses(self.presses)
             self.store = events.observe_store(store)
         self.live, self.watcher, self.tuner = live, watcher, tuner
         self.watchdog = watchdog or SystemdWatchdog()  # a no-op outside systemd
@@ -119,9 +118,10 @@ class Recorder:
         if self.tuner is not None:
             self.tuner.update(frame, pipeline.size)  # never affects recording
         pressed = self.presses.pressed(frame.pts_us)
-        decision = self._machine.step(frame.pts_us, motion.triggered, pressed)
         if pressed:
             log.info("doorbell pressed")
+            self.activity.doorbell_pressed(pipeline.full_image)
+        decision = self._machine.step(frame.pts_us, motion.triggered, pressed)
         # motion_started / motion_ended now: motion_ended goes out before the clip_saved below
         self.activity.track(self._machine.state is not State.IDLE, self._machine.clip_trigger)
         if decision.action is Action.START and not self.retention.room_for_a_clip():

@@ -7,13 +7,16 @@ Each is a small part the recorder calls between frames; none touches video.
                     and writes what it deleted to the audit log
     StatusReporter  recorder.json for the viewer (storage.exchange.RecorderStatus): state,
                     camera, frames, frame rate, clips saved, the settings in force
-    Activity        motion_started / motion_ended / camera_lost / camera_back notifications
+    Activity        doorbell_pressed / motion_started / motion_ended / camera_lost /
+                    camera_back notifications
 """
 
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
+
+import numpy as np
 
 from doorbell.config import RetentionSettings
 from doorbell.storage.audit import AuditLog
@@ -26,6 +29,7 @@ from doorbell.storage.retention import (
     free_space_shortfall,
 )
 
+from .clip import thumbnail_jpeg
 from .live import StatusPublisher
 
 log = logging.getLogger("doorbell.recorder")
@@ -49,6 +53,13 @@ class Activity:
     def emit(self, kind: str, **fields) -> None:
         if self.events is not None:
             self.events.emit(kind, **fields)
+
+    def doorbell_pressed(self, full_image: Callable[[], np.ndarray]) -> None:
+        """A press, with the masked picture of this moment when snapshots are on (MQTT's
+        snapshot at the ring, not a clip's length later)."""
+        if self.events is not None:
+            self.events.emit("doorbell_pressed", image=thumbnail_jpeg(full_image())
+                             if self.events.images else None)
 
     def track(self, active: bool, trigger: str | None) -> None:
         """motion_started when the state machine leaves idle, motion_ended when it returns."""

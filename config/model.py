@@ -319,7 +319,7 @@ class MqttSettings:
     protocol: str = setting("3.1.1", choices=("3.1.1", "5"))
     topic_prefix: str = setting("doorbell", check=check_topic)
     discovery_prefix: str = setting("homeassistant", check=check_topic)
-    snapshot_images: bool = setting(False)  # the masked thumbnail of each clip, off by default
+    snapshot_images: bool = setting(False)  # masked pictures at a ring and of each clip
     allow_public_targets: bool = setting(False)
 
     def __post_init__(self) -> None:

@@ -23,7 +23,8 @@ and the topics the entities read, under `<topic_prefix>/<dev>`:
     disk_low       "ON" while free space is below retention.min_free_bytes (retained)
     disk_free      free bytes on the clips' disk, every minute (retained)
     last_clip      {"clip_id", "trigger", "duration_s", "start", "time"} (retained)
-    snapshot       the last clip's thumbnail, JPEG bytes, masks burnt in (not retained)
+    snapshot       JPEG, masks burnt in (not retained): the picture at a ring, at once, then
+                   the clip's thumbnail when the clip is saved
     event          every event as JSON, for automations (not retained)
 
 Discovery messages are retained, so Home Assistant finds the device after either side restarts;

@@ -141,6 +141,8 @@ class MqttSink:
             # "ring": the event type Home Assistant requires of a doorbell event entity.
             self._publish(self.topics.doorbell,
                           json.dumps({"event_type": "ring", "time": iso_time(event.time)}))
+            if self.config.snapshot_images and event.image:  # who is at the door, now
+                self._publish(self.topics.snapshot, event.image)
         elif event.type in ("camera_lost", "camera_back"):
             with self._lock:
                 self._camera = "OFF" if event.type == "camera_lost" else "ON"

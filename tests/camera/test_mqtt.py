@@ -226,6 +226,18 @@ def check_entity(component: str, config: dict, settings: Settings,
             assert "+" not in value and "#" not in value, key
 
 
+def wait_announced(port: int, availability_topics: list[str]) -> None:
+    """Until the broker holds each sink's "online" (published last, after discovery): from then
+    on a new subscriber gets every discovery message retained (a broker sends live ones
+    unflagged, so subscribing earlier could see a retained message as a live one)."""
+    probe = Subscriber(port, availability_topics)
+    try:
+        for topic in availability_topics:
+            assert probe.wait_for(lambda t, p, topic=topic: t == topic and p == b"online")
+    finally:
+        probe.close()
+
+
 def retained_configs(subscriber: Subscriber, node: str = NODE) -> dict:
     """{(component, object_id): config} of every entity's retained discovery message."""
     configs = {}
@@ -326,6 +338,7 @@ def test_two_doorbells_with_the_default_prefix_on_one_broker_do_not_collide(brok
         ids = [load_device_id(home) for home in homes]
         assert ids[0] != ids[1] and [s.device_id for s in sinks] == ids
         assert load_device_id(homes[0]) == ids[0]  # kept: the same id on the next start
+        wait_announced(broker.port, [f"doorbell/{device_id}/availability" for device_id in ids])
         subscriber = Subscriber(broker.port, ["homeassistant/#", "doorbell/#"])
         try:
             seen = [retained_configs(subscriber, f"doorbell_{device_id}") for device_id in ids]
@@ -501,6 +514,35 @@ def test_a_doorbell_press_through_the_recorder_arrives_within_500_ms(broker, hom
         assert clip["trigger"] == "doorbell" and clip["duration_s"] > 1
         assert clip["clip_id"] == home.index_rows()[0].id
         assert recorder.stats.clips == 1
+    finally:
+        subscriber.close()
+
+
+def test_a_ring_sends_the_masked_picture_at_once_when_snapshots_are_on(broker, home):
+    """Home Assistant shows who is at the door at the ring, not a clip's length later."""
+    import cv2
+    import numpy as np
+
+    from doorbell.camera.presses import ScriptedPresses
+    from doorbell.camera.synthetic import SyntheticScene
+
+    home.configure("[privacy]\nmasks = [[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]]\n")
+    subscriber = Subscriber(broker.port, [f"{TEST}/#"])
+    try:
+        with mqtt_bus(mqtt_settings(broker.port, snapshot_images=True)) as bus:
+            assert connected(bus)
+            home.record(SyntheticScene(640, 360, 15, duration_s=4.0, script=[]),
+                        ScriptedPresses([1_000_000]), events=bus)
+        assert subscriber.wait_for(lambda t, _p: t == f"{TEST}/last_clip", 5)
+        (ring,) = subscriber.on(f"{TEST}/doorbell")
+        ring_picture, clip_thumbnail = subscriber.on(f"{TEST}/snapshot")
+        (saved,) = subscriber.on(f"{TEST}/last_clip")
+        assert abs(ring_picture[0] - ring[0]) < 0.5 and ring_picture[0] < saved[0]
+        for message in (ring_picture, clip_thumbnail):
+            image = cv2.imdecode(np.frombuffer(message[2], np.uint8), cv2.IMREAD_COLOR)
+            assert image.shape[1] == 480 and not message[3]  # 480 px wide, not retained
+            assert image[4:-4, 4:232].max() <= 24  # the masked half is black
+            assert image[:, 256:].mean() > 40  # the rest is the scene
     finally:
         subscriber.close()
 
