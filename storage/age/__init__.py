@@ -2,7 +2,7 @@
 
 A small API in the spirit of Go's age:
 
-    writer = encrypt(dst, [parse_recipient("age1...")])   # write(), flush(), close()
+    writer = encrypt(dst, [parse_recipient("age1pq1...")])   # write(), flush(), close()
     reader = decrypt(src, [parse_identity("AGE-SECRET-KEY-1...")])   # read(), seek(), .size
 
 The encrypting half (writer, recipients) is imported eagerly. The decrypting half (reader,
@@ -23,10 +23,12 @@ from .errors import (
     TruncatedError,
     UnsupportedRecipientError,
 )
+from .hybrid import HybridRecipient
 from .recipients import (
     Recipient,
     ScryptRecipient,
     X25519Recipient,
+    is_post_quantum,
     parse_recipient,
     parse_recipients_text,
 )
@@ -40,6 +42,7 @@ _DECRYPTING_HALF = {
     "RecoveredPrefix": "reader",
     "Identity": "identities",
     "X25519Identity": "identities",
+    "HybridIdentity": "identities",
     "ScryptIdentity": "identities",
     "parse_identity": "identities",
     "parse_identities_text": "identities",
@@ -59,6 +62,7 @@ __all__ = [
     "EncryptingWriter",
     "HeaderError",
     "HeaderMACError",
+    "HybridRecipient",
     "NoIdentityMatchError",
     "PayloadError",
     "Recipient",
@@ -67,6 +71,7 @@ __all__ = [
     "UnsupportedRecipientError",
     "X25519Recipient",
     "encrypt",
+    "is_post_quantum",
     "parse_recipient",
     "parse_recipients_text",
     *_DECRYPTING_HALF,

@@ -38,7 +38,7 @@ class TruncatedError(PayloadError):
 
 
 class UnsupportedRecipientError(AgeError):
-    """A key or stanza type this implementation does not support (e.g. post-quantum hybrid)."""
+    """A key or stanza type this implementation does not support (e.g. a plugin's)."""
 
 
 class ArmorError(AgeError):

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from . import bech32
 from .errors import AgeError, UnsupportedRecipientError
 from .header import Stanza, b64encode
+from .hybrid import RECIPIENT_HRP, HybridRecipient
 
 X25519_LABEL = b"age-encryption.org/v1/X25519"
 SCRYPT_LABEL = b"age-encryption.org/v1/scrypt"
@@ -42,7 +43,7 @@ def _raw_public(key: X25519PublicKey) -> bytes:
 
 
 class X25519Recipient:
-    """An `age1...` public key."""
+    """An `age1...` public key (classical: not protected against a future quantum computer)."""
 
     def __init__(self, public_key: bytes):
         if len(public_key) != 32:
@@ -94,20 +95,31 @@ class ScryptRecipient:
         return f"ScryptRecipient(work_factor={self.work_factor})"
 
 
-def parse_recipient(text: str) -> X25519Recipient:
-    """Parse an `age1...` recipient string."""
+def is_post_quantum(recipient: Recipient) -> bool:
+    """Whether a file key wrapped to `recipient` stays secret against a quantum computer."""
+    return isinstance(recipient, HybridRecipient)
+
+
+def parse_recipient(text: str) -> X25519Recipient | HybridRecipient:
+    """Parse an `age1...` (X25519) or `age1pq1...` (ML-KEM-768 + X25519) recipient string."""
     text = text.strip()
     try:
         hrp, data = bech32.decode(text)
     except bech32.Bech32Error as exc:
         raise AgeError(f"not a valid age recipient ({exc})") from None
-    if hrp != "age" or text != text.lower():
-        raise UnsupportedRecipientError(f"unsupported recipient type {hrp!r}")
-    return X25519Recipient(data)
+    if text != text.lower():  # as age: an upper-case recipient is not one it knows
+        raise UnsupportedRecipientError(f"unsupported recipient {text[:12]!r}: "
+                                        "age recipients are written in lower case")
+    if hrp == "age":
+        return X25519Recipient(data)
+    if hrp == RECIPIENT_HRP:
+        return HybridRecipient(data)
+    raise UnsupportedRecipientError(f"unsupported recipient type {hrp!r}")
 
 
-def parse_recipients_text(text: str) -> list[X25519Recipient]:
-    """Parse a recipients file: one `age1...` per line, `#` comments and blank lines ignored."""
+def parse_recipients_text(text: str) -> list[X25519Recipient | HybridRecipient]:
+    """Parse a recipients file: one `age1...` or `age1pq1...` per line, `#` comments and blank
+    lines ignored."""
     recipients = []
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
