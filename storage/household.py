@@ -1,7 +1,7 @@
 """The household's keys, in one place for the command line and the viewer's pages.
 
     new = create_household(home, "alice", passphrase)  # doorbell init
-    add_member(home, "bob", recipient="age1...")        # keys add: bob decrypts elsewhere
+    add_member(home, "bob", recipient="age1pq1...")     # keys add: bob decrypts elsewhere
     add_member(home, "carol", passphrase="...")         # keys add: an identity on this device
     remove_member(home, "bob")                          # keys remove
     change_passphrase(home, "alice", old, new)          # keys passwd
@@ -12,6 +12,12 @@ RecipientsError for a bad name, WeakPassphraseError, WrongPassphraseError, ...) 
 each message is one sentence. recipients.txt is rewritten atomically and stays a valid age
 recipients file. Changes hold an exclusive lock on the home directory, so the viewer and the
 command line cannot interleave two read-modify-writes of it.
+
+New keys (the first member's, the recovery key, a passphrase member's) are post-quantum hybrid
+(ML-KEM-768 + X25519, `age1pq1...`) unless `post_quantum=False` asks for X25519 keys, for a
+member who decrypts with an age older than 1.3.0. A household may mix both kinds: each clip is
+then also wrapped to the X25519 keys, so it is only as safe against a future quantum computer
+as its weakest key; `classical_members` names them so callers can say so.
 
 What callers add around these: the audit entry (the command line and the viewer name the actor
 differently), the TLS certificate at init, and how a passphrase or the recovery key is shown.
@@ -26,14 +32,13 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .age import AgeError, X25519Recipient, parse_recipient
-from .age.identities import X25519Identity
+from .age import AgeError, HybridRecipient, X25519Recipient, is_post_quantum, parse_recipient
 from .age.recipients import MIN_SCRYPT_WORK_FACTOR
 from .durable import write_atomically
 from .errors import HouseholdError, KeyringError, RecipientsError
 from .home import Home
 from .index import ClipIndex
-from .keyring import MAX_WORK_FACTOR, Keyring, calibrate_work_factor
+from .keyring import MAX_WORK_FACTOR, Keyring, MemberIdentity, calibrate_work_factor, new_identity
 from .passphrase import check_passphrase_strength
 from .recipients import (
     RECOVERY_NAME,
@@ -55,6 +60,7 @@ __all__ = [
     "check_new_household",
     "check_new_member",
     "check_passphrase_member",
+    "classical_members",
     "create_household",
     "list_members",
     "remove_member",
@@ -78,17 +84,22 @@ KIND_RECOVERY = "recovery"  # the recovery key, shown once at init and kept off 
 
 @dataclass(frozen=True, slots=True)
 class NewHousehold:
-    member_identity: X25519Identity  # the first member's, also stored under their passphrase
-    recovery_identity: X25519Identity  # stored nowhere: the caller shows it once
+    member_identity: MemberIdentity  # the first member's, also stored under their passphrase
+    recovery_identity: MemberIdentity  # stored nowhere: the caller shows it once
     work_factor: int  # the scrypt work factor the member's identity was written with
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
     name: str
-    recipient: X25519Recipient
+    recipient: X25519Recipient | HybridRecipient
     kind: str  # KIND_PASSPHRASE, KIND_PUBLIC_KEY or KIND_RECOVERY
     work_factor: int | None = None  # scrypt log2 N, for a KIND_PASSPHRASE member
+
+    @property
+    def post_quantum(self) -> bool:
+        """A hybrid ML-KEM-768 + X25519 key (else X25519 only: age before 1.3.0 reads it)."""
+        return is_post_quantum(self.recipient)
 
 
 # -- checks that write nothing (also for a caller to run before asking for a passphrase) -----------
@@ -120,13 +131,14 @@ def check_passphrase_member(home: Home, name: str) -> str:
 
 
 def create_household(home: Home, member: str, passphrase: str,
-                     work_factor: int | None = None) -> NewHousehold:
+                     work_factor: int | None = None, *, post_quantum: bool = True) -> NewHousehold:
     """A new home: its directories, a config stub (unless there is a config.toml), the first
     member's identity under `passphrase`, a recovery identity (returned, never stored),
     recipients.txt with both public keys, and the clip index.
 
-    `work_factor` None calibrates scrypt to about a second here. Not done here: the TLS
-    certificate and the audit entry.
+    Both keys are hybrid (ML-KEM-768 + X25519) unless `post_quantum` is False (X25519 keys,
+    which age before 1.3.0 can use). `work_factor` None calibrates scrypt to about a second
+    here. Not done here: the TLS certificate and the audit entry.
     """
     name = check_new_household(home, member)
     check_passphrase_strength(passphrase)
@@ -139,8 +151,8 @@ def create_household(home: Home, member: str, passphrase: str,
         if not home.config_file.exists():
             write_atomically(home.config_file, CONFIG_STUB.encode(), mode=0o644)
         keyring = Keyring(home.identities_dir)
-        identity = keyring.create(name, passphrase, work_factor)
-        recovery = X25519Identity.generate()
+        identity = keyring.create(name, passphrase, work_factor, post_quantum)
+        recovery = new_identity(post_quantum)
         with _undone_on_failure(keyring, name):
             ClipIndex(home.index_file).close()
             # Last: recipients.txt is what makes a home initialised.
@@ -152,18 +164,23 @@ def create_household(home: Home, member: str, passphrase: str,
 
 
 def add_member(home: Home, name: str, *, passphrase: str | None = None,
-               recipient: str | None = None, work_factor: int | None = None) -> HouseholdKey:
+               recipient: str | None = None, work_factor: int | None = None,
+               post_quantum: bool = True) -> HouseholdKey:
     """Add a member by exactly one of: a passphrase (a new identity stored on this device) or
-    their own age public key ("age1...", they decrypt elsewhere). New clips are encrypted to
-    the member's key from the next clip on; earlier clips are not.
+    their own age public key ("age1pq1..." or "age1...", they decrypt elsewhere). New clips are
+    encrypted to the member's key from the next clip on; earlier clips are not.
 
-    `work_factor` (passphrase only) None calibrates scrypt to about a second here.
+    Passphrase only: the new identity is hybrid unless `post_quantum` is False (an X25519 key),
+    and `work_factor` None calibrates scrypt to about a second here.
     """
     if (passphrase is None) == (recipient is None):
         raise HouseholdError("a new member needs either a passphrase or a public key (age1...), "
                              + ("not both" if passphrase is not None else "and neither was given"))
     name = check_new_member(home, name)
     if recipient is not None:
+        if not post_quantum:
+            raise HouseholdError("the kind of key is chosen only for a new passphrase identity: "
+                                 "a given public key is used as it is")
         public_key = _public_key(recipient)
     else:
         check_passphrase_strength(passphrase)
@@ -179,7 +196,8 @@ def add_member(home: Home, name: str, *, passphrase: str | None = None,
             added = HouseholdKey(name, public_key)
             write_household_keys(home.recipients_file, [*keys, added])
         else:
-            added = HouseholdKey(name, keyring.create(name, passphrase, work_factor).recipient)
+            created = keyring.create(name, passphrase, work_factor, post_quantum)
+            added = HouseholdKey(name, created.recipient)
             with _undone_on_failure(keyring, name):
                 write_household_keys(home.recipients_file, [*keys, added])
     return added
@@ -235,6 +253,14 @@ def list_members(home: Home) -> list[Member]:
     return members
 
 
+def classical_members(home: Home) -> list[str]:
+    """Names whose key is X25519 only, if the household also has hybrid keys (else none):
+    every new clip is wrapped to them too, so a future quantum computer could open it."""
+    keys = read_household_keys(home.recipients_file)
+    classical = [key.name for key in keys if not is_post_quantum(key.recipient)]
+    return classical if len(classical) < len(keys) else []
+
+
 # -- helpers ---------------------------------------------------------------------------------------
 
 
@@ -269,7 +295,7 @@ def _valid_name(name: str) -> bool:
     return True
 
 
-def _public_key(text: str) -> X25519Recipient:
+def _public_key(text: str) -> X25519Recipient | HybridRecipient:
     if text.strip().upper().startswith("AGE-SECRET-KEY-"):
         # Never echoed: it would end up in a terminal's scrollback or a log.
         raise HouseholdError("that is a secret key, not a public key: give the member's public "

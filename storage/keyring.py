@@ -1,8 +1,10 @@
-"""Members' identities: X25519 keys stored as age files encrypted to each member's passphrase.
+"""Members' identities: age keys stored as age files encrypted to each member's passphrase.
 
 Unlocking an identity is logging in: there is no password database. Each identity file is a
-standard age file (scrypt recipient) whose plaintext is the `AGE-SECRET-KEY-1...` line, so
-`age -d -i identities/alice.age clip.mp4.age` works with the stock tool.
+standard age file (scrypt recipient) whose plaintext is the secret key line: a post-quantum
+hybrid `AGE-SECRET-KEY-PQ-1...` by default, or an X25519 `AGE-SECRET-KEY-1...` for a member
+who decrypts with an age older than 1.3.0. `age -d -i identities/alice.age clip.mp4.age` works
+with the stock tool (age 1.3.0 or later for a hybrid key).
 
 This module is the decrypting half: the recorder never imports it.
 """
@@ -18,7 +20,7 @@ from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from .age import encrypt
 from .age.errors import AgeError, NoIdentityMatchError
-from .age.identities import ScryptIdentity, X25519Identity, parse_identities_text
+from .age.identities import HybridIdentity, ScryptIdentity, X25519Identity, parse_identities_text
 from .age.reader import decrypt
 from .age.recipients import MIN_SCRYPT_WORK_FACTOR, ScryptRecipient
 from .durable import write_atomically
@@ -35,6 +37,14 @@ __all__ = [
 ]
 
 MAX_WORK_FACTOR = 22  # the stock `age` CLI refuses passphrase files above 2^22
+MemberIdentity = HybridIdentity | X25519Identity
+
+
+def new_identity(post_quantum: bool = True) -> MemberIdentity:
+    """A fresh member or recovery key: hybrid ML-KEM-768 + X25519 unless `post_quantum` is off."""
+    return HybridIdentity.generate() if post_quantum else X25519Identity.generate()
+
+
 def _total_memory_bytes() -> int:
     try:
         return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
@@ -63,7 +73,7 @@ def calibrate_work_factor(target_s: float = 1.0, max_memory_bytes: int | None = 
     return max(work_factor, MIN_SCRYPT_WORK_FACTOR)
 
 
-def encrypt_identity(identity: X25519Identity, passphrase: str, work_factor: int) -> bytes:
+def encrypt_identity(identity: MemberIdentity, passphrase: str, work_factor: int) -> bytes:
     created = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = f"# created: {created}\n# public key: {identity.recipient}\n{identity}\n"
     buffer = io.BytesIO()
@@ -72,7 +82,7 @@ def encrypt_identity(identity: X25519Identity, passphrase: str, work_factor: int
     return buffer.getvalue()
 
 
-def decrypt_identity(data: bytes, passphrase: str) -> X25519Identity:
+def decrypt_identity(data: bytes, passphrase: str) -> MemberIdentity:
     try:
         reader = decrypt(io.BytesIO(data), [ScryptIdentity(passphrase)])
         identities = parse_identities_text(reader.read().decode("utf-8"))
@@ -100,18 +110,20 @@ class Keyring:
     def exists(self, name: str) -> bool:
         return self.path_for(name).is_file()
 
-    def create(self, name: str, passphrase: str, work_factor: int) -> X25519Identity:
-        """Generate a member's identity and store it encrypted to their passphrase."""
+    def create(self, name: str, passphrase: str, work_factor: int,
+               post_quantum: bool = True) -> MemberIdentity:
+        """Generate a member's identity (hybrid unless `post_quantum` is off) and store it
+        encrypted to their passphrase."""
         check_passphrase_strength(passphrase)
         path = self.path_for(name)
         if path.exists():
             raise KeyringError(f"member {name!r} already exists")
         self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
-        identity = X25519Identity.generate()
+        identity = new_identity(post_quantum)
         write_atomically(path, encrypt_identity(identity, passphrase, work_factor), mode=0o600)
         return identity
 
-    def unlock(self, name: str, passphrase: str) -> X25519Identity:
+    def unlock(self, name: str, passphrase: str) -> MemberIdentity:
         path = self.path_for(name)
         try:
             data = path.read_bytes()

@@ -1,19 +1,20 @@
 """`recipients.txt`: the household's public keys, the only key material the recorder reads.
 
-The file stays a valid age recipients file (`age -R recipients.txt` works); the member each
-key belongs to is carried in the comment line just above it:
+The file stays a valid age recipients file (`age -R recipients.txt` works, with age 1.3.0 or
+later once it holds a post-quantum `age1pq1...` key); the member each key belongs to is carried
+in the comment line just above it:
 
     # member: alice
-    age1...
+    age1pq1...
     # recovery
-    age1...
+    age1pq1...
 """
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .age import AgeError, X25519Recipient, parse_recipient
+from .age import AgeError, HybridRecipient, X25519Recipient, parse_recipient
 from .durable import write_atomically
 from .errors import RecipientsError
 
@@ -24,7 +25,7 @@ _MEMBER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
 @dataclass(frozen=True, slots=True)
 class HouseholdKey:
     name: str  # a member's name, or "recovery"
-    recipient: X25519Recipient
+    recipient: X25519Recipient | HybridRecipient
 
 
 def check_member_name(name: str) -> str:
@@ -63,7 +64,7 @@ def read_household_keys(path: Path) -> list[HouseholdKey]:
     return keys
 
 
-def read_recipients(path: Path) -> list[X25519Recipient]:
+def read_recipients(path: Path) -> list[X25519Recipient | HybridRecipient]:
     """Every key a new clip is encrypted to."""
     return [key.recipient for key in read_household_keys(path)]
 

@@ -9,11 +9,20 @@ import shutil
 import stat
 import subprocess
 import threading
+from pathlib import Path
 
 import pytest
 
 import doorbell.storage.household as household
-from doorbell.storage.age import X25519Identity, decrypt, parse_recipients_text
+from doorbell.storage.age import (
+    HybridIdentity,
+    HybridRecipient,
+    X25519Identity,
+    X25519Recipient,
+    decrypt,
+    encrypt,
+    parse_recipients_text,
+)
 from doorbell.storage.errors import (
     HouseholdError,
     RecipientsError,
@@ -33,12 +42,15 @@ from doorbell.storage.household import (
     check_new_household,
     check_new_member,
     check_passphrase_member,
+    classical_members,
     create_household,
     list_members,
     remove_member,
 )
 from doorbell.storage.keyring import Keyring
-from doorbell.storage.recipients import HouseholdKey, read_household_keys
+from doorbell.storage.recipients import HouseholdKey, read_household_keys, read_recipients
+
+from .age_cli import HYBRID_AGE_DIR, needs_hybrid_age
 
 OWNER_PASSPHRASE = "amber-kettle-under-snow-31"
 CAROL_PASSPHRASE = "carol's own long passphrase"
@@ -66,17 +78,28 @@ def recipients_lines(home: Home) -> list[str]:
 
 
 def assert_valid_recipients_file(home: Home, count: int) -> None:
-    """Both this project's parser and the stock `age` CLI (if installed) accept the file."""
+    """Both this project's parser and the stock `age` CLI accept the file: age 1.3.0 or later
+    (if found) once it holds a hybrid key, else the `age` on PATH (if installed)."""
     text = home.recipients_file.read_text()
     assert len(parse_recipients_text(text)) == count
     assert [str(k.recipient) for k in read_household_keys(home.recipients_file)] == \
         recipients_lines(home)
-    age = shutil.which("age")
+    if any(line.startswith("age1pq1") for line in recipients_lines(home)):
+        age = str(HYBRID_AGE_DIR / "age") if HYBRID_AGE_DIR else None
+    else:
+        age = shutil.which("age")
     if age:
         result = subprocess.run([age, "-e", "-R", str(home.recipients_file)], input=b"x",
                                 capture_output=True, check=False, timeout=30)
+        if classical_members(home):
+            # age 1.3 will not itself encrypt to post-quantum and X25519 keys at once (the file
+            # would be no safer than X25519); our recorder does, and age decrypts such files
+            assert b"can't mix post-quantum and classic recipients" in result.stderr
+            return
         assert result.returncode == 0, result.stderr
-        assert result.stdout.count(b"\n-> X25519 ") == count
+        stanzas = result.stdout.count(b"\n-> X25519 ") + \
+            result.stdout.count(b"\n-> mlkem768x25519 ")
+        assert stanzas == count
 
 
 @pytest.fixture
@@ -118,12 +141,36 @@ def test_create_household_makes_a_complete_home(made):
 def test_the_recovery_key_is_returned_and_stored_nowhere(made):
     home, new = made
     secrets = [str(new.recovery_identity).encode(), str(new.member_identity).encode(),
-               new.recovery_identity._key.private_bytes_raw()]
+               new.recovery_identity._seed]
     for path in home.root.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
             assert b"age-secret-key-" not in data.lower(), path
             assert not any(s in data or s.lower() in data for s in secrets), path
+
+
+def test_new_household_keys_are_post_quantum_hybrid_by_default(made):
+    home, new = made
+    assert isinstance(new.member_identity, HybridIdentity)
+    assert isinstance(new.recovery_identity, HybridIdentity)
+    assert str(new.recovery_identity).startswith("AGE-SECRET-KEY-PQ-1")
+    assert all(line.startswith("age1pq1") for line in recipients_lines(home))
+    assert all(m.post_quantum for m in list_members(home))
+    assert classical_members(home) == []
+
+
+def test_an_x25519_household_for_an_age_older_than_1_3(new_home):
+    new = create_household(new_home, "owner", OWNER_PASSPHRASE, WF, post_quantum=False)
+    assert isinstance(new.member_identity, X25519Identity)
+    assert isinstance(new.recovery_identity, X25519Identity)
+    assert str(new.recovery_identity).startswith("AGE-SECRET-KEY-1")
+    lines = recipients_lines(new_home)
+    assert len(lines) == 2 and not any(line.startswith("age1pq") for line in lines)
+    assert not any(m.post_quantum for m in list_members(new_home))
+    assert classical_members(new_home) == []  # nothing stronger to be weakened
+    unlocked = Keyring(new_home.identities_dir).unlock("owner", OWNER_PASSPHRASE)
+    assert str(unlocked) == str(new.member_identity)
+    assert_valid_recipients_file(new_home, 2)
 
 
 def test_create_household_keeps_an_existing_config(new_home):
@@ -225,21 +272,70 @@ def test_add_a_member_with_a_passphrase(home):
     assert_valid_recipients_file(home, 3)
 
 
+def test_a_passphrase_member_gets_a_hybrid_key_unless_asked_for_x25519(home):
+    add_member(home, "carol", passphrase=CAROL_PASSPHRASE, work_factor=WF)
+    add_member(home, "dave", passphrase=NEW_PASSPHRASE, work_factor=WF, post_quantum=False)
+    keyring = Keyring(home.identities_dir)
+    assert isinstance(keyring.unlock("carol", CAROL_PASSPHRASE), HybridIdentity)
+    assert isinstance(keyring.unlock("dave", NEW_PASSPHRASE), X25519Identity)
+    kinds = {m.name: type(m.recipient) for m in list_members(home)}
+    assert kinds == {"owner": HybridRecipient, "recovery": HybridRecipient,
+                     "carol": HybridRecipient, "dave": X25519Recipient}
+    assert classical_members(home) == ["dave"]
+    assert_valid_recipients_file(home, 4)
+
+
+def test_hybrid_and_x25519_public_keys_are_both_accepted(home):
+    bob, eve = HybridIdentity.generate(), X25519Identity.generate()
+    add_member(home, "bob", recipient=str(bob.recipient))
+    add_member(home, "eve", recipient=str(eve.recipient))
+    assert list_members(home)[-2:] == [Member("bob", bob.recipient, KIND_PUBLIC_KEY),
+                                       Member("eve", eve.recipient, KIND_PUBLIC_KEY)]
+    assert classical_members(home) == ["eve"]
+    assert_valid_recipients_file(home, 4)
+
+
+def test_a_key_type_is_not_chosen_for_a_given_public_key(home):
+    before = snapshot(home)
+    with pytest.raises(HouseholdError) as info:
+        add_member(home, "bob", recipient=str(X25519Identity.generate().recipient),
+                   post_quantum=False)
+    assert "public key is used as it is" in assert_one_sentence(info.value)
+    assert snapshot(home) == before
+
+
 def test_add_member_calibrates_the_work_factor_when_not_given(home, monkeypatch):
     monkeypatch.setattr(household, "calibrate_work_factor", lambda: 16)
     add_member(home, "carol", passphrase=CAROL_PASSPHRASE)
     assert Keyring(home.identities_dir).work_factor("carol") == 16
 
 
-def test_a_member_added_can_decrypt_what_is_encrypted_to_the_file(home):
-    bob = X25519Identity.generate()
+@needs_hybrid_age
+def test_a_member_added_can_decrypt_what_age_encrypts_to_the_file(home):
+    bob = HybridIdentity.generate()
     add_member(home, "bob", recipient=str(bob.recipient))
+    age = str(Path(HYBRID_AGE_DIR) / "age")
+    sealed = subprocess.run([age, "-e", "-R", str(home.recipients_file)], input=b"hello bob",
+                            capture_output=True, check=True, timeout=30).stdout
+    assert sealed.count(b"\n-> mlkem768x25519 ") == 3
+    assert decrypt(io.BytesIO(sealed), [bob]).read() == b"hello bob"
+
+
+def test_an_x25519_member_with_an_older_age_decrypts_what_the_household_encrypts(home, tmp_path):
     age = shutil.which("age")
     if not age:
         pytest.skip("the age CLI is not installed")
-    sealed = subprocess.run([age, "-e", "-R", str(home.recipients_file)], input=b"hello bob",
-                            capture_output=True, check=True, timeout=30).stdout
-    assert decrypt(io.BytesIO(sealed), [bob]).read() == b"hello bob"
+    bob = X25519Identity.generate()
+    add_member(home, "bob", recipient=str(bob.recipient))
+    buffer = io.BytesIO()  # as the recorder does: every key in recipients.txt
+    with encrypt(buffer, read_recipients(home.recipients_file)) as writer:
+        writer.write(b"hello bob")
+    key = tmp_path / "bob.txt"
+    key.write_text(f"{bob}\n")
+    result = subprocess.run([age, "-d", "-i", str(key)], input=buffer.getvalue(),
+                            capture_output=True, check=False, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"hello bob"
 
 
 @pytest.mark.parametrize(

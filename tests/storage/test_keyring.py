@@ -16,6 +16,7 @@ from doorbell.storage.age.header import read_header
 from doorbell.storage.errors import KeyringError, WeakPassphraseError, WrongPassphraseError
 from doorbell.storage.keyring import MAX_WORK_FACTOR, Keyring, calibrate_work_factor
 
+from .age_cli import HYBRID_AGE_DIR
 from .tty import run_on_tty
 
 try:
@@ -27,6 +28,12 @@ AGE = shutil.which("age")
 needs_tty = pytest.mark.skipif(
     AGE is None or pty is None or not sys.platform.startswith(("linux", "darwin")),
     reason="needs the `age` CLI (Debian package `age`) and a pseudo-terminal",
+)
+# identities are post-quantum hybrid by default: reading them takes age 1.3.0 or later
+AGE_PQ = str(HYBRID_AGE_DIR / "age") if HYBRID_AGE_DIR else None
+needs_pq_tty = pytest.mark.skipif(
+    AGE_PQ is None or pty is None or not sys.platform.startswith(("linux", "darwin")),
+    reason="needs age 1.3.0 or later (see tests/storage/age_cli.py) and a pseudo-terminal",
 )
 
 WF = 15
@@ -211,7 +218,7 @@ def test_calibration_respects_the_floor_and_the_memory_cap():
 
 
 
-@needs_tty
+@needs_pq_tty
 def test_the_stock_age_cli_decrypts_a_clip_with_the_identity_file_and_the_passphrase(
     keyring, alice, tmp_path
 ):
@@ -223,14 +230,14 @@ def test_the_stock_age_cli_decrypts_a_clip_with_the_identity_file_and_the_passph
     identity_file = keyring.path_for("alice")
 
     code, transcript = run_on_tty(
-        [AGE, "-d", "-i", str(identity_file), "-o", str(out), str(clip)], [PASSPHRASE]
+        [AGE_PQ, "-d", "-i", str(identity_file), "-o", str(out), str(clip)], [PASSPHRASE]
     )
 
     assert code == 0, transcript
     assert out.read_bytes() == plaintext
 
     code, transcript = run_on_tty(
-        [AGE, "-d", "-i", str(identity_file), "-o", str(tmp_path / "no"), str(clip)],
+        [AGE_PQ, "-d", "-i", str(identity_file), "-o", str(tmp_path / "no"), str(clip)],
         ["violet-tram-under-rain-8"],
     )
     assert code != 0, transcript
@@ -238,6 +245,22 @@ def test_the_stock_age_cli_decrypts_a_clip_with_the_identity_file_and_the_passph
 
 
 @needs_tty
+def test_an_age_older_than_1_3_decrypts_with_an_x25519_identity_file(keyring, tmp_path):
+    bob = keyring.create("bob", PASSPHRASE, work_factor=WF, post_quantum=False)
+    clip = tmp_path / "clip.age"
+    with clip.open("wb") as handle, encrypt(handle, [bob.recipient]) as writer:
+        writer.write(b"for an older age")
+    out = tmp_path / "out"
+
+    code, transcript = run_on_tty(
+        [AGE, "-d", "-i", str(keyring.path_for("bob")), "-o", str(out), str(clip)], [PASSPHRASE]
+    )
+
+    assert code == 0, transcript
+    assert out.read_bytes() == b"for an older age"
+
+
+@needs_pq_tty
 def test_the_stock_age_cli_accepts_the_identity_file_after_a_passphrase_change(
     keyring, alice, tmp_path
 ):
@@ -248,7 +271,7 @@ def test_the_stock_age_cli_accepts_the_identity_file_after_a_passphrase_change(
     out = tmp_path / "out"
 
     code, transcript = run_on_tty(
-        [AGE, "-d", "-i", str(keyring.path_for("alice")), "-o", str(out), str(clip)],
+        [AGE_PQ, "-d", "-i", str(keyring.path_for("alice")), "-o", str(out), str(clip)],
         [NEW_PASSPHRASE],
     )
 
