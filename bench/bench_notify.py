@@ -102,6 +102,7 @@ def main() -> None:
     from doorbell.camera.notify import build_event_bus
     from doorbell.camera.presses import GpioDoorbell
     from doorbell.camera.recorder import Recorder
+    from doorbell.camera.software import SoftwarePipeline
     from doorbell.camera.synthetic import SyntheticScene
     from doorbell.config import Settings
     from doorbell.storage.age.identities import X25519Identity
@@ -170,7 +171,8 @@ topic_prefix = "{PREFIX}"
             store = ClipStore(work / "clips", index, [X25519Identity.generate().recipient])
             made["recorder"] = Recorder(settings, store, None, doorbell, None, None, events=bus)
             scene = SyntheticScene(640, 360, args.fps, realtime=True, script=[])
-            made["recorder"].run(lambda: scene, stop)
+            made["recorder"].run(
+                lambda in_force: SoftwarePipeline(scene, in_force, "the synthetic scene"), stop)
 
     with bus:
         thread = threading.Thread(target=record, daemon=True)

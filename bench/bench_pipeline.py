@@ -107,6 +107,7 @@ def pipeline_in_process(home: Path, path: Path, video_s: float) -> dict:
     from doorbell.camera.filesource import VideoFileSource
     from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
     from doorbell.camera.recorder import Recorder
+    from doorbell.camera.software import SoftwarePipeline
     from doorbell.config import load_settings
     from doorbell.storage.clipwriter import ClipStore
     from doorbell.storage.index import ClipIndex
@@ -124,8 +125,9 @@ def pipeline_in_process(home: Path, path: Path, video_s: float) -> dict:
             StatusPublisher(run_dir / "recorder.json"),
         )
         cpu0, wall0 = cpu_seconds(), time.perf_counter()
-        recorder.run(lambda: VideoFileSource(path, loop=False, realtime=False),
-                     threading.Event(), until_eof=True)
+        recorder.run(lambda in_force: SoftwarePipeline(
+            VideoFileSource(path, loop=False, realtime=False), in_force, f"video file {path.name}"),
+            threading.Event(), until_eof=True)
         wall, cpu = time.perf_counter() - wall0, cpu_seconds() - cpu0
         clips = index.clips()
     return {
