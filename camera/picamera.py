@@ -31,11 +31,14 @@ picamera2 is imported only inside these functions: everything else runs without 
 import contextlib
 import dataclasses
 import functools
+import io
 import logging
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -53,15 +56,33 @@ CAPTURE_TIMEOUT_S = 5.0  # no frame for this long: the camera is gone (the recor
 
 
 def require_picamera2():
-    """The picamera2 module, or a one-sentence ValueError saying how to get it."""
+    """The picamera2 module, or a one-sentence ValueError saying why it cannot be used.
+
+    Any failure while importing it counts, not only ImportError: picamera2's apt modules
+    (simplejpeg, libcamera's binding) built for numpy 1.x fail with ImportError, RuntimeError or
+    ValueError under a numpy 2.x from pip, after numpy prints a page to stderr. That page is
+    held back (and written out after all if the import works); the sentence says what to do.
+    """
+    held = io.StringIO()
     try:
-        import picamera2
-    except ImportError as exc:  # not installed, or installed without libcamera's binding
-        raise ValueError(
-            f"the picamera2 source needs picamera2 and libcamera (on Raspberry Pi OS: sudo apt "
-            f"install python3-picamera2), which this Python cannot import ({exc})"
-        ) from None
+        with contextlib.redirect_stderr(held):
+            import picamera2
+    except Exception as exc:  # whatever the import raised: one sentence
+        raise ValueError(picamera2_import_problem(exc, held.getvalue())) from None
+    sys.stderr.write(held.getvalue())
     return picamera2
+
+
+def picamera2_import_problem(exc: Exception, stderr_text: str) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    if "numpy" in f"{exc} {stderr_text}".lower():
+        return (f"the picamera2 source cannot start: the camera modules from apt are built for "
+                f"the system's numpy, but this Python loads numpy {np.__version__} from "
+                f"{Path(np.__file__).parent.parent} ({reason}); reinstall with "
+                f"deploy/install.sh, which keeps apt's numpy")
+    return (f"the picamera2 source needs picamera2 and libcamera (on Raspberry Pi OS: sudo apt "
+            f"install python3-picamera2), which this Python cannot import ({reason})")
 
 
 def lores_size(width: int, height: int, detect_width: int) -> tuple[int, int]:

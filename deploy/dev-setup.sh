@@ -10,9 +10,12 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 # libcap-dev and gcc: picamera2 (tested here with libcamera doubles) builds python-prctl.
 # debootstrap .. systemd: the deployment tests (a fresh Debian root, the hardened units, the
-# egress test in a network namespace, the nftables rules); mosquitto: the MQTT tests.
+# egress test in a network namespace, the nftables rules); mosquitto: the MQTT tests;
+# python3-numpy and python3-bottleneck (apt's numpy 1.x and a module built against it): the
+# Pi's numpy clash, reproduced by tests/deploy/test_numpy_clash.py.
 packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto
-          debootstrap shellcheck nftables systemd-container strace iproute2 systemd)
+          debootstrap shellcheck nftables systemd-container strace iproute2 systemd
+          python3-numpy python3-bottleneck)
 missing=()
 for package in "${packages[@]}"; do
   dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")

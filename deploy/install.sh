@@ -14,10 +14,14 @@
 #   sudo deploy/install.sh --uninstall --purge   ... and delete /var/lib/doorbell too
 #   deploy/install.sh --check-ip-filter    only check whether the kernel enforces the units'
 #                                          IPAddressDeny= (exit 0 yes, 1 no, 2 cannot tell)
+#   deploy/install.sh --python-only [--venv DIR]   only (re)install the doorbell's Python
+#                                          packages into the virtualenv (default below), held
+#                                          to the system's numpy; needs no root for your own DIR
 #
 # What it sets up (see deploy/README.md for the reasoning):
 #   /opt/doorbell/venv        virtualenv (--system-site-packages: the apt camera stack is
-#                             visible), the project installed from this checkout
+#                             visible), the project installed from this checkout with
+#                             venv/pip-constraints.txt: pip never replaces apt's numpy
 #   users doorbell-rec, doorbell-view, primary group doorbell
 #   /var/lib/doorbell         2770 doorbell-view:doorbell  (the data directory)
 #     identities/, tls/       0700 doorbell-view           (the recorder cannot read them)
@@ -37,6 +41,7 @@ REC_USER=doorbell-rec
 VIEW_USER=doorbell-view
 UNITS=(doorbell-recorder.service doorbell-viewer.service)
 FIREWALL_UNIT=doorbell-firewall.service
+SYSTEM_PYTHON=/usr/bin/python3  # apt's python3-picamera2 and python3-numpy are for this one
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 use_systemd=auto
@@ -50,7 +55,7 @@ warn() { printf 'doorbell-install: WARNING: %s\n' "$*" >&2; }
 die() { printf 'doorbell-install: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   exit "${1:-0}"
 }
 
@@ -62,6 +67,8 @@ while [ $# -gt 0 ]; do
     --uninstall) action=uninstall ;;
     --purge) purge=yes ;;
     --check-ip-filter) action=check-ip-filter ;;
+    --python-only) action=python-only ;;
+    --venv) shift; [ $# -gt 0 ] || usage 2; VENV=$1 ;;
     --src) shift; [ $# -gt 0 ] || usage 2; SRC=$(cd "$1" && pwd) ;;
     -h|--help) usage 0 ;;
     *) printf 'doorbell-install: unknown option %s\n' "$1" >&2; usage 2 ;;
@@ -169,12 +176,52 @@ create_users() {
 }
 
 # -- the program -------------------------------------------------------------------------------
-install_program() {
-  install -d -m 0755 "$PREFIX"
+# The venv sees apt's packages (--system-site-packages), and apt's extension modules (picamera2's
+# simplejpeg and the rest of the camera stack) are built against apt's numpy: 1.24 on Debian 12
+# and Raspberry Pi OS Bookworm. A numpy 2.x in the venv (opencv-python-headless 4.12 and newer
+# require it) would shadow apt's, and those modules then fail to import ("A module that was
+# compiled using NumPy 1.x cannot be run in NumPy 2.x"). So pip is held to the system's own
+# numpy, and with numpy 1.x to the OpenCV wheels that still run on it (before 4.12).
+system_numpy() {
+  # apt's numpy as the system Python sees it (-I: no user site packages, no PYTHON* variables).
+  "$SYSTEM_PYTHON" -I -c 'import numpy; print(numpy.__version__)' 2>/dev/null || true
+}
+
+write_pip_constraints() {
+  local numpy_version
+  numpy_version=$(system_numpy)
+  {
+    echo "# Written by deploy/install.sh: pip must never replace the system's (apt's) numpy,"
+    echo "# which the apt camera stack is built against. Use it for any pip install here:"
+    echo "#   $VENV/bin/python -m pip install --constraint $VENV/pip-constraints.txt ..."
+    if [ -n "$numpy_version" ]; then
+      echo "numpy==$numpy_version"
+      case "$numpy_version" in
+        1.*) echo "opencv-python-headless<4.12  # 4.12 and newer require numpy 2" ;;
+      esac
+    else
+      echo "# (no numpy from apt here: pip chooses freely)"
+    fi
+  } > "$VENV/pip-constraints.txt"
+}
+
+numpy_file() {
+  "$VENV/bin/python" -I -c 'import numpy; print(numpy.__file__)' 2>/dev/null || true
+}
+
+install_python_packages() {
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import sys' 2>/dev/null; then
     say "creating the virtualenv $VENV (--system-site-packages)"
     rm -rf "$VENV"
-    python3 -m venv --system-site-packages "$VENV"
+    "$SYSTEM_PYTHON" -m venv --system-site-packages "$VENV"
+  fi
+  write_pip_constraints
+  local numpy_version
+  numpy_version=$(system_numpy)
+  # An earlier install without these constraints may have put a numpy of its own in the venv.
+  if [ -n "$numpy_version" ] && [[ "$(numpy_file)" == "$VENV"/* ]]; then
+    say "removing the virtualenv's own numpy, which shadows the system's numpy $numpy_version"
+    "$VENV/bin/python" -m pip uninstall -q -y --disable-pip-version-check numpy >/dev/null
   fi
   # Build from a clean copy of the sources, so the checkout gets no root-owned build files.
   local build
@@ -183,13 +230,21 @@ install_program() {
     config | tar -C "$build" -xf -
   say "installing the doorbell and its Python dependencies into $VENV"
   if ! "$VENV/bin/python" -m pip install -q --disable-pip-version-check \
-      --root-user-action=ignore --upgrade "$build"; then
+      --root-user-action=ignore --constraint "$VENV/pip-constraints.txt" --upgrade "$build"; then
     rm -rf "$build"
     die "pip could not install the doorbell (see above)"
   fi
   rm -rf "$build"
-  install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+  if [ -n "$numpy_version" ] && [[ "$(numpy_file)" == "$VENV"/* ]]; then
+    die "the virtualenv still has a numpy of its own, which would break the system's camera modules"
+  fi
   "$VENV/bin/doorbell" --help >/dev/null || die "$VENV/bin/doorbell does not run"
+}
+
+install_program() {
+  install -d -m 0755 "$PREFIX"
+  install_python_packages
+  install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 }
 
 # -- the data directory ------------------------------------------------------------------------
@@ -397,4 +452,5 @@ case "$action" in
   install) do_install ;;
   uninstall) do_uninstall ;;
   check-ip-filter) check_ip_filter ;;
+  python-only) install_python_packages ;;
 esac

@@ -1,5 +1,6 @@
 """The wheel is the product: built with `python -m build`, installed (not editable) into a fresh
-venv, it holds everything under `doorbell/` and runs `doorbell demo`.
+venv, it holds everything under `doorbell/` and runs `doorbell demo`. The sdist is what a Pi
+owner unpacks and runs deploy/install.sh from: it carries deploy/ whole.
 
 The fresh venv gets the project's code only from the wheel. Its third-party dependencies come
 from the test environment's site-packages through a .pth line (installing OpenCV, PyAV and
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import sysconfig
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -72,6 +74,19 @@ def build_wheel(tmp_path: Path) -> Path:
     wheels = list(dist.glob("doorbell-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
+
+
+def build_sdist(tmp_path: Path) -> Path:
+    """`python -m build --sdist` from a copy of the tree, as build_wheel."""
+    source = tmp_path / "sdist-source"
+    shutil.copytree(PROJECT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"))
+    dist = tmp_path / "sdist"
+    run(sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(source),
+        env=env_without_project())
+    archives = list(dist.glob("doorbell-*.tar.gz"))
+    assert len(archives) == 1, archives
+    return archives[0]
 
 
 def fresh_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
@@ -221,3 +236,22 @@ def test_the_installed_wheel_runs_the_demo_from_any_directory(installed, tmp_pat
         for pid in demo_processes(demo_dir):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_sdist_carries_deploy_and_what_install_sh_installs_from(tmp_path):
+    archive = build_sdist(tmp_path)
+    with tarfile.open(archive) as sdist:
+        members = {m.name.split("/", 1)[1]: m for m in sdist.getmembers() if "/" in m.name}
+    deploy = [str(p.relative_to(PROJECT)) for p in sorted((PROJECT / "deploy").rglob("*"))
+              if p.is_file() and "__pycache__" not in p.parts]
+    assert "deploy/install.sh" in deploy and "deploy/systemd/doorbell-viewer.service" in deploy
+    missing = [name for name in deploy if name not in members]
+    assert not missing, f"not in the sdist: {missing}"
+    for script in ("deploy/install.sh", "deploy/uninstall.sh", "deploy/dev-setup.sh"):
+        assert members[script].mode & 0o111, f"{script} is not executable in the sdist"
+        assert members[script].size == (PROJECT / script).stat().st_size, script
+    # What install.sh copies and builds from (its `tar -C "$SRC" ...` line), so an unpacked
+    # sdist is a checkout for it.
+    for name in ("pyproject.toml", "README.md", "doorbell/__main__.py", "camera/recorder.py",
+                 "storage/index.py", "web/templates/login.html", "config/default.toml"):
+        assert name in members, f"{name} is not in the sdist"
