@@ -167,6 +167,7 @@ topic_prefix = "{PREFIX}"
     made: dict = {}
 
     def record() -> None:  # SQLite: the index is used on the thread that opened it
+        (work / "clips").mkdir(exist_ok=True)  # as `doorbell init` leaves it
         with ClipIndex(work / "index.sqlite3") as index:
             store = ClipStore(work / "clips", index, [X25519Identity.generate().recipient])
             made["recorder"] = Recorder(settings, store, None, doorbell, None, None, events=bus)
