@@ -70,7 +70,7 @@ def init_home(work: Path) -> tuple[Path, str]:
          "--work-factor", "15"],
         capture_output=True, text=True, env=environment(home), cwd=PROJECT, check=True,
         stdin=subprocess.DEVNULL)
-    return home, re.findall(r"AGE-SECRET-KEY-1[0-9A-Z]+", result.stdout)[0]
+    return home, re.findall(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+", result.stdout)[0]
 
 
 def partials(clips_dir: Path) -> set[Path]:

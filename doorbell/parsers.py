@@ -19,6 +19,11 @@ def _add_init(subparsers) -> None:
         "--work-factor", type=int, default=None,
         help="scrypt work factor, log2 N (default: calibrated to about 1 s here; at least 15)",
     )
+    parser.add_argument(
+        "--x25519", action="store_true",
+        help="X25519 keys for the member and the recovery key, for an age older than 1.3.0 "
+        "(default: post-quantum hybrid ML-KEM-768 + X25519 keys)",
+    )
     parser.set_defaults(handler=("init", "run"))
 
 
@@ -68,13 +73,18 @@ def _add_keys(subparsers) -> None:
     listing.set_defaults(handler=("keys", "run_list"))
 
     add = actions.add_parser(
-        "add", help="add a member: with RECIPIENT (age1...) for someone who decrypts elsewhere, "
-        "without it a new identity protected by a passphrase on this device",
+        "add", help="add a member: with RECIPIENT (age1pq1... or age1...) for someone who "
+        "decrypts elsewhere, without it a new identity protected by a passphrase on this device",
     )
     add.add_argument("name")
     add.add_argument("recipient", nargs="?")
     add.add_argument("--passphrase-file")
     add.add_argument("--work-factor", type=int, default=None)
+    add.add_argument(
+        "--x25519", action="store_true",
+        help="the new identity is an X25519 key, for an age older than 1.3.0 (default: "
+        "post-quantum hybrid)",
+    )
     add.set_defaults(handler=("keys", "run_add"))
 
     remove = actions.add_parser("remove", help="stop encrypting new clips to a member")

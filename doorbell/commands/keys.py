@@ -4,6 +4,7 @@ The keys are changed by storage.household (the viewer's pages use the same code)
 adds the prompts, the audit entries and the wording for a terminal.
 """
 
+from doorbell.storage.age import is_post_quantum
 from doorbell.storage.home import Home
 from doorbell.storage.household import (
     KIND_PASSPHRASE,
@@ -12,6 +13,7 @@ from doorbell.storage.household import (
     change_passphrase,
     check_new_member,
     check_passphrase_member,
+    classical_members,
     list_members,
     remove_member,
 )
@@ -28,15 +30,31 @@ def _home(args) -> Home:
     return home
 
 
+def _weakest_key_warning(home: Home) -> str | None:
+    classical = classical_members(home)
+    if not classical:
+        return None
+    return (f"Warning: {', '.join(classical)} "
+            f"{'has an X25519 key' if len(classical) == 1 else 'have X25519 keys'}: every new "
+            "clip is also encrypted to it, so a future quantum computer could open new clips "
+            "despite the post-quantum keys. A member with an age older than 1.3.0 can instead "
+            "put age's age-plugin-pq on PATH and use a post-quantum key.")
+
+
 def run_list(args) -> int:
-    for member in list_members(_home(args)):
+    home = _home(args)
+    for member in list_members(home):
         if member.kind == KIND_RECOVERY:
             kind = "recovery key (kept off the device)"
         elif member.kind == KIND_PASSPHRASE:
             kind = f"passphrase on this device (scrypt 2^{member.work_factor})"
         else:
             kind = "decrypts elsewhere (public key only)"
-        print(f"{member.name:<16} {member.recipient}  {kind}")
+        strength = "post-quantum" if member.post_quantum else "X25519 only"
+        print(f"{member.name:<16} {member.recipient}  {strength}, {kind}")
+    warning = _weakest_key_warning(home)
+    if warning:
+        print(f"\n{warning}")
     return 0
 
 
@@ -45,16 +63,25 @@ def run_add(args) -> int:
     name = check_new_member(home, args.name)  # before asking for a passphrase
     audit = intact_audit_log(home)
     if args.recipient:
+        if args.x25519:
+            raise CommandError("--x25519 chooses the kind of a new passphrase identity: a public "
+                               "key given on the command line is used as it is")
         added = add_member(home, name, recipient=args.recipient)
         kind = "public key"
     else:
         passphrase = read_passphrase(args.passphrase_file, prompt=f"New passphrase for {name}: ",
                                      confirm=True)
-        added = add_member(home, name, passphrase=passphrase, work_factor=args.work_factor)
+        added = add_member(home, name, passphrase=passphrase, work_factor=args.work_factor,
+                           post_quantum=not args.x25519)
         kind = "passphrase identity"
-    audit.append(cli_actor(), "keys.add", member=name, key=str(added.recipient), kind=kind)
-    print(f"Added {name} ({added.recipient}). New clips are encrypted to this key from the next "
-          "clip.")
+    strength = "post-quantum" if is_post_quantum(added.recipient) else "X25519"
+    audit.append(cli_actor(), "keys.add", member=name, key=str(added.recipient), kind=kind,
+                 key_type=strength)
+    print(f"Added {name} ({strength} key {added.recipient}). New clips are encrypted to this "
+          "key from the next clip.")
+    warning = _weakest_key_warning(home)
+    if warning:
+        print(warning)
     return 0
 
 

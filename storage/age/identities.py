@@ -16,9 +16,8 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from . import bech32
+from . import bech32, hybrid
 from .errors import AgeError, HeaderError, NoIdentityMatchError, UnsupportedRecipientError
-from . import hybrid
 from .header import Stanza, b64decode
 from .hybrid import HybridRecipient
 from .recipients import X25519Recipient, scrypt_wrap_key, x25519_wrap_key

@@ -117,7 +117,7 @@ def _initialised_template(tmp_path_factory) -> InitialisedHome:
         doorbell("init", "--passphrase-file", str(passphrase), "--work-factor", WORK_FACTOR,
                  home=root)
     )
-    recovery = re.findall(r"AGE-SECRET-KEY-1[0-9A-Z]+", result.stdout)
+    recovery = re.findall(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+", result.stdout)
     public = re.findall(r"age1[0-9a-z]+", result.stdout)
     assert len(set(recovery)) == 1, result.stdout
     return InitialisedHome(root, passphrase, result.stdout, recovery[0], public[0])

@@ -2,10 +2,21 @@
 codes and one-sentence errors; and no secret key left anywhere on disk."""
 
 import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
-from doorbell.storage.age import NoIdentityMatchError, X25519Identity, parse_identity
+from doorbell.storage.age import (
+    HybridIdentity,
+    HybridRecipient,
+    NoIdentityMatchError,
+    X25519Identity,
+    X25519Recipient,
+    parse_identity,
+)
 from doorbell.storage.clipreader import open_video
 from doorbell.storage.errors import WrongPassphraseError
 from doorbell.storage.keyring import Keyring
@@ -107,8 +118,8 @@ def test_no_secret_key_is_anywhere_on_disk_after_init(home):
         "the recovery key (lower case)": home.recovery_key.lower().encode(),
         "owner's key": str(owner).encode(),
         "owner's key (lower case)": str(owner).lower().encode(),
-        "the recovery key's raw bytes": recovery._key.private_bytes_raw(),
-        "owner's key's raw bytes": owner._key.private_bytes_raw(),
+        "the recovery key's raw bytes": recovery._seed,
+        "owner's key's raw bytes": owner._seed,
     }
     files = home.files()
     assert any(p.name == "owner.age" for p in files)
@@ -126,6 +137,82 @@ def test_the_recovery_key_printed_once_decrypts_every_new_clip(home):
 
     assert decrypt_video(home, clip_id, parse_identity(home.recovery_key)) == video
     assert home.recovery_key not in assert_ok(home.run("keys", "list")).stdout
+
+
+def test_init_makes_post_quantum_hybrid_keys_by_default(home):
+    assert re.search(r"AGE-SECRET-KEY-PQ-1[0-9A-Z]{58}\b", home.init_stdout)
+    assert home.owner_public_key.startswith("age1pq1")
+    assert "post-quantum hybrid ML-KEM-768 + X25519" in home.init_stdout
+    assert isinstance(parse_identity(home.recovery_key), HybridIdentity)
+    owner = Keyring(home.root / "identities").unlock("owner", PASSPHRASE)
+    assert isinstance(owner, HybridIdentity)
+    keys = read_household_keys(home.root / "recipients.txt")
+    assert [type(k.recipient) for k in keys] == [HybridRecipient, HybridRecipient]
+    lines = assert_ok(home.run("keys", "list")).stdout.strip().splitlines()
+    assert all("post-quantum" in line for line in lines)
+
+
+def test_init_x25519_makes_keys_that_an_older_age_decrypts(fresh_home, passphrase_file,
+                                                           tmp_path):
+    result = assert_ok(doorbell("init", "--x25519", "--passphrase-file", str(passphrase_file),
+                                "--work-factor", WORK_FACTOR, home=fresh_home))
+    recovery = re.findall(r"AGE-SECRET-KEY-1[0-9A-Z]{58}\b", result.stdout)
+    assert len(set(recovery)) == 1 and "AGE-SECRET-KEY-PQ" not in result.stdout
+    assert "not safe from a future quantum computer" in result.stdout
+    keys = read_household_keys(fresh_home / "recipients.txt")
+    assert [type(k.recipient) for k in keys] == [X25519Recipient, X25519Recipient]
+
+    age = shutil.which("age")  # Debian 12's age 1.1.1, which knows no post-quantum key
+    if age is None:
+        pytest.skip("the age CLI is not installed")
+    from .conftest import InitialisedHome
+
+    made = InitialisedHome(fresh_home, passphrase_file, result.stdout, recovery[0], "")
+    video = b"\x00\x00\x00\x20ftypisom" + bytes(range(256)) * 700
+    clip = made.video_path(made.write_clip(video))
+    key = tmp_path / "recovery.txt"
+    key.write_text(recovery[0] + "\n")
+    out = subprocess.run([age, "-d", "-i", str(key), str(clip)], capture_output=True,
+                         timeout=60, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == video
+
+
+def test_keys_add_makes_a_hybrid_identity_or_with_x25519_an_older_one(home, tmp_path):
+    carol_file = tmp_path / "carol.txt"
+    carol_file.write_text("carol's own long passphrase\n")
+    added = assert_ok(home.run("keys", "add", "carol", "--passphrase-file", str(carol_file),
+                               "--work-factor", WORK_FACTOR)).stdout
+    assert "post-quantum key age1pq1" in added and "Warning" not in added
+    dave = assert_ok(home.run("keys", "add", "dave", "--x25519", "--passphrase-file",
+                              str(carol_file), "--work-factor", WORK_FACTOR)).stdout
+    assert "X25519 key age1" in dave
+    assert "Warning: dave has an X25519 key" in dave  # every new clip is no safer than X25519
+    keyring = Keyring(home.root / "identities")
+    assert isinstance(keyring.unlock("carol", "carol's own long passphrase"), HybridIdentity)
+    assert isinstance(keyring.unlock("dave", "carol's own long passphrase"), X25519Identity)
+    listing = assert_ok(home.run("keys", "list")).stdout
+    assert any(line.startswith("dave") and "X25519 only" in line for line in listing.splitlines())
+    assert "Warning: dave has an X25519 key" in listing
+    entries = [e for e in home.audit_entries() if e.action == "keys.add"]
+    assert [e.details["key_type"] for e in entries] == ["post-quantum", "X25519"]
+
+
+def test_keys_add_x25519_with_a_given_public_key_is_refused(home):
+    before = (home.root / "recipients.txt").read_bytes()
+    result = home.run("keys", "add", "bob", str(HybridIdentity.generate().recipient), "--x25519")
+    assert "used as it is" in assert_one_sentence(result, 1)
+    assert (home.root / "recipients.txt").read_bytes() == before
+
+
+def test_a_hybrid_public_key_added_decrypts_the_next_clip(home):
+    bob = HybridIdentity.generate()
+    assert_ok(home.run("keys", "add", "bob", str(bob.recipient)))
+    video = b"\x00\x00\x00\x20ftypisom" + b"for bob" * 9000
+    clip_id = home.write_clip(video, start_us=1_714_564_900_000_000)
+    assert decrypt_video(home, clip_id, bob) == video
+    assert decrypt_video(home, clip_id, parse_identity(home.recovery_key)) == video
+    assert Path(home.video_path(clip_id)).read_bytes().count(b"\n-> mlkem768x25519 ") == 3
 
 
 # -- usage errors ------------------------------------------------------------------------------

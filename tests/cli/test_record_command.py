@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from doorbell.camera.synthetic import SyntheticScene
+from tests.age_cli import NO_HYBRID_AGE, age_for
 from tests.recorder_home import FPS, HEIGHT, WIDTH
 
 pytestmark = pytest.mark.slow
@@ -283,7 +284,7 @@ def test_recorder_process_cannot_open_identity_files(recorder_home):
 
 
 def age_decrypt(identity_file: Path, encrypted: Path, output: Path) -> None:
-    age = shutil.which("age") or "/usr/bin/age"
+    age = age_for(identity_file.read_text()) or pytest.skip(NO_HYBRID_AGE)
     result = subprocess.run([age, "-d", "-i", str(identity_file), "-o", str(output),
                              str(encrypted)], capture_output=True, text=True, timeout=60,
                             check=False)

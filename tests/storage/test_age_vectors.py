@@ -78,10 +78,10 @@ def _outcome_problem(name: str) -> str | None:
         return f"{name}: expected {expect}, got {error!r}"
     if expect == "header failure" and isinstance(error, age.HeaderMACError):
         return f"{name}: expected a header failure, got a MAC failure {error!r}"
-    if expect == "payload failure" and "payload" in fields:
-        # the released-prefix rule: exactly the plaintext that authenticated came out
-        if hashlib.sha256(released).hexdigest() != fields["payload"][0]:
-            return f"{name}: released other plaintext than the authenticated prefix"
+    # the released-prefix rule: exactly the plaintext that authenticated came out
+    if expect == "payload failure" and "payload" in fields \
+            and hashlib.sha256(released).hexdigest() != fields["payload"][0]:
+        return f"{name}: released other plaintext than the authenticated prefix"
     return None
 
 

@@ -16,7 +16,7 @@ from doorbell.storage.age.header import read_header
 from doorbell.storage.errors import KeyringError, WeakPassphraseError, WrongPassphraseError
 from doorbell.storage.keyring import MAX_WORK_FACTOR, Keyring, calibrate_work_factor
 
-from .age_cli import HYBRID_AGE_DIR
+from tests.age_cli import HYBRID_AGE_DIR
 from .tty import run_on_tty
 
 try:
@@ -33,7 +33,7 @@ needs_tty = pytest.mark.skipif(
 AGE_PQ = str(HYBRID_AGE_DIR / "age") if HYBRID_AGE_DIR else None
 needs_pq_tty = pytest.mark.skipif(
     AGE_PQ is None or pty is None or not sys.platform.startswith(("linux", "darwin")),
-    reason="needs age 1.3.0 or later (see tests/storage/age_cli.py) and a pseudo-terminal",
+    reason="needs age 1.3.0 or later (see tests/age_cli.py) and a pseudo-terminal",
 )
 
 WF = 15

@@ -61,3 +61,15 @@ def stock_age_knows_hybrid() -> bool:
     on_path = shutil.which("age")
     version = age_version(on_path) if on_path else None
     return version is not None and version >= HYBRID_SINCE
+
+
+def age_for(secret_key: str) -> str | None:
+    """An `age` binary that reads this secret key: any for an X25519 key, 1.3.0 or later for a
+    post-quantum one (`AGE-SECRET-KEY-PQ-1...`); None if there is none here."""
+    if secret_key.strip().upper().startswith("AGE-SECRET-KEY-PQ-"):
+        return str(HYBRID_AGE_DIR / "age") if HYBRID_AGE_DIR else None
+    return shutil.which("age")
+
+
+NO_HYBRID_AGE = ("the key is post-quantum and no age 1.3.0 or later is here: set "
+                 "DOORBELL_AGE_PQ_DIR (see tests/age_cli.py)")
