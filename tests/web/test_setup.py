@@ -2,18 +2,31 @@
 
 import html
 import re
+import subprocess
 
 import pytest
 
+from doorbell.storage.age import HybridIdentity, HybridRecipient, X25519Identity, X25519Recipient
 from doorbell.storage.age.identities import parse_identity
+from doorbell.storage.clipreader import open_video
 from doorbell.storage.errors import WrongPassphraseError
 from doorbell.storage.home import Home
 from doorbell.storage.household import create_household
 from doorbell.storage.keyring import Keyring
 from doorbell.storage.recipients import RECOVERY_NAME, read_household_keys
 from doorbell.web.onboarding import LIFETIME_S, SetupCode
+from tests.age_cli import age_for
 
-from .conftest import FAST_WORK_FACTOR, ORIGIN, SESSION_COOKIE, new_client, session_cookie
+from .conftest import (
+    FAST_WORK_FACTOR,
+    ORIGIN,
+    SESSION_COOKIE,
+    make_jpeg,
+    new_client,
+    pseudo_random,
+    session_cookie,
+    write_clip,
+)
 
 OWNER = "dana"
 OWNER_PASSPHRASE = "otter-lantern-gravel-mosaic-7"
@@ -33,10 +46,12 @@ def _redirects_to(response, path: str) -> bool:
 
 
 def submit(client, code: str, member: str = OWNER, passphrase: str = OWNER_PASSPHRASE,
-           confirm: str | None = None, headers: dict | None = None):
+           confirm: str | None = None, headers: dict | None = None, x25519: bool = False):
     """POST the set-up form as a browser on the device's own origin would."""
     data = {"code": code, "member": member, "passphrase": passphrase,
             "passphrase_confirm": passphrase if confirm is None else confirm}
+    if x25519:
+        data["key_type"] = "x25519"
     return client.post("/setup", data=data, headers={**SAME_ORIGIN, **(headers or {})})
 
 
@@ -193,7 +208,7 @@ def test_the_recovery_page_shows_the_recovery_key_of_recipients_txt(owner, fresh
     page = owner.get("/setup/recovery")
     assert page.status_code == 200
     secret = recovery_secret(page)
-    assert secret.startswith("AGE-SECRET-KEY-1")
+    assert secret.startswith("AGE-SECRET-KEY-PQ-1")
     recovery = [k for k in read_household_keys(fresh_home.home.recipients_file)
                 if k.name == RECOVERY_NAME]
     assert str(parse_identity(secret).recipient) == str(recovery[0].recipient)
@@ -255,7 +270,7 @@ def test_once_saved_the_recovery_key_is_gone_and_the_timeline_works(owner, fresh
         assert secret not in page.get_data(as_text=True), path
     assert [e.actor for e in fresh_home.actions("setup.recovery_saved")] == [OWNER]
     # Stored nowhere under the home, in any form.
-    raw = bytes(parse_identity(secret)._key.private_bytes_raw())
+    raw = parse_identity(secret)._seed
     for path in fresh_home.root.rglob("*"):
         if path.is_file():
             data = path.read_bytes()
@@ -265,6 +280,68 @@ def test_once_saved_the_recovery_key_is_gone_and_the_timeline_works(owner, fresh
     # The members page lists the recovery key by its public half only.
     members = owner.get("/members").get_data(as_text=True)
     assert str(parse_identity(secret).recipient) in members
+
+
+def test_setup_makes_post_quantum_keys_by_default(owner, fresh_home):
+    keys = read_household_keys(fresh_home.home.recipients_file)
+    assert [type(key.recipient) for key in keys] == [HybridRecipient, HybridRecipient]
+    owner_key = Keyring(fresh_home.root / "identities").unlock(OWNER, OWNER_PASSPHRASE)
+    assert isinstance(owner_key, HybridIdentity)
+    page = owner.get("/setup/recovery")
+    assert isinstance(parse_identity(recovery_secret(page)), HybridIdentity)
+    assert "reads it from version 1.3.0 on" in page.get_data(as_text=True)
+    assert fresh_home.actions("setup")[0].details["key_type"] == "post-quantum"
+
+
+def test_the_setup_page_offers_x25519_keys_for_an_older_age(visitor):
+    text = visitor.get("/setup").get_data(as_text=True)
+    assert 'name="key_type" value="x25519"' in text
+    assert "age 1.3.0 or later" in text
+
+
+def test_setup_with_x25519_keys_for_an_older_age(visitor, fresh_home, setup_code):
+    response = submit(visitor, setup_code, x25519=True)
+    assert _redirects_to(response, "/setup/recovery"), response.status_code
+    keys = read_household_keys(fresh_home.home.recipients_file)
+    assert [type(key.recipient) for key in keys] == [X25519Recipient, X25519Recipient]
+    page = visitor.get("/setup/recovery")
+    secret = recovery_secret(page)
+    assert isinstance(parse_identity(secret), X25519Identity)
+    assert "not safe from a future quantum computer" in page.get_data(as_text=True)
+    assert fresh_home.actions("setup")[0].details["key_type"] == "X25519"
+
+
+def test_a_clip_recorded_to_a_hybrid_household_plays_and_opens_with_the_recovery_key(
+        owner, fresh_home, tmp_path):
+    secret = recovery_secret(owner.get("/setup/recovery"))
+    assert _redirects_to(confirm_saved(owner), "/")
+    video = pseudo_random(3 * 64 * 1024 + 4321, 16)
+    clip = write_clip(fresh_home.root, 1_714_564_800_000_000, video, make_jpeg(90),
+                      {"kind": "doorbell"})  # the recorder's ClipStore and recipients.txt
+    path = fresh_home.paths(clip.id)["video"]
+    header = path.read_bytes()[:8192]
+    assert header.count(b"\n-> mlkem768x25519 ") == 2 and b"\n-> X25519 " not in header
+
+    played = owner.get(f"/clips/{clip.id}/video")  # the viewer, unlocked as the owner
+    assert played.status_code == 200
+    assert played.get_data() == video
+    part = owner.get(f"/clips/{clip.id}/video", headers={"Range": "bytes=70000-70099"})
+    assert part.status_code == 206 and part.get_data() == video[70000:70100]
+
+    opened = open_video(fresh_home.home.clips_dir, clip.id, [parse_identity(secret)])
+    try:
+        assert opened.reader.read() == video  # the recovery key alone
+    finally:
+        opened.close()
+    age = age_for(secret)
+    if age is None:
+        return  # no age 1.3+ here; tests/age_cli.py says how to point at one
+    key = tmp_path / "recovery.txt"
+    key.write_text(secret + "\n")
+    result = subprocess.run([age, "-d", "-i", str(key), str(path)], capture_output=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == video
 
 
 # -- refused once the device is set up
