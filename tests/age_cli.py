@@ -64,9 +64,9 @@ def stock_age_knows_hybrid() -> bool:
 
 
 def age_for(secret_key: str) -> str | None:
-    """An `age` binary that reads this secret key: any for an X25519 key, 1.3.0 or later for a
-    post-quantum one (`AGE-SECRET-KEY-PQ-1...`); None if there is none here."""
-    if secret_key.strip().upper().startswith("AGE-SECRET-KEY-PQ-"):
+    """An `age` binary that reads this secret key (or identity file text): any for X25519 keys,
+    1.3.0 or later for a post-quantum one (`AGE-SECRET-KEY-PQ-1...`); None if there is none."""
+    if "AGE-SECRET-KEY-PQ-" in secret_key.upper():
         return str(HYBRID_AGE_DIR / "age") if HYBRID_AGE_DIR else None
     return shutil.which("age")
 
