@@ -49,7 +49,6 @@ from doorbell.storage.household import (
 )
 from doorbell.storage.keyring import Keyring
 from doorbell.storage.recipients import HouseholdKey, read_household_keys, read_recipients
-
 from tests.age_cli import HYBRID_AGE_DIR, needs_hybrid_age
 
 OWNER_PASSPHRASE = "amber-kettle-under-snow-31"

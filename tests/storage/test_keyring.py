@@ -15,8 +15,8 @@ from doorbell.storage.age import X25519Identity, decrypt, encrypt
 from doorbell.storage.age.header import read_header
 from doorbell.storage.errors import KeyringError, WeakPassphraseError, WrongPassphraseError
 from doorbell.storage.keyring import MAX_WORK_FACTOR, Keyring, calibrate_work_factor
-
 from tests.age_cli import HYBRID_AGE_DIR
+
 from .tty import run_on_tty
 
 try:
