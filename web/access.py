@@ -15,6 +15,13 @@ cannot be forgotten in a list elsewhere. A view that declares no rule is refused
   public    needs no session (the login page); before set-up it redirects to set-up like any page
   setup     needs no session and is served before set-up too: the set-up pages (which refuse by
             themselves once the device is set up) and the static files they use
+  background  like `data`, but what a page fetches by itself on a timer or holds open (status
+            polling, event and live streams, the tuner's overlay): it does not count as the
+            person being active, so a page left open still locks after `idle_timeout_s`
+
+Any request may also say that it is background with the `X-Doorbell-Background: 1` header (the
+tuner's keep-alive tick does, while the same route counts when the person moves a slider). The
+header can only make a session lock sooner, never keep one open, so a client cannot abuse it.
 
 `rule.form_before_session` is the same rule for a form posted before any session exists (so
 before any CSRF token): only the same-origin check applies to it.
@@ -34,6 +41,7 @@ class Rule:
     before_setup: bool = False  # served while the device has no household member yet
     during_recovery: bool = False  # served while the recovery key is still unconfirmed
     csrf_token: bool = True  # state changes must carry the session's CSRF token
+    counts_as_activity: bool = True  # False: the idle timeout runs on through these requests
 
     def __call__(self, view: Callable) -> Callable:
         declared = getattr(view, ATTRIBUTE, None)
@@ -53,6 +61,7 @@ class Rule:
 page = Rule("page", needs_session=True, redirect_when_locked=True)
 data = Rule("data", needs_session=True)
 recovery = Rule("recovery", needs_session=True, redirect_when_locked=True, during_recovery=True)
+background = Rule("background", needs_session=True, counts_as_activity=False)
 public = Rule("public", needs_session=False)
 setup = Rule("setup", needs_session=False, before_setup=True)
 

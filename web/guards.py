@@ -21,6 +21,8 @@ from . import access
 log = logging.getLogger("doorbell.viewer")
 
 SESSION_COOKIE = "__Host-doorbell-session"
+# Sent by a page's own timers: this request is not the person doing something (web/access.py).
+BACKGROUND_HEADER = "X-Doorbell-Background"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
 CONTENT_SECURITY_POLICY = "; ".join([
@@ -106,6 +108,13 @@ def _rule_of_endpoint(endpoint: str) -> access.Rule:
     return access.rule_of(view)
 
 
+def _is_person_active(rule: access.Rule | None) -> bool:
+    """Whether this request restarts the idle timeout: not background work, not a stray URL."""
+    if rule is None or not rule.counts_as_activity:
+        return False
+    return request.headers.get(BACKGROUND_HEADER) != "1"
+
+
 def install_guards(app: Flask) -> None:
     if "static" in app.view_functions:  # Flask's own view: the set-up page needs its files too
         access.setup(app.view_functions["static"])
@@ -120,10 +129,10 @@ def install_guards(app: Flask) -> None:
         if not is_allowed_host(request.host, viewer.settings.viewer.hostnames):
             log.warning("refused Host %r from %s", request.host[:100], request.remote_addr)
             abort(400, "Unknown host name: open the viewer by the device's own name or address.")
-        g.session_id = request.cookies.get(SESSION_COOKIE)
-        g.session = viewer.sessions.get(g.session_id)
         # No endpoint: nothing matched the URL or method, and routing answers 404 or 405 below.
         rule = None if request.endpoint is None else _rule_of_endpoint(request.endpoint)
+        g.session_id = request.cookies.get(SESSION_COOKIE)
+        g.session = viewer.sessions.get(g.session_id, activity=_is_person_active(rule))
         if request.method not in SAFE_METHODS:
             if not _same_origin():
                 abort(403, "Cross-site request refused.")

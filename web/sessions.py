@@ -40,8 +40,12 @@ class SessionStore:
             self._sessions[session_id] = session
         return session_id, session
 
-    def get(self, session_id: str | None) -> Session | None:
-        """The live session for this id, touching it; None if unknown or idle too long."""
+    def get(self, session_id: str | None, activity: bool = True) -> Session | None:
+        """The live session for this id; None if unknown or idle too long.
+
+        `activity` says the person did something (a page, a form, a click): it restarts the
+        idle timeout. Background requests pass False, and the timeout runs on.
+        """
         if not session_id:
             return None
         now = self._clock()
@@ -52,7 +56,8 @@ class SessionStore:
             if now - session.last_seen_s > self.idle_timeout_s:
                 del self._sessions[session_id]
                 return None
-            session.last_seen_s = now
+            if activity:
+                session.last_seen_s = now
             return session
 
     def is_alive(self, session_id: str | None) -> bool:

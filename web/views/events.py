@@ -47,7 +47,7 @@ def _streams() -> dict:
 
 
 @blueprint.get("/events")
-@access.data
+@access.background
 def stream():
     v = viewer()
     counter = _streams()

@@ -28,7 +28,7 @@ def page():
 
 
 @blueprint.get("/frame.jpg")
-@access.data
+@access.background
 def frame():
     try:
         data = viewer().home.live_frame_file.read_bytes()
@@ -39,7 +39,7 @@ def frame():
 
 
 @blueprint.get("/stream")
-@access.data
+@access.background
 def stream():
     v = viewer()
     with v.live_lock:

@@ -160,7 +160,7 @@ def motion_trial():
 
 
 @blueprint.get("/motion/overlay.json")
-@access.data
+@access.background
 def motion_overlay():
     overlay = MotionOverlay.load_or_none(viewer().home.motion_overlay_file)
     if overlay is None or not overlay.active(time.time()):
@@ -169,7 +169,7 @@ def motion_overlay():
 
 
 @blueprint.get("/motion/mask.png")
-@access.data
+@access.background
 def motion_mask():
     path = viewer().home.motion_mask_file
     try:
@@ -249,7 +249,7 @@ def _number(field: str, key: str, convert, source=None):
 # -- did the recorder pick it up? ------------------------------------------------------------------
 
 @blueprint.get("/applied.json")
-@access.data
+@access.background
 def applied():
     v = viewer()
     try:

@@ -50,6 +50,6 @@ def page():
 
 
 @blueprint.get("/status.json")
-@access.data
+@access.background
 def data():
     return jsonify(collect_status())
