@@ -13,7 +13,7 @@ export DEBIAN_FRONTEND=noninteractive
 # egress test in a network namespace, the nftables rules); mosquitto: the MQTT tests;
 # python3-numpy and python3-bottleneck (apt's numpy 1.x and a module built against it): the
 # Pi's numpy clash, reproduced by tests/deploy/test_numpy_clash.py.
-packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto
+packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto openssh-server
           debootstrap shellcheck nftables systemd-container strace iproute2 systemd
           python3-numpy python3-bottleneck)
 missing=()

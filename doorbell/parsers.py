@@ -140,6 +140,15 @@ def _add_audit(subparsers) -> None:
     parser.set_defaults(handler=("audit", "run"))
 
 
+def _add_replicate(subparsers) -> None:
+    parser = subparsers.add_parser("replicate", help="pair with or check the SFTP replica")
+    parser.add_argument("--home", help="home directory")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--pair", metavar="URL", help="pin the host key of sftp://user@host:port/path")
+    what.add_argument("--check", action="store_true", help="check the paired server's host key")
+    parser.set_defaults(handler=("replicate", "run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="doorbell",
@@ -148,6 +157,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_init, _add_record, _add_serve, _add_run, _add_demo, _add_keys, _add_clips,
-                _add_verify, _add_audit):
+                _add_verify, _add_audit, _add_replicate):
         add(subparsers)
     return parser

@@ -1,0 +1,146 @@
+"""The replica's SFTP target: its URL, the home-network rule and the pinned host key.
+
+`doorbell replicate --pair sftp://user@nas.lan:22/srv/doorbell` connects once, prints the
+server's host key fingerprint (OpenSSH's SHA256 form) and pins the key in the home's
+`replica-target.json`. Every later connection must present exactly that key: an unknown or
+changed key is refused before any authentication or file transfer. The target must be on the
+home network, as MQTT and ntfy targets are (viewer.allowed_networks).
+
+paramiko is the SSH library: synchronous like the rest of the storage package (the replicator
+is a plain polling loop, asyncssh would bring an event loop for one connection), maintained,
+in Debian (python3-paramiko), and it exposes the server's key before authentication.
+"""
+
+import base64
+import hashlib
+import ipaddress
+import json
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+PIN_FILE_NAME = "replica-target.json"
+DEFAULT_SSH_PORT = 22
+_URL_FORM = "an sftp:// URL such as sftp://doorbell@nas.lan:22/srv/doorbell"
+
+
+class ReplicaTargetError(ValueError):
+    """A replica target that is malformed, outside the home, or presents the wrong host key."""
+
+
+@dataclass(frozen=True, slots=True)
+class SftpTarget:
+    user: str
+    host: str
+    port: int
+    path: str
+
+    @classmethod
+    def parse(cls, url: str) -> "SftpTarget":
+        try:
+            parts = urlsplit(url)
+            port = parts.port or DEFAULT_SSH_PORT
+        except ValueError:
+            raise ReplicaTargetError(f"{url!r} is not {_URL_FORM}") from None
+        if parts.scheme != "sftp" or not parts.hostname or not parts.username or \
+                parts.password or parts.query or parts.fragment or not parts.path.startswith("/"):
+            raise ReplicaTargetError(f"{url!r} is not {_URL_FORM}")
+        return cls(unquote(parts.username), parts.hostname, port, unquote(parts.path))
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"sftp://{self.user}@{host}:{self.port}{self.path}"
+
+
+def host_key_fingerprint(key_bytes: bytes) -> str:
+    """OpenSSH's fingerprint of a public key blob: SHA256:<base64 without padding>."""
+    digest = base64.b64encode(hashlib.sha256(key_bytes).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"
+
+
+def resolve_on_lan(target: SftpTarget, networks: Iterable[str]) -> str:
+    """The target's first address, after checking every address it resolves to is in
+    `networks`; raises ReplicaTargetError naming viewer.allowed_networks otherwise."""
+    networks = tuple(networks)
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ReplicaTargetError(
+            f"cannot resolve the replica host {target.host}: {exc.strerror}") from None
+    addresses = [info[4][0] for info in infos]
+    for address in addresses:
+        ip = ipaddress.ip_address(address.split("%")[0])
+        if ip.version == 6 and ip.ipv4_mapped:
+            ip = ip.ipv4_mapped
+        if not any(ip in ipaddress.ip_network(n) for n in networks):
+            shown = f"resolves to {address}" if address != target.host else f"is {address}"
+            raise ReplicaTargetError(
+                f"the replica target {target.host} {shown}, outside the home network "
+                f"({', '.join(networks)}, from viewer.allowed_networks): the replica must be "
+                f"on the LAN")
+    return addresses[0]
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedTarget:
+    target: SftpTarget
+    key_type: str
+    key_base64: str
+
+    @property
+    def fingerprint(self) -> str:
+        return host_key_fingerprint(base64.b64decode(self.key_base64))
+
+    def save(self, home_root: Path) -> Path:
+        path = Path(home_root) / PIN_FILE_NAME
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"url": self.target.url, "host_key_type": self.key_type,
+                                   "host_key": self.key_base64,
+                                   "fingerprint": self.fingerprint}, indent=2) + "\n")
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, home_root: Path) -> "PinnedTarget | None":
+        path = Path(home_root) / PIN_FILE_NAME
+        try:
+            data = json.loads(path.read_text())
+            return cls(SftpTarget.parse(data["url"]), data["host_key_type"], data["host_key"])
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            raise ReplicaTargetError(f"{path} is damaged: pair again with "
+                                     f"'doorbell replicate --pair URL'") from None
+
+
+def fetch_host_key(target: SftpTarget, address: str, timeout_s: float = 10.0):
+    """The server's host key (a paramiko PKey), read in the key exchange, before any login."""
+    import paramiko  # imported here: only the replicate command needs it
+
+    try:
+        sock = socket.create_connection((address, target.port), timeout=timeout_s)
+    except OSError as exc:
+        raise ReplicaTargetError(f"cannot reach the replica at {target.host}:{target.port}: "
+                                 f"{exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout_s)
+        return transport.get_remote_server_key()
+    except (paramiko.SSHException, OSError) as exc:
+        raise ReplicaTargetError(f"{target.host}:{target.port} did not complete an SSH key "
+                                 f"exchange: {exc}") from None
+    finally:
+        transport.close()
+
+
+def check_pinned_key(pinned: PinnedTarget, key) -> None:
+    """Refuse a server key that is not the pinned one (one sentence, both fingerprints)."""
+    seen = host_key_fingerprint(key.asbytes())
+    if key.get_base64() != pinned.key_base64:
+        raise ReplicaTargetError(
+            f"the replica server {pinned.target.host}:{pinned.target.port} presented host key "
+            f"{seen}, not the pinned {pinned.fingerprint}: refusing to connect (if the server "
+            f"was reinstalled, check the new fingerprint on it and pair again)")
