@@ -11,6 +11,8 @@ two, so every camera gets the same clips:
  * SPLIT at t: the clip is sealed at the first keyframe at or after t, and a "continued" clip
    begins with that keyframe: no gap, no overlap, each plays on its own.
  * A START while a stopped clip is still draining simply keeps that clip going.
+ * A packet marked `new_stream` (the passthrough pipeline starts re-encoding when a privacy mask
+   is drawn) seals the clip; a "continued" clip begins with it, as at a split.
 
 Notes and presses go to the session of the clip being decided (the newest), which may be ahead
 of the clip being written.
@@ -115,6 +117,8 @@ class ClipCutter:
             if self._stop_at_us is not None and packet.pts_us >= self._stop_at_us:
                 self._finish()
                 return
+            if self._file is not None and packet.new_stream:
+                self._continue_in_new_file()  # another encoder's stream (a mask was drawn)
             if self._file is None:
                 if not packet.keyframe or packet.pts_us < self.pipeline.fresh_from_us:
                     continue  # under old masks, or mid-group: begin at the next fresh keyframe
@@ -122,6 +126,14 @@ class ClipCutter:
             self._file.write(packet)
         if self._file is not None:
             self._file.writer.sync_if_due()
+
+    def _continue_in_new_file(self) -> None:
+        """Seal the clip and go on in a "continued" one from this packet (a keyframe)."""
+        session = ClipSession("continued")
+        if self._deciding is self._writing:
+            self._deciding = session
+        self._seal()
+        self._writing = session
 
     def close(self) -> None:
         """Shutdown or camera lost: everything still held back goes into the clip, then seal."""

@@ -20,9 +20,11 @@ MICROSECONDS = Fraction(1, 1_000_000)
 
 @dataclass(frozen=True, slots=True)
 class EncodedPacket:
-    data: bytes
+    data: bytes  # H.264 Annex B; a keyframe carries its SPS/PPS
     pts_us: int  # the source frame's monotonic timestamp
     keyframe: bool
+    dts_us: int | None = None  # decode time, when it differs (a camera's stream with B-frames)
+    new_stream: bool = False  # the first packet of another encoder: a clip cannot go on over it
 
 
 class H264Encoder:

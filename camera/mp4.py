@@ -29,24 +29,30 @@ class FragmentedMp4Writer:
         self._stream.height = height
         self._stream.pix_fmt = "yuv420p"
         # Two timelines: first_pts_us / last_pts_us are the source's (the recorder's frames);
-        # the muxer gets timestamps rebased to the clip's first packet (_last_muxed_pts_us).
+        # the muxer gets timestamps rebased to the clip's first packet's decode time, so that
+        # none is negative when a camera's B-frames make decode run ahead of presentation.
         self.first_pts_us: int | None = None
         self.last_pts_us: int | None = None
-        self._last_muxed_pts_us = -1
+        self._origin_us = 0
+        self._last_muxed_dts_us = -1
 
     def write(self, packet: EncodedPacket) -> None:
+        dts_us = packet.pts_us if packet.dts_us is None else packet.dts_us
         if self.first_pts_us is None:
             if not packet.keyframe:
                 raise ValueError("a clip must start with a keyframe")
             self.first_pts_us = packet.pts_us
-        pts = packet.pts_us - self.first_pts_us
-        if pts <= self._last_muxed_pts_us:
+            self._origin_us = dts_us
+        elif packet.pts_us < self.first_pts_us:
+            return  # a leading frame of an open GOP: it refers to frames before the clip
+        dts = dts_us - self._origin_us
+        if dts <= self._last_muxed_dts_us:
             return  # a duplicate or out-of-order timestamp would make the muxer fail
-        self._last_muxed_pts_us = pts
-        self.last_pts_us = packet.pts_us
+        self._last_muxed_dts_us = dts
+        self.last_pts_us = max(packet.pts_us, self.last_pts_us or packet.pts_us)
         av_packet = av.Packet(packet.data)
-        av_packet.pts = pts
-        av_packet.dts = pts
+        av_packet.pts = packet.pts_us - self._origin_us
+        av_packet.dts = dts
         av_packet.time_base = MICROSECONDS
         av_packet.stream = self._stream
         av_packet.is_keyframe = packet.keyframe

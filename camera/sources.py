@@ -1,7 +1,9 @@
 """Turn a `--source` SPEC into a plan: which pipeline records it, and where presses come from.
 
-Every source but picamera2 is a FrameSource recorded by the SoftwarePipeline (mask, PyAV H.264,
-packet ring); picamera2 has its own pipeline (the camera's encoder, its CircularOutput2 ring).
+The synthetic scene, video files and V4L2 webcams are FrameSources recorded by the
+SoftwarePipeline (mask, PyAV H.264, packet ring); picamera2 has its own pipeline (the camera's
+encoder, its CircularOutput2 ring); an RTSP camera's own H.264 is recorded as it comes by the
+PassthroughPipeline (re-encoded only while a privacy mask is in force).
 """
 
 from collections.abc import Callable
@@ -61,13 +63,7 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
             f"V4L2 camera {spec}",
         )
     if spec.startswith(("rtsp://", "rtsps://")):
-        from .capture import OpenCVCapture, check_lan_url
-
-        check_lan_url(spec, settings.viewer.allowed_networks)
-        return software_plan(
-            lambda: OpenCVCapture(spec, camera.width, camera.height, camera.fps), NoButton(),
-            "RTSP camera",
-        )
+        return rtsp_plan(spec, settings)
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"{spec!r} is not a camera or a video file")
@@ -77,3 +73,16 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
         lambda: VideoFileSource(path, loop=not until_eof, realtime=not until_eof), NoButton(),
         f"video file {path.name}",
     )
+
+
+def rtsp_plan(url: str, settings: Settings) -> SourcePlan:
+    """An RTSP camera on the LAN, recorded without re-encoding while no mask is drawn."""
+    from .capture import check_lan_url
+    from .demux import H264Demuxer, redact_url
+    from .passthrough import PassthroughPipeline
+
+    check_lan_url(url, settings.viewer.allowed_networks)
+    description = f"RTSP camera {redact_url(url)}"
+    return SourcePlan(
+        lambda current: PassthroughPipeline(H264Demuxer(url), current, description),
+        NoButton(), description)

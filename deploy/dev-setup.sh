@@ -13,8 +13,10 @@ export DEBIAN_FRONTEND=noninteractive
 # egress test in a network namespace, the nftables rules); mosquitto: the MQTT tests;
 # python3-numpy and python3-bottleneck (apt's numpy 1.x and a module built against it): the
 # Pi's numpy clash, reproduced by tests/deploy/test_numpy_clash.py.
+# python3-gi .. plugins-good: the RTSP camera tests (GStreamer's RTSP server, tests/camera/rtsp_server.py).
 packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto openssh-server
           debootstrap shellcheck nftables systemd-container strace iproute2 systemd
+          python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
           python3-numpy python3-bottleneck)
 missing=()
 for package in "${packages[@]}"; do

@@ -1,0 +1,160 @@
+"""An RTSP camera against a real server (GStreamer's, tests/camera/rtsp_server.py) serving the
+real H.264 of bikes.mp4: the recorder connects, records the camera's own packets (no
+re-encoding: the clip decodes to exactly the camera's pictures), seals the clip when the server
+goes, backs off, reconnects when it returns, and never logs the URL's password.
+"""
+
+import logging
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+from doorbell.camera.demux import H264Demuxer
+from doorbell.camera.frames import SourceLost
+from doorbell.camera.sources import plan_source
+from tests.camera.rtsp_server import RtspServer, looped_h264, missing_gstreamer
+from tests.recorder_home import decode_mp4, video_file
+
+PASSWORD = "s3cret-door-pw"
+
+
+@pytest.fixture(scope="module")
+def camera_video(tmp_path_factory):
+    source = video_file("bikes.mp4")
+    if (reason := missing_gstreamer()) is not None:
+        pytest.skip(reason)
+    return looped_h264(source, tmp_path_factory.mktemp("rtsp"), repeats=6)
+
+
+@pytest.fixture
+def camera(camera_video):
+    server = RtspServer(camera_video, user="door", password=PASSWORD)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def camera_pictures():
+    """Every picture of bikes.mp4, as the camera's H.264 decodes."""
+    with av.open(str(video_file("bikes.mp4"))) as container:
+        return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+
+
+def start_recorder(home, url):
+    """The recorder in a thread over the RTSP plan `doorbell record --source URL` uses."""
+    from doorbell.camera.live import StatusPublisher, prepare_runtime_dir
+    from doorbell.camera.recorder import Recorder
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
+
+    settings = home.settings()
+    plan = plan_source(url, settings)
+    prepare_runtime_dir(home.run_dir)
+    stop, started = threading.Event(), threading.Event()
+    made = []
+
+    def run():  # SQLite objects belong to the thread that made them
+        with ClipIndex(home.root / "index.sqlite3") as index:
+            store = ClipStore(home.clips_dir, index,
+                              read_recipients(home.root / "recipients.txt"))
+            made.append(Recorder(settings, store, None, None, None,
+                                 StatusPublisher(home.run_dir / "recorder.json")))
+            started.set()
+            made[0].run(plan.open, stop)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    started.wait(10)
+    recorder = made[0]
+
+    def finish():
+        stop.set()
+        thread.join(timeout=30)
+
+    return recorder, finish
+
+
+def wait_for(condition, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_wrong_password_is_one_sentence_without_the_password(camera):
+    url = camera.url().replace(PASSWORD, "not-the-password")
+    with pytest.raises(SourceLost) as raised:
+        H264Demuxer(url)
+    message = str(raised.value)
+    assert "not-the-password" not in message and "//door" not in message
+    assert "401" in message and "rtsp://***@127.0.0.1" in message and "\n" not in message
+
+
+def test_records_the_cameras_own_h264_loses_it_and_reconnects(home, camera, camera_pictures,
+                                                              caplog, capfd):
+    caplog.set_level(logging.DEBUG)
+    recorder, finish = start_recorder(home, camera.url())
+    try:
+        wait_for(lambda: recorder.cutter is not None and recorder.cutter.recording_id,
+                 20, "a clip to start")
+        time.sleep(4)
+        camera.stop()  # the camera vanishes mid-clip
+        wait_for(lambda: recorder.stats.camera == "lost" and len(home.index_rows()) == 1,
+                 20, "the clip to be sealed")
+        time.sleep(2.5)  # a few refused reconnections, with back-off
+        camera.start()
+        wait_for(lambda: recorder.stats.camera == "ok" and recorder.cutter is not None
+                 and recorder.cutter.recording_id, 40, "reconnection and a new clip")
+        time.sleep(3)
+    finally:
+        finish()
+    clips = home.clips()
+    assert len(clips) == 2 and all(c.state == "complete" for c in clips)
+    first = clips[0]
+    assert first.meta["width"] == 640 and first.meta["height"] == 272
+    data, truncated = home.video(first.id)
+    frames, error = decode_mp4(data, ndarray=True)
+    assert error is None and not truncated
+    # about 25 frames per recorded second, and every one a picture the camera sent, bit for
+    # bit: the camera's H.264 was remuxed, not decoded and encoded again
+    assert 4 <= first.meta["duration_s"] <= 12
+    assert abs(len(frames) - first.meta["duration_s"] * 25) <= 3
+    for frame in frames[::10]:
+        assert any(np.array_equal(frame, picture) for picture in camera_pictures)
+    with av.open(__import__("io").BytesIO(data)) as container:  # it seeks
+        container.seek(2_000_000, stream=container.streams.video[0])
+        assert next(container.decode(video=0)).time >= 1.0
+    messages = [r.getMessage() for r in caplog.records]
+    lost = [m for m in messages if "camera lost" in m]
+    assert lost and all("rtsp://***@127.0.0.1" in m for m in lost), messages
+    retries = [m for m in messages if "retrying in" in m]
+    assert len(retries) >= 2 and "retrying in 1 s" in retries[0] and "retrying in 2 s" in \
+        retries[1], retries
+    output = capfd.readouterr()
+    for text in (caplog.text, output.out, output.err,
+                 (home.run_dir / "recorder.json").read_text()):
+        assert PASSWORD not in text
+
+
+def test_doorbell_record_keeps_the_password_out_of_its_log(home, camera):
+    config = (home.root / "config.toml").read_text().replace(
+        "[camera]\n", f'[camera]\nsource = "{camera.url()}"\n', 1)
+    (home.root / "config.toml").write_text(config)
+    process, log = home.start("record")
+    try:
+        wait_for(lambda: "clip " in log.read_text() and "started" in log.read_text(), 30,
+                 "a clip to start")
+        camera.stop()
+        wait_for(lambda: "camera lost" in log.read_text(), 20, "the camera to be lost")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    text = log.read_text()
+    assert "rtsp://***@127.0.0.1" in text and PASSWORD not in text, text
