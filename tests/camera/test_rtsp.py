@@ -158,3 +158,61 @@ def test_doorbell_record_keeps_the_password_out_of_its_log(home, camera):
         process.wait(timeout=30)
     text = log.read_text()
     assert "rtsp://***@127.0.0.1" in text and PASSWORD not in text, text
+
+
+def test_a_mask_drawn_switches_to_re_encoding_at_the_next_frame_and_back(camera, tmp_path):
+    """The pipeline's packets, in order: the camera's own, then (a mask drawn) libx264's with
+    the mask burnt in from the very next frame, then (the mask removed) the camera's again."""
+    import io
+
+    from doorbell.camera.mp4 import FragmentedMp4Writer
+    from doorbell.camera.passthrough import PassthroughPipeline
+    from doorbell.config import Settings
+
+    left_half = (((0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)),)
+    pipeline = PassthroughPipeline(H264Demuxer(camera.url()), Settings(), "test camera")
+    streams: list[list] = [[]]
+    started = time.monotonic()
+    masked_at_us = unmasked_at_us = None
+    pipeline.open_clip(0)
+    try:
+        for frame in pipeline.frames():
+            for packet in pipeline.released():
+                if packet.new_stream:
+                    streams.append([])
+                streams[-1].append(packet)
+            elapsed_s = time.monotonic() - started
+            if masked_at_us is None and elapsed_s > 3:
+                pipeline.set_masks(left_half)
+                masked_at_us = frame.pts_us
+            elif masked_at_us is not None and unmasked_at_us is None and elapsed_s > 6:
+                pipeline.set_masks(())
+                unmasked_at_us = frame.pts_us
+            elif elapsed_s > 10:
+                break
+    finally:
+        pipeline.close()
+    assert len(streams) == 3, [len(s) for s in streams]
+    camera_before, masked, camera_after = streams
+    assert max(p.pts_us for p in camera_before) <= masked_at_us
+    assert masked[0].pts_us > masked_at_us and masked[0].keyframe
+    assert camera_after[0].keyframe and camera_after[0].pts_us > unmasked_at_us
+
+    def decoded(packets):
+        sink = io.BytesIO()
+        writer = FragmentedMp4Writer(sink, 640, 272, 25)
+        for packet in packets:
+            writer.write(packet)
+        writer.close()
+        frames, error = decode_mp4(sink.getvalue(), ndarray=True)
+        assert error is None and frames
+        return frames
+
+    # the masked stream: black on the left from its first frame; it ends unmasked (re-encoded
+    # until the camera's keyframe); the camera's own streams are never blacked out
+    masked_frames = decoded(masked)
+    after_mask = [f for f, p in zip(masked_frames, sorted(p.pts_us for p in masked),
+                                    strict=True) if p <= unmasked_at_us]
+    assert after_mask and all(f[:, :300].max() < 30 for f in after_mask)
+    for packets in (camera_before, camera_after):
+        assert all(f[:, :300].max() > 100 for f in decoded(packets))
