@@ -141,11 +141,15 @@ def _add_audit(subparsers) -> None:
 
 
 def _add_replicate(subparsers) -> None:
-    parser = subparsers.add_parser("replicate", help="pair with or check the SFTP replica")
+    parser = subparsers.add_parser("replicate",
+                                   help="copy the ciphertext to an SFTP server on the LAN")
     parser.add_argument("--home", help="home directory")
-    what = parser.add_mutually_exclusive_group(required=True)
+    what = parser.add_mutually_exclusive_group()
     what.add_argument("--pair", metavar="URL", help="pin the host key of sftp://user@host:port/path")
     what.add_argument("--check", action="store_true", help="check the paired server's host key")
+    parser.add_argument("--identity-file", help="SSH private key for the replica server")
+    parser.add_argument("--poll-interval-s", type=float, default=0.5,
+                        help="how often to look for new bytes (seconds)")
     parser.set_defaults(handler=("replicate", "run"))
 
 

@@ -144,3 +144,47 @@ def check_pinned_key(pinned: PinnedTarget, key) -> None:
             f"the replica server {pinned.target.host}:{pinned.target.port} presented host key "
             f"{seen}, not the pinned {pinned.fingerprint}: refusing to connect (if the server "
             f"was reinstalled, check the new fingerprint on it and pair again)")
+
+
+def open_sftp(pinned: PinnedTarget, identity_file: Path, networks: Iterable[str],
+              timeout_s: float = 10.0):
+    """A paramiko SFTPClient on the pinned target, after the server showed the pinned key and
+    accepted the private key in `identity_file`. Unreachable: ConnectionError (an OSError);
+    a changed key or a refused login: ReplicaTargetError."""
+    import paramiko
+
+    address = resolve_on_lan(pinned.target, networks)
+    try:
+        client_key = paramiko.PKey.from_path(identity_file)
+    except (OSError, paramiko.SSHException) as exc:
+        raise ReplicaTargetError(f"cannot read the SSH key {identity_file}: {exc}") from None
+    try:
+        sock = socket.create_connection((address, pinned.target.port), timeout=timeout_s)
+    except OSError as exc:
+        raise ConnectionError(f"cannot reach {pinned.target.host}:{pinned.target.port}: "
+                              f"{exc.strerror or exc}") from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.start_client(timeout=timeout_s)
+        check_pinned_key(pinned, transport.get_remote_server_key())
+        transport.auth_publickey(pinned.target.user, client_key)
+        sftp = paramiko.SFTPClient.from_transport(transport)
+        sftp.get_channel().settimeout(timeout_s)
+        return sftp
+    except paramiko.AuthenticationException:
+        transport.close()
+        raise ReplicaTargetError(f"{pinned.target.host} refused the SSH key {identity_file} "
+                                 f"for user {pinned.target.user}") from None
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        raise ConnectionError(f"SSH to {pinned.target.host} failed: {exc}") from None
+    except BaseException:
+        transport.close()
+        raise
+
+
+def connection_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean the SFTP server went away mid-transfer (paramiko's included)."""
+    import paramiko
+
+    return (OSError, EOFError, paramiko.SSHException)

@@ -6,7 +6,10 @@ runs as the current user (CI runs as root). `SftpServer.start()` waits until the
 then presents a changed key, as a reinstalled or impostor server would).
 """
 
+import contextlib
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -87,7 +90,30 @@ class SftpServer:
         raise RuntimeError(f"sshd did not listen on port {self.port} in {START_TIMEOUT_S} s")
 
     def stop(self) -> None:
+        """Stop sshd and the sessions it forked (so connected clients lose their connection,
+        as when the server goes away)."""
         if self._process is not None and self._process.poll() is None:
+            sessions = _descendants(self._process.pid)
             self._process.terminate()
             self._process.wait(timeout=10)
+            for pid in sessions:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         self._process = None
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found

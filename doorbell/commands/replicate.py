@@ -1,4 +1,9 @@
-"""`doorbell replicate --pair URL` and `doorbell replicate --check`: the replica's SFTP target.
+"""`doorbell replicate --pair URL`, `--check` and `doorbell replicate --identity-file KEY`.
+
+The last runs the replicator (storage.replica) until SIGTERM or Ctrl-C: it copies the home's
+ciphertext to the paired target every --poll-interval-s (0.5 s) and reconnects after the
+target goes away. It reads the home only and holds no footage key: the SSH key is its only
+secret.
 
 --pair checks the target is on the home network, reads the server's host key, prints its
 fingerprint and pins it (the home's replica-target.json). Pairing again with a different key
@@ -6,15 +11,22 @@ is refused: a changed key is what an impostor presents. --check connects to the 
 and refuses an unknown or changed host key.
 """
 
+import logging
+import signal
+from pathlib import Path
+
 from doorbell.config import load_settings
 from doorbell.storage.home import Home
+from doorbell.storage.replica import run_forever
 from doorbell.storage.replica_target import (
     PinnedTarget,
     ReplicaTargetError,
     SftpTarget,
     check_pinned_key,
+    connection_errors,
     fetch_host_key,
     host_key_fingerprint,
+    open_sftp,
     resolve_on_lan,
 )
 
@@ -29,7 +41,9 @@ def run(args) -> int:
     try:
         if args.pair:
             return _pair(home, SftpTarget.parse(args.pair), networks)
-        return _check(home, networks)
+        if args.check:
+            return _check(home, networks)
+        return _replicate(home, networks, args)
     except ReplicaTargetError as exc:
         raise CommandError(str(exc)) from None
 
@@ -56,4 +70,24 @@ def _check(home: Home, networks) -> int:
     address = resolve_on_lan(pinned.target, networks)
     check_pinned_key(pinned, fetch_host_key(pinned.target, address))
     print(f"{pinned.target.url}: host key {pinned.fingerprint} matches the pinned key")
+    return 0
+
+
+def _replicate(home: Home, networks, args) -> int:
+    if not args.identity_file:
+        raise CommandError("--identity-file is needed: the SSH private key the replica "
+                           "server accepts")
+    identity = Path(args.identity_file)
+    pinned = PinnedTarget.load(home.root)
+    if pinned is None:
+        raise CommandError("no replica is paired: run 'doorbell replicate --pair "
+                           "sftp://user@host:port/path' first")
+    logging.basicConfig(level=logging.INFO, format="doorbell replicate: %(message)s")
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    open_sftp(pinned, identity, networks).close()  # a wrong key or login fails here, at start
+    print(f"replicating {home.root} to {pinned.target.url}", flush=True)
+    run_forever(home.root, pinned.target.path, lambda: open_sftp(pinned, identity, networks),
+                poll_interval_s=args.poll_interval_s, should_stop=lambda: bool(stopping),
+                connection_errors=connection_errors())
     return 0

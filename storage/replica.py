@@ -1,0 +1,271 @@
+"""The replicator: copies the home's ciphertext to a paired SFTP server, and never deletes there.
+
+What is copied (paths relative to the home, mirrored under the target's path):
+
+* append-only files, copied by appending: every file under `clips/` (a clip being recorded is
+  its `.partial` video, which grows as the writer fsyncs) and `audit.jsonl`;
+* small files replaced whole when their content changes (uploaded under a `.upload` name, then
+  renamed): `recipients.txt`, `audit.jsonl.head`, `identities/*` (passphrase-wrapped).
+
+Offsets: an append starts at the size the server reports for its copy (stat), never at a size
+remembered here, so a connection lost mid-write cannot leave a gap or a duplicate. Before
+appending, the last bytes of the copy are compared with the same bytes of the source
+(`OVERLAP_BYTES`); a copy that is longer than the source or differs there is left alone and
+reported (`Conflict`). When a clip is sealed its `.partial` video is renamed `...mp4.age`; the
+copy's `.partial` is renamed on the server likewise and then completed.
+
+Nothing on the server is ever deleted: the device's retention and deletions do not reach the
+replica, and a partial the device abandons stays there as a `.partial` (its authenticated prefix
+is what the recovery key decrypts).
+"""
+
+import errno
+import logging
+import posixpath
+import stat
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .durable import PARTIAL_SUFFIX
+
+log = logging.getLogger(__name__)
+
+OVERLAP_BYTES = 4096
+COPY_BLOCK_BYTES = 256 * 1024
+UPLOAD_SUFFIX = ".upload"
+SMALL_FILES = ("recipients.txt", "audit.jsonl.head")
+APPEND_FILES = ("audit.jsonl",)
+SMALL_DIRS = ("identities",)
+APPEND_DIRS = ("clips",)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    relative: str  # POSIX path relative to the home
+    path: Path
+    append_only: bool
+
+
+@dataclass(slots=True)
+class Conflict:
+    relative: str
+    reason: str
+
+
+@dataclass(slots=True)
+class PassResult:
+    copied_bytes: int = 0
+    files_changed: int = 0
+    conflicts: list[Conflict] = field(default_factory=list)
+
+
+def source_files(home_root: Path) -> list[SourceFile]:
+    """Every file to replicate, growing `.partial` videos first, then oldest first (clip paths
+    are dated, clips/YYYY/MM/DD/<start time>-..., so path order is time order)."""
+    found: list[SourceFile] = []
+    for name in SMALL_FILES + APPEND_FILES:
+        path = home_root / name
+        if path.is_file():
+            found.append(SourceFile(name, path, name in APPEND_FILES))
+    for directory, append_only in [(d, False) for d in SMALL_DIRS] + \
+            [(d, True) for d in APPEND_DIRS]:
+        for path in sorted((home_root / directory).rglob("*")):
+            if path.is_file() and not path.name.endswith(UPLOAD_SUFFIX):
+                found.append(SourceFile(path.relative_to(home_root).as_posix(), path,
+                                        append_only))
+    return sorted(found, key=lambda f: (not f.relative.endswith(PARTIAL_SUFFIX), f.relative))
+
+
+class Replicator:
+    """One pass over the home copies what changed since the last pass over `sftp` (a paramiko
+    SFTPClient). `seen` remembers each file's (size, mtime) after a successful copy, so an
+    unchanged file costs a local stat only; it is dropped when the connection is replaced."""
+
+    def __init__(self, home_root: Path, remote_root: str) -> None:
+        self.home_root = Path(home_root)
+        self.remote_root = remote_root.rstrip("/") or "/"
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._made_dirs: set[str] = set()
+
+    def forget_remote_state(self) -> None:
+        self._seen.clear()
+        self._made_dirs.clear()
+
+    def run_pass(self, sftp) -> PassResult:
+        result = PassResult()
+        for source in source_files(self.home_root):
+            try:
+                info = source.path.stat()
+            except FileNotFoundError:
+                continue  # renamed (sealed) or deleted since the scan: the next pass sees it
+            mark = (info.st_size, info.st_mtime_ns)
+            if self._seen.get(source.relative) == mark:
+                continue
+            try:
+                copied = (self._append(sftp, source) if source.append_only
+                          else self._replace(sftp, source))
+            except FileNotFoundError:
+                continue
+            except _ConflictError as exc:
+                result.conflicts.append(Conflict(source.relative, str(exc)))
+                continue
+            self._seen[source.relative] = mark
+            if copied:
+                result.copied_bytes += copied
+                result.files_changed += 1
+        return result
+
+    def _remote(self, relative: str) -> str:
+        return posixpath.join(self.remote_root, relative)
+
+    def _make_dirs(self, sftp, remote_dir: str) -> None:
+        missing = []
+        while remote_dir not in self._made_dirs and remote_dir not in ("", "/"):
+            try:
+                if stat.S_ISDIR(sftp.stat(remote_dir).st_mode):
+                    break
+            except FileNotFoundError:
+                missing.append(remote_dir)
+            remote_dir = posixpath.dirname(remote_dir)
+        for directory in reversed(missing):
+            try:
+                sftp.mkdir(directory)
+            except OSError:
+                if not stat.S_ISDIR(sftp.stat(directory).st_mode):
+                    raise
+            self._made_dirs.add(directory)
+
+    def _remote_size(self, sftp, remote: str) -> int | None:
+        try:
+            return sftp.stat(remote).st_size
+        except FileNotFoundError:
+            return None
+
+    def _append(self, sftp, source: SourceFile) -> int:
+        remote = self._remote(source.relative)
+        self._make_dirs(sftp, posixpath.dirname(remote))
+        offset = self._remote_size(sftp, remote)
+        if offset is None and not source.relative.endswith(PARTIAL_SUFFIX):
+            # a sealed clip whose growing copy is on the server under its .partial name
+            partial = remote + PARTIAL_SUFFIX
+            if self._remote_size(sftp, partial) is not None:
+                self._check_overlap(sftp, partial, source, self._remote_size(sftp, partial))
+                sftp.posix_rename(partial, remote)
+                offset = self._remote_size(sftp, remote)
+        with open(source.path, "rb") as local:
+            if offset is not None:
+                self._check_overlap(sftp, remote, source, offset, local)
+            local.seek(offset or 0)
+            copied = 0
+            with sftp.open(remote, "r+b" if offset is not None else "wb") as copy:
+                copy.seek(offset or 0)
+                while block := local.read(COPY_BLOCK_BYTES):
+                    copy.write(block)
+                    copied += len(block)
+                copy.flush()
+        return copied
+
+    def _check_overlap(self, sftp, remote: str, source: SourceFile, offset: int,
+                       local=None) -> None:
+        local_size = source.path.stat().st_size
+        if offset > local_size:
+            raise _ConflictError(f"the replica's copy is {offset} bytes, the source only "
+                                 f"{local_size}: left alone")
+        start = max(0, offset - OVERLAP_BYTES)
+        if start == offset:
+            return
+        with sftp.open(remote, "rb") as copy:
+            copy.seek(start)
+            theirs = copy.read(offset - start)
+        if local is None:
+            with open(source.path, "rb") as handle:
+                handle.seek(start)
+                ours = handle.read(offset - start)
+        else:
+            local.seek(start)
+            ours = local.read(offset - start)
+        if theirs != ours:
+            raise _ConflictError(f"the replica's copy differs from the source before byte "
+                                 f"{offset}: left alone")
+
+    def _replace(self, sftp, source: SourceFile) -> int:
+        data = source.path.read_bytes()
+        remote = self._remote(source.relative)
+        self._make_dirs(sftp, posixpath.dirname(remote))
+        try:
+            with sftp.open(remote, "rb") as copy:
+                if copy.read() == data:
+                    return 0
+        except FileNotFoundError:
+            pass
+        upload = remote + UPLOAD_SUFFIX
+        with sftp.open(upload, "wb") as copy:
+            copy.write(data)
+        sftp.posix_rename(upload, remote)
+        return len(data)
+
+
+class _ConflictError(Exception):
+    pass
+
+
+def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object],
+                poll_interval_s: float = 0.5, retry_interval_s: float = 1.0,
+                should_stop: Callable[[], bool] = lambda: False,
+                on_pass: Callable[[PassResult], None] = lambda result: None,
+                connection_errors: tuple[type[BaseException], ...] = (OSError, EOFError)) -> None:
+    """Passes every `poll_interval_s` over the SFTP client `connect()` returns; on a lost
+    connection, reconnect every `retry_interval_s` and carry on from the server's sizes.
+    `connection_errors` are the exceptions that mean the server went away (the SSH library's
+    own included); anything else, a changed host key for one, ends the loop."""
+    replicator = Replicator(home_root, remote_root)
+    reported: set[str] = set()
+    while not should_stop():
+        try:
+            sftp = connect()
+        except connection_errors as exc:
+            log.warning("replica unreachable: %s", exc)
+            _sleep(retry_interval_s, should_stop)
+            continue
+        replicator.forget_remote_state()
+        try:
+            for _ in _ticks(poll_interval_s, should_stop):
+                result = replicator.run_pass(sftp)
+                for conflict in result.conflicts:
+                    if conflict.relative not in reported:
+                        log.error("replica: %s: %s", conflict.relative, conflict.reason)
+                        reported.add(conflict.relative)
+                on_pass(result)
+        except connection_errors as exc:
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                log.error("replica full: %s", exc)
+            else:
+                log.warning("replica connection lost: %s", exc)
+        finally:
+            _close(sftp)
+        _sleep(retry_interval_s, should_stop)
+
+
+def _ticks(interval_s: float, should_stop: Callable[[], bool]) -> Iterator[None]:
+    while not should_stop():
+        started = time.monotonic()
+        yield
+        _sleep(interval_s - (time.monotonic() - started), should_stop)
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + seconds
+    while not should_stop() and (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.1))
+
+
+def _close(sftp) -> None:
+    try:
+        sftp.close()
+        channel = sftp.get_channel()
+        if channel is not None:
+            channel.get_transport().close()
+    except Exception as exc:  # noqa: BLE001 - closing a dead connection may fail any way
+        log.debug("closing the replica connection: %s", exc)
