@@ -9,7 +9,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Iterator, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 
@@ -20,11 +20,19 @@ class CaptureError(ValueError):
     """A camera spec that cannot be used."""
 
 
+def redact_url(url: str) -> str:
+    """`url` without its user name and password (rtsp://***@host/path)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
+
+
 def check_lan_url(url: str, allowed_networks: Sequence[str]) -> str:
     """Resolve the URL's host once and refuse it unless every address is on the LAN."""
     host = urlsplit(url).hostname
     if not host:
-        raise CaptureError(f"{url!r} has no host")
+        raise CaptureError(f"{redact_url(url)!r} has no host")
     try:
         infos = socket.getaddrinfo(host, None)
     except socket.gaierror as exc:

@@ -15,10 +15,10 @@ them, and PyAV's errors (which quote the URL) are reduced to their reason.
 
 import logging
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import av
 
+from .capture import redact_url
 from .encoder import EncodedPacket
 from .frames import SourceLost
 
@@ -26,14 +26,6 @@ log = logging.getLogger(__name__)
 
 START_CODE = b"\x00\x00\x01"
 NAL_SPS = 7
-
-
-def redact_url(url: str) -> str:
-    """`url` without its user name and password (rtsp://***@host/path)."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def nal_types(data: bytes) -> set[int]:

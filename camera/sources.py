@@ -77,8 +77,8 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
 
 def rtsp_plan(url: str, settings: Settings) -> SourcePlan:
     """An RTSP camera on the LAN, recorded without re-encoding while no mask is drawn."""
-    from .capture import check_lan_url
-    from .demux import H264Demuxer, redact_url
+    from .capture import check_lan_url, redact_url
+    from .demux import H264Demuxer
     from .passthrough import PassthroughPipeline
 
     check_lan_url(url, settings.viewer.allowed_networks)

@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 
+from doorbell.camera.capture import redact_url
 from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
 from doorbell.camera.notify import build_event_bus
 from doorbell.camera.recorder import Recorder
@@ -76,7 +77,7 @@ def restart_arguments(args) -> list[str]:
 def restart(args) -> None:
     """Replace this process by a fresh `doorbell record` (only once everything is closed)."""
     argv = [sys.executable, "-m", "doorbell", *restart_arguments(args)]
-    log.info("restarting: %s", " ".join(argv[2:]))
+    log.info("restarting: %s", " ".join(map(redact_url, argv[2:])))  # no camera password
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stdout.flush()
