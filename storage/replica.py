@@ -98,7 +98,7 @@ class Replicator:
         for source in source_files(self.home_root):
             try:
                 info = source.path.stat()
-            except FileNotFoundError:
+            except (FileNotFoundError, PermissionError):
                 continue  # renamed (sealed) or deleted since the scan: the next pass sees it
             mark = (info.st_size, info.st_mtime_ns)
             if self._seen.get(source.relative) == mark:
@@ -107,6 +107,9 @@ class Replicator:
                 copied = (self._append(sftp, source) if source.append_only
                           else self._replace(sftp, source))
             except FileNotFoundError:
+                continue
+            except PermissionError as exc:  # a file this user may not read (or write there)
+                result.conflicts.append(Conflict(source.relative, f"not copied: {exc}"))
                 continue
             except _ConflictError as exc:
                 result.conflicts.append(Conflict(source.relative, str(exc)))
