@@ -100,7 +100,7 @@ def test_every_file_reaches_the_replica_byte_identical_across_an_outage(home, ss
         for i in range(40):
             growing.video.write(bytes([i]) * 70_000)
             growing.sync_if_due()
-            time.sleep(0.05)
+            time.sleep(0.4 if 10 <= i < 30 else 0.05)  # an 8 s outage, recording goes on
             if i == 10:
                 sshd.stop()  # the NAS goes away while recording goes on
             if i == 30:
