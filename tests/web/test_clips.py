@@ -144,7 +144,8 @@ def test_tampered_payload_never_serves_tampered_bytes(unlocked, home, where):
                                          headers={"Range": f"bytes={start}-{start + 99}"})
     # No answer at all (the server failed before its headers) is clean enough; data is not.
     assert response is None or response.status_code in (206, 416, 422), response.status_code
-    assert received == b"" or response.status_code == 422 and clip.video[:64] not in received
+    assert received == b"" or response.status_code in (416, 422) and \
+        clip.video[:64] not in received
     other = home.clips["doorbell"]
     assert unlocked.get(f"/clips/{other.id}/video").get_data() == other.video
     assert unlocked.get(f"/clips/{clip.id}/thumbnail.jpg").get_data() == clip.thumbnail

@@ -5,11 +5,23 @@ the viewer forever; the session must still lock `idle_timeout_s` after the perso
 """
 
 from .conftest import ORIGIN, csrf_token, unlock_directly
-from .test_auth import FakeClock, _is_login_redirect
 
 # What the pages fetch on their own timers (web/static/app.js, settings.js), or hold open.
 BACKGROUND_GETS = ["/status.json", "/live/frame.jpg", "/settings/motion/overlay.json",
                    "/settings/motion/mask.png", "/settings/applied.json"]
+
+
+class FakeClock:
+    def __init__(self, now_s: float = 1000.0):
+        self.now = now_s
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _is_login_redirect(response) -> bool:
+    return response.status_code in (302, 303) and \
+        response.headers["Location"].rstrip("/").endswith("/login")
 
 
 def _unlocked_with_clock(app, client, identity) -> tuple[FakeClock, float]:

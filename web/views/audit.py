@@ -5,7 +5,7 @@ from flask import Blueprint, render_template, request
 from doorbell.storage.errors import AuditLogCorrupt
 
 from .. import access
-from .common import viewer
+from .common import page_number, viewer
 
 blueprint = Blueprint("audit", __name__, url_prefix="/audit")
 
@@ -22,7 +22,7 @@ def page():
         entries = list(reversed(log.entries())) if log.path.exists() else []
     except AuditLogCorrupt:
         entries = []
-    page = max(0, request.args.get("page", 0, type=int) or 0)
+    page = page_number()
     shown = entries[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     return render_template("audit.html", verification=verification, entries=shown, page=page,
                            has_more=len(entries) > (page + 1) * PAGE_SIZE, total=len(entries))

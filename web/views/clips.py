@@ -77,9 +77,9 @@ def video(clip_id: str):
     size = clip_video.size_bytes
     try:
         wanted = parse_range(request.headers.get("Range"), size)
-    except UnsatisfiableRange:
+    except UnsatisfiableRange as exc:
         clip_video.close()
-        response = Response(status=416)
+        response = Response(f"Range not satisfiable: {exc}.\n", status=416, mimetype="text/plain")
         response.headers["Content-Range"] = f"bytes */{size}"
         return response
     start, end = (wanted.start, wanted.end) if wanted else (0, size - 1)

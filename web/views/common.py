@@ -1,6 +1,7 @@
 """Small helpers the blueprints share: the viewer, the session's identities, clip metadata."""
 
 import logging
+import re
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -15,6 +16,20 @@ log = logging.getLogger("doorbell.viewer")
 
 UNRECORDED = ("The audit log cannot record this access, so nothing is shown: "
               "run `doorbell audit --verify`.")
+
+
+# Far beyond any real list (a million pages), and small enough that page * size fits SQLite.
+LAST_PAGE = 1_000_000
+_DIGITS = re.compile(r"[0-9]+")  # ASCII only: str.isdigit() accepts "²", which int() refuses
+
+
+def page_number() -> int:
+    """The `?page=` asked for, from 0 to LAST_PAGE: a negative or non-numeric one is the first
+    page, a huge one the last (empty: past the end). Never int() of thousands of digits."""
+    text = request.args.get("page", "").strip()
+    if not _DIGITS.fullmatch(text):
+        return 0
+    return LAST_PAGE if len(text) > len(str(LAST_PAGE)) else min(int(text), LAST_PAGE)
 
 
 def viewer():

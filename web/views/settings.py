@@ -108,7 +108,7 @@ def areas_save():
 def _polygons_field(name: str, key: str) -> list:
     try:
         polygons = json.loads(request.form.get(name, "[]") or "[]")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
         raise ChangeRefused(f"{key}: the polygons could not be read; reload the page.", 400,
                             key) from None
     if not isinstance(polygons, list):
@@ -146,7 +146,10 @@ def motion_trial():
     changes) and publishes its mask and boxes while the file stays fresh. Not a settings change:
     nothing persistent changes, so no passphrase is asked."""
     v = viewer()
-    data = request.get_json(silent=True)
+    try:
+        data = json.loads(request.get_data(cache=False) or b"null")
+    except (ValueError, RecursionError):  # RecursionError: nested thousands deep
+        abort(400, "The motion values are not valid JSON: reload the page.")
     if not isinstance(data, dict):
         abort(400, "Expected a JSON object of motion values.")
     trial = MotionTrial(motion={key: data[key] for key in MOTION_KEYS if key in data},

@@ -7,7 +7,7 @@ from flask import Blueprint, render_template, request
 from doorbell.storage.index import ClipIndex
 
 from .. import access
-from .common import clip_metadata, local_time, record_listing, viewer
+from .common import clip_metadata, local_time, page_number, record_listing, viewer
 
 blueprint = Blueprint("timeline", __name__)
 
@@ -48,7 +48,7 @@ def index():
     trigger = request.args.get("trigger", "")
     if trigger not in ("", "motion", "doorbell"):
         trigger = ""
-    page = max(0, request.args.get("page", 0, type=int) or 0)
+    page = page_number()
     with ClipIndex(home.index_file) as index:
         days = _day_counts(index)
         day = request.args.get("day", "")
