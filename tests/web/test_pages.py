@@ -362,3 +362,13 @@ def test_templates_have_no_inline_script_or_style():
     assert len(files) >= 10
     for path in files:
         _assert_clean_markup(path.read_text(), path.name)
+
+
+def test_status_says_why_retention_waits(unlocked, runtime_dir):
+    _write_recorder(runtime_dir)
+    assert 'id="st-retention"' not in _html(unlocked.get("/status"))
+    problem = "the audit log cannot be appended, so no clip is deleted until it is repaired"
+    _write_recorder(runtime_dir, retention_problem=problem)
+    assert unlocked.get("/status.json").get_json()["retention_problem"] == problem
+    html = _html(unlocked.get("/status"))
+    assert f'id="st-retention" role="alert">Old clips are not being deleted: {problem}</p>' in html

@@ -31,6 +31,7 @@ def collect_status() -> dict:
         "fps": recorder.fps if recorder else 0.0,
         "last_frame_time": recorder.last_frame_time if recorder else None,
         "recording": recorder.recording if recorder else None,
+        "retention_problem": recorder.retention_problem if recorder else None,
         "clips_today": clips_today,
         "clips_total_bytes": usage.clips_bytes,
         "disk_free_bytes": usage.free_bytes,
