@@ -30,4 +30,25 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+
+# The tests that run a stock `age` on post-quantum keys need age 1.3.0 or later; Debian 12
+# ships 1.1.1. Fetch Debian unstable's package (a static Go binary) into .venv/age-pq with a
+# private apt state (the system's sources are not touched) and unpack it there. Best effort:
+# without it those tests skip and say why (tests/age_cli.py).
+if [ ! -x .venv/age-pq/usr/bin/age ]; then
+  state="$(mktemp -d)"
+  mkdir -p "$state/lists/partial" "$state/archives/partial"
+  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main" > "$state/sources.list"
+  apt_opts=(-o Dir::Etc::SourceList="$state/sources.list" -o Dir::Etc::SourceParts=/dev/null
+            -o Dir::State::Lists="$state/lists" -o Dir::Cache::Archives="$state/archives"
+            -o Debug::NoLocking=1)
+  if apt-get "${apt_opts[@]}" update -q >/dev/null 2>&1 &&
+     (cd "$state" && apt-get "${apt_opts[@]}" download age >/dev/null 2>&1); then
+    dpkg-deb -x "$state"/age_*.deb .venv/age-pq &&
+      echo "age for post-quantum tests: $(.venv/age-pq/usr/bin/age --version)"
+  else
+    echo "could not fetch age 1.3+ from Debian unstable: its tests will skip"
+  fi
+  rm -rf "$state"
+fi
 echo "Development environment ready: .venv/bin/python -m pytest"

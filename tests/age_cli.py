@@ -2,8 +2,9 @@
 
 Debian 12 ships age 1.1.1, which does not; Debian unstable ships 1.3.2. A test that needs one
 takes the first of: $DOORBELL_AGE_PQ_DIR (a directory holding `age` and `age-keygen`, e.g. the
-unpacked Debian 1.3.2 package's usr/bin), then `age` on PATH, whose `age --version` is 1.3.0 or
-later; else it is skipped and says why.
+unpacked Debian 1.3.2 package's usr/bin), then .venv/age-pq/usr/bin (where deploy/dev-setup.sh
+unpacks Debian unstable's package), then `age` on PATH, whose `age --version` is 1.3.0 or later;
+else it is skipped and says why.
 """
 
 import os
@@ -32,6 +33,7 @@ def _candidates() -> list[Path]:
     directory = os.environ.get("DOORBELL_AGE_PQ_DIR")
     if directory:
         found.append(Path(directory))
+    found.append(Path(__file__).resolve().parents[1] / ".venv" / "age-pq" / "usr" / "bin")
     on_path = shutil.which("age")
     if on_path:
         found.append(Path(on_path).parent)
