@@ -9,7 +9,7 @@ from doorbell.web.server import gunicorn_app
 from tests.helpers import clean_env, free_port
 
 from .conftest import MEMBER, login, new_client
-from .test_tls_and_serve import Server, _request
+from .live_server import Server, request
 
 FORWARDED = {
     "X-Forwarded-For": "192.168.1.5",
@@ -60,16 +60,16 @@ def server(home, tmp_path, runtime_dir):
 def test_doorbell_serve_ignores_forwarded_headers_even_from_loopback(server, home):
     port = server
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    response, _ = _request(connection, "GET", "/login", FORWARDED)
+    response, _ = request(connection, "GET", "/login", FORWARDED)
     assert response.status == 200
     # Had gunicorn believed X-Forwarded-Proto, the app would think it is on HTTPS.
     assert response.getheader("Strict-Transport-Security") is None
     form = f"member={MEMBER}&passphrase=wrong-passphrase-1".encode()
-    response, _ = _request(connection, "POST", "/login", {
+    response, _ = request(connection, "POST", "/login", {
         **FORWARDED, "Content-Type": "application/x-www-form-urlencoded",
         "Origin": f"https://127.0.0.1:{port}"}, form)
     assert response.status == 403  # an https Origin is another origin for a plain-HTTP viewer
-    response, _ = _request(connection, "POST", "/login", {
+    response, _ = request(connection, "POST", "/login", {
         **FORWARDED, "Content-Type": "application/x-www-form-urlencoded",
         "Origin": f"http://127.0.0.1:{port}"}, form)
     assert response.status == 401

@@ -3,16 +3,11 @@ TLS elsewhere, the whole guard stack in front of the app."""
 
 import hashlib
 import http.client
-import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -22,7 +17,8 @@ from doorbell.web.server import is_loopback
 from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 from tests.helpers import clean_env
 
-from .conftest import MEMBER, PASSPHRASE, PROJECT, SESSION_COOKIE
+from .conftest import MEMBER, PASSPHRASE, SESSION_COOKIE
+from .live_server import Server, request
 
 # -- the certificate
 
@@ -104,50 +100,12 @@ def _free_port(family=socket.AF_INET, host="127.0.0.1") -> int:
         return probe.getsockname()[1]
 
 
-class Server:
-    def __init__(self, args: list[str], log: Path, env: dict):
-        self._log = log.open("wb")
-        self.log_path = log
-        self.process = subprocess.Popen(
-            [sys.executable, *args], cwd=PROJECT, env=env, stdin=subprocess.DEVNULL,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def wait_ready(self, host: str, port: int, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"the server exited: {self.log_path.read_text()}")
-            try:
-                with socket.create_connection((host, port), timeout=0.5):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        pytest.fail(f"the server did not start: {self.log_path.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=5)
-        self._log.close()
-
-
 @pytest.fixture
 def servers():
     started: list[Server] = []
     yield started
     for server in started:
         server.stop()
-
-
-def _request(connection, method: str, path: str, headers: dict | None = None,
-             body: bytes | None = None):
-    connection.request(method, path, body=body, headers=headers or {})
-    response = connection.getresponse()
-    return response, response.read()
 
 
 def test_doorbell_serve_on_loopback(home, servers, tmp_path, runtime_dir):
@@ -159,40 +117,40 @@ def test_doorbell_serve_on_loopback(home, servers, tmp_path, runtime_dir):
     server.wait_ready("127.0.0.1", port)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
 
-    response, body = _request(connection, "GET", "/login")
+    response, body = request(connection, "GET", "/login")
     assert response.status == 200
     assert "gunicorn" in response.getheader("Server", "").lower()
     assert "frame-ancestors 'none'" in response.getheader("Content-Security-Policy")
     assert b'id="login-form"' in body
 
-    response, _ = _request(connection, "GET", "/")
+    response, _ = request(connection, "GET", "/")
     assert response.status == 302 and response.getheader("Location") == "/login"
 
-    response, _ = _request(connection, "GET", "/login", {"Host": "evil.example"})
+    response, _ = request(connection, "GET", "/login", {"Host": "evil.example"})
     assert response.status == 400
-    response, _ = _request(connection, "GET", "/login", {"Host": f"localhost:{port}"})
+    response, _ = request(connection, "GET", "/login", {"Host": f"localhost:{port}"})
     assert response.status == 200
 
     clip = home.clips["motion"]
-    response, _ = _request(connection, "GET", f"/clips/{clip.id}/video")
+    response, _ = request(connection, "GET", f"/clips/{clip.id}/video")
     assert response.status == 401
 
     form = f"member={MEMBER}&passphrase={PASSPHRASE}".encode()
     origin = f"http://127.0.0.1:{port}"
-    response, _ = _request(connection, "POST", "/login", {
+    response, _ = request(connection, "POST", "/login", {
         "Content-Type": "application/x-www-form-urlencoded", "Origin": "https://evil.example"},
         form)
     assert response.status == 403
-    response, _ = _request(connection, "POST", "/login", {
+    response, _ = request(connection, "POST", "/login", {
         "Content-Type": "application/x-www-form-urlencoded", "Origin": origin}, form)
     assert response.status == 303
     cookie = response.getheader("Set-Cookie")
     assert cookie.startswith(f"{SESSION_COOKIE}=") and "Secure" in cookie
     session = cookie.split(";")[0]
 
-    response, body = _request(connection, "GET", "/", {"Cookie": session})
+    response, body = request(connection, "GET", "/", {"Cookie": session})
     assert response.status == 200 and clip.id.encode() in body
-    response, body = _request(connection, "GET", f"/clips/{clip.id}/video",
+    response, body = request(connection, "GET", f"/clips/{clip.id}/video",
                               {"Cookie": session, "Range": "bytes=70000-70099"})
     assert response.status == 206
     assert response.getheader("Content-Range") == f"bytes 70000-70099/{len(clip.video)}"
@@ -223,10 +181,10 @@ def test_doorbell_serve_on_ipv6_loopback(home, servers, tmp_path, runtime_dir):
     servers.append(server)
     server.wait_ready("::1", port)
     connection = http.client.HTTPConnection("::1", port, timeout=30)
-    response, _ = _request(connection, "GET", "/login")
+    response, _ = request(connection, "GET", "/login")
     assert response.status == 200
     assert "gunicorn" in response.getheader("Server", "").lower()
-    response, _ = _request(connection, "GET", "/login", {"Host": "attacker.com"})
+    response, _ = request(connection, "GET", "/login", {"Host": "attacker.com"})
     assert response.status == 400
     connection.close()
 
@@ -255,7 +213,7 @@ def test_tls_serves_the_certificate_made_at_init(home, servers, tmp_path, runtim
 
     context = ssl.create_default_context(cafile=str(cert_path))
     connection = http.client.HTTPSConnection("localhost", port, context=context, timeout=30)
-    response, body = _request(connection, "GET", "/login")
+    response, body = request(connection, "GET", "/login")
     assert response.status == 200 and b'id="login-form"' in body
     assert response.getheader("Strict-Transport-Security", "").startswith("max-age=")
     served = connection.sock.getpeercert(binary_form=True)
@@ -266,7 +224,7 @@ def test_tls_serves_the_certificate_made_at_init(home, servers, tmp_path, runtim
     # Plain HTTP to the TLS port gets nothing useful.
     plain = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
-        response, body = _request(plain, "GET", "/login")
+        response, body = request(plain, "GET", "/login")
         assert response.status != 200 or b"login-form" not in body
     except (http.client.HTTPException, OSError):
         pass
