@@ -20,6 +20,7 @@ DEPLOY = PROJECT / "deploy"
 SYSTEMD = DEPLOY / "systemd"
 EXEC_START = "/opt/doorbell/venv/bin/doorbell"
 UNITS = ("doorbell-recorder.service", "doorbell-viewer.service")
+REPLICATOR = "doorbell-replicate.service"  # optional: not behind the firewall unit
 LAN_RANGES = ["localhost", "link-local", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
               "fc00::/7"]
 
@@ -93,7 +94,8 @@ def exposure(unit_path: Path) -> float:
 
 @needs_analyze
 def test_units_verify_without_a_single_warning(runnable_units):
-    units = [runnable_units / name for name in (*UNITS, "doorbell-firewall.service")]
+    units = [runnable_units / name
+             for name in (*UNITS, REPLICATOR, "doorbell-firewall.service")]
     result = analyze("verify", *map(str, units))
     assert result.returncode == 0, result.stdout + result.stderr
     # verify exits 0 even for unknown keys and bad values; any output at all is a finding.
@@ -111,7 +113,7 @@ def test_recorder_with_the_lan_drop_in_verifies(runnable_units, tmp_path):
 
 
 @needs_analyze
-@pytest.mark.parametrize("unit", UNITS)
+@pytest.mark.parametrize("unit", (*UNITS, REPLICATOR))
 def test_exposure_is_at_most_2(unit, runnable_units):
     score = exposure(runnable_units / unit)
     print(f"{unit}: overall exposure {score}")
@@ -147,6 +149,15 @@ def test_common_hardening(unit):
     assert "DOORBELL_RUNTIME_DIR=/run/doorbell" in env
     assert "DOORBELL_HOME=/var/lib/doorbell" in env
     assert "StateDirectory" not in s  # it would chown the shared directory to one user
+
+
+def test_replicator_reads_the_data_directory_only_and_reaches_the_home_network_only():
+    s = service(REPLICATOR)
+    assert s["User"] == ["doorbell-replica"] and s["ProtectSystem"] == ["strict"]
+    assert s["ReadOnlyPaths"] == ["/var/lib/doorbell"] and "ReadWritePaths" not in s
+    assert s["NoNewPrivileges"] == ["yes"] and s["CapabilityBoundingSet"] == [""]
+    assert s["IPAddressDeny"] == ["any"] and words(s["IPAddressAllow"]) == LAN_RANGES
+    assert s["LoadCredential"][0].startswith("replica-key:")  # the SSH key, and no footage key
 
 
 def test_recorder_has_no_network_and_feeds_a_watchdog():
