@@ -44,3 +44,13 @@ class AuditLogCorrupt(ValueError):
 
 class ExchangeFileError(ValueError):
     """A file between recorder and viewer that is not what its writer writes (one sentence)."""
+
+
+class ReplicaTargetError(ValueError):
+    """A replica target that is malformed, outside the home, or presents the wrong host key."""
+
+
+class ReplicaCopyConflict(Exception):  # noqa: N818 - says what was found
+    """The replica's copy of a file is longer than the device's, or differs before its end: it
+    is left alone (storage.replica)."""
+

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .durable import PARTIAL_SUFFIX
+from .errors import ReplicaCopyConflict
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Replicator:
             except PermissionError as exc:  # a file this user may not read (or write there)
                 result.conflicts.append(Conflict(source.relative, f"not copied: {exc}"))
                 continue
-            except _ConflictError as exc:
+            except ReplicaCopyConflict as exc:
                 result.conflicts.append(Conflict(source.relative, str(exc)))
                 continue
             self._seen[source.relative] = mark
@@ -174,7 +175,7 @@ class Replicator:
                        local=None) -> None:
         local_size = source.path.stat().st_size
         if offset > local_size:
-            raise _ConflictError(f"the replica's copy is {offset} bytes, the source only "
+            raise ReplicaCopyConflict(f"the replica's copy is {offset} bytes, the source only "
                                  f"{local_size}: left alone")
         start = max(0, offset - OVERLAP_BYTES)
         if start == offset:
@@ -190,7 +191,7 @@ class Replicator:
             local.seek(start)
             ours = local.read(offset - start)
         if theirs != ours:
-            raise _ConflictError(f"the replica's copy differs from the source before byte "
+            raise ReplicaCopyConflict(f"the replica's copy differs from the source before byte "
                                  f"{offset}: left alone")
 
     def _replace(self, sftp, source: SourceFile) -> int:
@@ -208,10 +209,6 @@ class Replicator:
             copy.write(data)
         sftp.posix_rename(upload, remote)
         return len(data)
-
-
-class _ConflictError(Exception):
-    pass
 
 
 def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object],

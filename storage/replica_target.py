@@ -21,13 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .errors import ReplicaTargetError
+
 PIN_FILE_NAME = "replica-target.json"
 DEFAULT_SSH_PORT = 22
 _URL_FORM = "an sftp:// URL such as sftp://doorbell@nas.lan:22/srv/doorbell"
-
-
-class ReplicaTargetError(ValueError):
-    """A replica target that is malformed, outside the home, or presents the wrong host key."""
 
 
 @dataclass(frozen=True, slots=True)
