@@ -15,6 +15,8 @@ from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
 from doorbell.storage.home import Home
 from tests.recorder_home import camera_config
 
+from .scripted_settings import ScriptedSource
+
 WIDTH, HEIGHT, FPS = 320, 180, 15
 
 CRAFTED = {
@@ -22,22 +24,6 @@ CRAFTED = {
     "a 5,000-digit number": "[motion]\nmin_area = " + "9" * 5000 + "\n",
     "a 5,000-digit hex number": "[motion]\nmin_area = 0x" + "f" * 5000 + "\n",
 }
-
-
-class ScriptedSource:
-    """A synthetic scene that runs `actions[i]()` just before it hands over frame i."""
-
-    def __init__(self, scene: SyntheticScene, actions: dict):
-        self.scene, self.actions = scene, actions
-
-    def frames(self):
-        for index, frame in enumerate(self.scene.frames()):
-            if index in self.actions:
-                self.actions[index]()
-            yield frame
-
-    def close(self):
-        self.scene.close()
 
 
 @pytest.mark.parametrize("crafted", CRAFTED.values(), ids=CRAFTED.keys())
