@@ -6,6 +6,35 @@ decrypting half of storage, and `doorbell clips list` does not load OpenCV.
 """
 
 import argparse
+import sys
+from importlib import metadata
+
+PACKAGE = "doorbell"  # the import name; the distribution's name may differ (see pyproject.toml)
+
+
+def installed_version() -> str | None:
+    """The version of the installed distribution that provides the `doorbell` package."""
+    for distribution in metadata.packages_distributions().get(PACKAGE, []):
+        try:
+            return metadata.version(distribution)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+class _VersionAction(argparse.Action):
+    """`doorbell --version`: the installed distribution's version, looked up only when asked."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        version = installed_version()
+        if version is None:
+            parser.exit(1, "doorbell: this copy is not installed (no package metadata), so it "
+                        "has no version: install it with pip.\n")
+        sys.stdout.write(f"doorbell {version}\n")
+        parser.exit(0)
 
 
 def _add_init(subparsers) -> None:
@@ -159,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A privacy-first doorbell camera: clips encrypted on the device, viewed on "
         "the home network only.",
     )
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the installed version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_init, _add_record, _add_serve, _add_run, _add_demo, _add_keys, _add_clips,
                 _add_verify, _add_audit, _add_replicate):
