@@ -355,6 +355,43 @@ class NtfySettings:
         return urlsplit(self.url).hostname if self.url else None
 
 
+# -- the hub: a viewer over replica folders, one per camera ----------------------------------------
+
+MAX_HUB_CAMERAS = 16
+_CAMERA_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+_CAMERAS = 'a table such as { front = "/srv/doorbell/front" }'
+
+
+class CameraFolders(tuple):
+    """The hub's cameras: (name, folder) pairs, in the order the config lists them."""
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self]
+
+    def folder(self, name: str) -> str:
+        return dict(self)[name]
+
+
+def parse_cameras(raw: Any) -> CameraFolders:
+    if not isinstance(raw, dict) or not 1 <= len(raw) <= MAX_HUB_CAMERAS:
+        raise ValueError(f"{_CAMERAS} naming 1 to {MAX_HUB_CAMERAS} cameras")
+    pairs = []
+    for name, folder in raw.items():
+        if not _CAMERA_NAME.fullmatch(name):
+            raise ValueError(f"{_CAMERAS} whose camera names are lower-case letters, digits, - "
+                             f"or _ (at most 32), not {name[:40]!r}")
+        if not isinstance(folder, str) or not folder.startswith("/") or "\0" in folder:
+            raise ValueError(f"{_CAMERAS} of absolute folders, and the folder of {name} is not one")
+        pairs.append((name, folder))
+    return CameraFolders(pairs)
+
+
+@dataclass(frozen=True, slots=True)
+class HubSettings:
+    # TOML has no null, so an absent key means "not a hub": the viewer shows its own home.
+    cameras: CameraFolders | None = setting(None, parse=parse_cameras)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """All settings; each field is one TOML section named like the field."""
@@ -369,6 +406,7 @@ class Settings:
     live: LiveSettings = field(default_factory=LiveSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     ntfy: NtfySettings = field(default_factory=NtfySettings)
+    hub: HubSettings = field(default_factory=HubSettings)
 
     def __post_init__(self) -> None:
         # LAN only (nothing leaves the home): a target given as an IP address is checked here, at
