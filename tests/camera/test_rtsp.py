@@ -44,8 +44,9 @@ def camera_pictures():
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
 
 
-def start_recorder(home, url):
-    """The recorder in a thread over the RTSP plan `doorbell record --source URL` uses."""
+def start_recorder(home, url, watcher=None):
+    """The recorder in a thread over the RTSP plan `doorbell record --source URL` uses;
+    with a `watcher`, it follows the home's config.toml as `doorbell record` does."""
     from doorbell.camera.live import StatusPublisher, prepare_runtime_dir
     from doorbell.camera.recorder import Recorder
     from doorbell.storage.clipwriter import ClipStore
@@ -63,7 +64,8 @@ def start_recorder(home, url):
             store = ClipStore(home.clips_dir, index,
                               read_recipients(home.root / "recipients.txt"))
             made.append(Recorder(settings, store, None, None, None,
-                                 StatusPublisher(home.run_dir / "recorder.json")))
+                                 StatusPublisher(home.run_dir / "recorder.json"),
+                                 watcher=watcher))
             started.set()
             made[0].run(plan.open, stop)
 
@@ -216,3 +218,79 @@ def test_a_mask_drawn_switches_to_re_encoding_at_the_next_frame_and_back(camera,
     assert after_mask and all(f[:, :300].max() < 30 for f in after_mask)
     for packets in (camera_before, camera_after):
         assert all(f[:, :300].max() > 100 for f in decoded(packets))
+
+
+def save_masks(home, masks: list) -> None:
+    """What the viewer's areas page does: edit config.toml (comments kept), write it atomically."""
+    from doorbell.config.editor import edit_config
+    from doorbell.storage.durable import write_atomically
+
+    path = home.root / "config.toml"
+    change = edit_config(path.read_text(), {"privacy.masks": masks})
+    write_atomically(path, change.text.encode(), mode=0o640)
+
+
+def clip_frames_by_wall_us(home, clip) -> list[tuple[int, np.ndarray]]:
+    """(wall-clock time, picture) of every frame of a decrypted clip."""
+    data, truncated = home.video(clip.id)
+    with av.open(__import__("io").BytesIO(data)) as container:
+        pictures = [(f.time, f.to_ndarray(format="bgr24")) for f in container.decode(video=0)]
+    assert not truncated and pictures
+    first_s = pictures[0][0]
+    return [(clip.start_us + round((t - first_s) * 1_000_000), p) for t, p in pictures]
+
+
+def test_a_mask_saved_in_the_viewer_switches_the_recording_to_re_encoding_and_back(
+        home, camera, camera_pictures):
+    """The running recorder over the real RTSP camera: a privacy mask saved to config.toml as
+    the viewer saves it is burnt into every frame recorded from the first frame it reaches (the
+    clip in progress is sealed there: nothing unmasked after it); once removed, the camera's own
+    H.264 is recorded again."""
+    from doorbell.camera.reload import SettingsWatcher
+    from doorbell.storage.home import Home
+
+    left_half = [[[0.0, 0.0], [0.5, 0.0], [0.5, 1.0], [0.0, 1.0]]]
+    home.configure("\n[recording]\npost_roll_s = 30\n")  # one clip, kept open by the test
+    recorder, finish = start_recorder(home, camera.url(), SettingsWatcher(Home(home.root)))
+
+    def switched_at_wall_us() -> int:
+        """The wall-clock time of the first frame under the masks just saved."""
+        wait_for(lambda: recorder.pipeline is not None
+                 and recorder.pipeline.fresh_from_us != float("inf")
+                 and recorder.settings.privacy.masks == tuple(
+                     tuple(tuple(point) for point in polygon) for polygon in masks_saved), 10,
+                 "the recorder to apply the masks")
+        return recorder._to_wall(int(recorder.pipeline.fresh_from_us))
+
+    try:
+        wait_for(lambda: recorder.cutter is not None and recorder.cutter.recording_id,
+                 20, "a clip to start")
+        time.sleep(3)
+        assert recorder.pipeline.passthrough
+        masks_saved = left_half
+        save_masks(home, masks_saved)
+        masked_from_us = switched_at_wall_us()
+        assert not recorder.pipeline.passthrough
+        time.sleep(4)
+        masks_saved = []
+        save_masks(home, masks_saved)
+        unmasked_from_us = switched_at_wall_us()
+        wait_for(lambda: recorder.pipeline.passthrough, 10,
+                 "the camera's own stream at its next keyframe")
+        time.sleep(3)
+    finally:
+        finish()
+    clips = home.clips()
+    assert len(clips) >= 3 and all(c.state == "complete" for c in clips), clips
+    frames = [frame for clip in clips for frame in clip_frames_by_wall_us(home, clip)]
+    under_mask = [p for wall_us, p in frames if masked_from_us <= wall_us < unmasked_from_us]
+    unmasked = [p for wall_us, p in frames if not masked_from_us <= wall_us < unmasked_from_us]
+    # about 4 s of frames were recorded under the mask, every one black on the left
+    assert len(under_mask) >= 75 and all(p[:, :300].max() < 30 for p in under_mask)
+    assert unmasked and all(p[:, :300].max() > 100 for p in unmasked)
+    # the first clip and the last are the camera's own pictures (passthrough), bit for bit
+    for clip in (clips[0], clips[-1]):
+        pictures = clip_frames_by_wall_us(home, clip)
+        assert pictures[-1][0] < masked_from_us or pictures[0][0] >= unmasked_from_us
+        for _, picture in pictures[::10]:
+            assert any(np.array_equal(picture, camera) for camera in camera_pictures)
