@@ -306,6 +306,42 @@ class LiveSettings:
     width: int = setting(640, min=160, max=1920)
 
 
+# -- the replica: a ciphertext copy on an SFTP server on the home network -----------------------
+
+_SFTP_URL = ("an sftp:// URL with a user and an absolute path, no password, such as "
+             "sftp://doorbell@nas.lan:22/srv/doorbell")
+
+
+def check_sftp_url(value: str) -> None:
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # ValueError for a port out of range
+    except ValueError:
+        raise ValueError(_SFTP_URL) from None
+    if parts.scheme != "sftp" or not parts.hostname or not parts.username or parts.password \
+            or parts.query or parts.fragment or not parts.path.startswith("/") or port == 0 \
+            or not is_host(parts.hostname):
+        raise ValueError(_SFTP_URL)
+
+
+def check_absolute_path(value: str) -> None:
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError("an absolute path such as /var/lib/doorbell-replica")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaSettings:
+    # The server paired with `doorbell replicate --pair`; absent: whatever was paired.
+    target: str | None = setting(None, check=check_sftp_url)
+    poll_interval_s: float = setting(0.5, min=0.1, max=10)
+    # The replica's own retention, applied on the server by the replicator (the device's
+    # retention never deletes there). 0: no limit.
+    max_age_days: int = setting(90, min=0, max=3650)
+    max_total_bytes: int = setting(0, min=0, check=check_total_bytes)
+    # Where the replicator writes progress.json (its systemd StateDirectory).
+    state_dir: str = setting("/var/lib/doorbell-replica", check=check_absolute_path)
+
+
 @dataclass(frozen=True, slots=True)
 class MqttSettings:
     enabled: bool = setting(False)
@@ -404,6 +440,7 @@ class Settings:
     viewer: ViewerSettings = field(default_factory=ViewerSettings)
     doorbell: DoorbellSettings = field(default_factory=DoorbellSettings)
     live: LiveSettings = field(default_factory=LiveSettings)
+    replica: ReplicaSettings = field(default_factory=ReplicaSettings)
     mqtt: MqttSettings = field(default_factory=MqttSettings)
     ntfy: NtfySettings = field(default_factory=NtfySettings)
     hub: HubSettings = field(default_factory=HubSettings)
