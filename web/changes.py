@@ -13,11 +13,14 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from flask import request
+
 from doorbell.config import ConfigError, load_settings
 from doorbell.config.editor import ConfigChange, edit_config
 from doorbell.storage.durable import write_atomically
 from doorbell.storage.errors import AuditLogCorrupt, WrongPassphraseError
 
+from .guards import DEVICE_COOKIE
 from .unlock import RateLimited, UnlockBusy, unlock_with_limit
 
 
@@ -41,7 +44,8 @@ def confirm_passphrase(viewer, session, passphrase: str, address: str) -> Confir
     if not passphrase:
         raise ChangeRefused("Type your passphrase to confirm the change.", 401, "passphrase")
     try:
-        identity = unlock_with_limit(viewer, session.member, passphrase, address, "reauth")
+        identity = unlock_with_limit(viewer, session.member, passphrase, address, "reauth",
+                                     request.cookies.get(DEVICE_COOKIE))
     except RateLimited as exc:
         raise ChangeRefused(exc.sentence, 429) from None
     except UnlockBusy:

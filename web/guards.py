@@ -21,6 +21,8 @@ from . import access
 log = logging.getLogger("doorbell.viewer")
 
 SESSION_COOKIE = "__Host-doorbell-session"
+DEVICE_COOKIE = "__Host-doorbell-device"  # a browser that unlocked before (web/ratelimit.py)
+DEVICE_COOKIE_MAX_AGE_S = 400 * 24 * 3600  # the longest browsers keep a cookie
 # Sent by a page's own timers: this request is not the person doing something (web/access.py).
 BACKGROUND_HEADER = "X-Doorbell-Background"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -98,6 +100,13 @@ def set_session_cookie(response, session_id: str):
     """The browser's only piece of a session: a random id, never readable by scripts."""
     response.set_cookie(SESSION_COOKIE, session_id, secure=True, httponly=True,
                         samesite="Strict", path="/")
+    return response
+
+
+def set_device_cookie(response, token: str):
+    """Marks this browser as one that unlocked before, so guessers elsewhere cannot lock it out."""
+    response.set_cookie(DEVICE_COOKIE, token, max_age=DEVICE_COOKIE_MAX_AGE_S, secure=True,
+                        httponly=True, samesite="Strict", path="/")
     return response
 
 

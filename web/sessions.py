@@ -10,13 +10,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from doorbell.storage.age.identities import X25519Identity
+from doorbell.storage.keyring import MemberIdentity
 
 
 @dataclass
 class Session:
     member: str
-    identity: X25519Identity
+    identity: MemberIdentity
     csrf_token: str
     created_s: float
     last_seen_s: float
@@ -32,7 +32,7 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
 
-    def create(self, member: str, identity: X25519Identity) -> tuple[str, Session]:
+    def create(self, member: str, identity: MemberIdentity) -> tuple[str, Session]:
         session_id = secrets.token_urlsafe(32)
         now = self._clock()
         session = Session(member, identity, secrets.token_urlsafe(32), now, now)

@@ -17,10 +17,10 @@ from pathlib import Path
 
 from doorbell.storage.age.errors import AgeError
 from doorbell.storage.age.header import Stanza, b64encode, encode_header
-from doorbell.storage.age.identities import DEFAULT_MAX_WORK_FACTOR, X25519Identity
+from doorbell.storage.age.identities import DEFAULT_MAX_WORK_FACTOR
 from doorbell.storage.age.recipients import MIN_SCRYPT_WORK_FACTOR
 from doorbell.storage.errors import KeyringError, RecipientsError, WrongPassphraseError
-from doorbell.storage.keyring import Keyring, decrypt_identity
+from doorbell.storage.keyring import Keyring, MemberIdentity, decrypt_identity
 from doorbell.storage.recipients import check_member_name
 
 
@@ -40,15 +40,17 @@ class RateLimited(Exception):
         return f"Too many attempts. Try again in {int(self.wait_s // 60) + 1} minutes."
 
 
-def unlock_with_limit(viewer, member: str, passphrase: str, address: str,
-                      action: str) -> X25519Identity:
+def unlock_with_limit(viewer, member: str, passphrase: str, address: str, action: str,
+                      device_token: str | None = None) -> MemberIdentity:
     """A login or a re-authentication: the rate limit first (before scrypt), then the unlock.
 
     Refusals are audited as `<action>.rate_limited` / `<action>.failed`, or counted once there
     are many (web/refusals.py); raises RateLimited, UnlockBusy or WrongPassphraseError. A success
     clears the address's and member's count and writes the summary of what was counted so far.
+    `device_token` is the browser's device cookie: a browser that unlocked as `member` before
+    is counted on its own, not against the member's shared limit (web/ratelimit.py).
     """
-    wait_s = viewer.limiter.try_acquire(address, member)
+    wait_s = viewer.limiter.try_acquire(address, member, device_token)
     if wait_s is not None:
         viewer.refusals.record(member, f"{action}.rate_limited", address)
         raise RateLimited(wait_s)
@@ -57,7 +59,7 @@ def unlock_with_limit(viewer, member: str, passphrase: str, address: str,
     except WrongPassphraseError:
         viewer.refusals.record(member, f"{action}.failed", address)
         raise
-    viewer.limiter.forget(address, member)
+    viewer.limiter.forget(address, member, device_token)
     viewer.refusals.flush()
     return identity
 
@@ -93,7 +95,7 @@ class Unlocker:
             self.decoy_work_factor, self._decoy = work_factor, decoy_identity_file(work_factor)
         return self._decoy
 
-    def unlock(self, member: str, passphrase: str) -> X25519Identity:
+    def unlock(self, member: str, passphrase: str) -> MemberIdentity:
         """The member's identity, or WrongPassphraseError for a wrong name or passphrase."""
         if not self._lock.acquire(timeout=self._wait_s):
             raise UnlockBusy("another unlock is in progress")

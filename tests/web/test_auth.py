@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from doorbell.web.guards import DEVICE_COOKIE
 from doorbell.web.unlock import Unlocker
 
 from .conftest import (
@@ -122,22 +123,32 @@ def test_no_default_credentials(app):
 
 # -- cookie
 
+def _cookies_by_name(response) -> dict[str, tuple[str, dict[str, str]]]:
+    cookies = {}
+    for header in response.headers.getlist("Set-Cookie"):
+        name_value, *attributes = [part.strip() for part in header.split(";")]
+        name, _, value = name_value.partition("=")
+        cookies[name] = (value, {a.split("=")[0].lower(): a.partition("=")[2]
+                                 for a in attributes})
+    return cookies
+
+
 def test_session_cookie_flags(client):
-    response = login(client)
-    cookies = response.headers.getlist("Set-Cookie")
-    assert len(cookies) == 1, cookies
-    name_value, *attributes = [part.strip() for part in cookies[0].split(";")]
-    name, _, value = name_value.partition("=")
-    assert name == SESSION_COOKIE and name.startswith("__Host-")
-    assert len(value) >= 32
-    lowered = {a.split("=")[0].lower(): a.partition("=")[2] for a in attributes}
-    assert "secure" in lowered
-    assert "httponly" in lowered
-    assert lowered.get("samesite") == "Strict"
-    assert lowered.get("path") == "/"
-    assert "domain" not in lowered
+    cookies = _cookies_by_name(login(client))
+    assert set(cookies) == {SESSION_COOKIE, DEVICE_COOKIE}
+    for name, (value, lowered) in cookies.items():
+        assert name.startswith("__Host-")
+        assert len(value) >= 32
+        assert "secure" in lowered
+        assert "httponly" in lowered
+        assert lowered.get("samesite") == "Strict"
+        assert lowered.get("path") == "/"
+        assert "domain" not in lowered
     # A session cookie: gone when the browser closes, never written to disk by it.
-    assert "expires" not in lowered and "max-age" not in lowered
+    session_attributes = cookies[SESSION_COOKIE][1]
+    assert "expires" not in session_attributes and "max-age" not in session_attributes
+    # The device cookie only says "this browser unlocked before": it is kept, and holds no key.
+    assert int(cookies[DEVICE_COOKIE][1]["max-age"]) > 300 * 24 * 3600
 
 
 def test_the_cookie_carries_only_a_random_id(client, identity):
@@ -526,6 +537,26 @@ def test_rate_limit_per_member_across_addresses(limited_home, make_app, unlock_c
     assert len(unlock_calls) == 3
     # Another member from a fresh address is not limited.
     assert app.extensions["doorbell"].limiter.try_acquire("10.9.0.52", "bob") is None
+
+
+def test_guessers_elsewhere_cannot_lock_out_a_browser_that_unlocked_before(
+        limited_home, make_app, unlock_calls):
+    app = make_app()
+    own = new_client(app, "192.168.1.70")
+    assert login(own).status_code == 303
+    for i in range(3):  # someone on the network guesses the member's passphrase
+        response = login(new_client(app, f"10.9.1.{i + 1}"), MEMBER, "wrong-passphrase-1")
+        assert response.status_code == 401
+    _assert_limited(login(new_client(app, "10.9.1.50"), MEMBER, PASSPHRASE))
+    forged = new_client(app, "10.9.1.51")
+    forged.set_cookie(DEVICE_COOKIE, "x" * 43, domain="localhost")  # a made-up device token
+    _assert_limited(login(forged))
+    # The member's own browser still unlocks: it is counted on its own.
+    assert login(own).status_code == 303
+    # ... and its own wrong guesses are limited just the same.
+    for _ in range(3):
+        assert login(own, MEMBER, "wrong-passphrase-1").status_code == 401
+    _assert_limited(login(own))
 
 
 def test_rate_limit_survives_a_restart(limited_home, make_app, unlock_calls):

@@ -15,7 +15,7 @@ from flask import (
 from doorbell.storage.errors import WrongPassphraseError
 
 from .. import access
-from ..guards import SESSION_COOKIE, set_session_cookie
+from ..guards import DEVICE_COOKIE, SESSION_COOKIE, set_device_cookie, set_session_cookie
 from ..unlock import RateLimited, UnlockBusy, unlock_with_limit
 
 blueprint = Blueprint("auth", __name__)
@@ -42,8 +42,10 @@ def login_submit():
     if not member or not passphrase:
         return render_template("login.html", error="Enter your name and passphrase.",
                                member=member), 400
+    device_token = request.cookies.get(DEVICE_COOKIE)
     try:
-        identity = unlock_with_limit(viewer, member, passphrase, request.remote_addr, "unlock")
+        identity = unlock_with_limit(viewer, member, passphrase, request.remote_addr, "unlock",
+                                     device_token)
     except RateLimited as exc:
         response = make_response(render_template("login.html", member=member,
                                                  error=exc.sentence), 429)
@@ -59,7 +61,8 @@ def login_submit():
     viewer.sessions.drop(g.session_id)
     session_id, _session = viewer.sessions.create(member, identity)
     viewer.audit.append(member, "unlock", address=request.remote_addr)
-    return set_session_cookie(redirect(url_for("timeline.index"), code=303), session_id)
+    response = set_session_cookie(redirect(url_for("timeline.index"), code=303), session_id)
+    return set_device_cookie(response, viewer.limiter.trust_device(member, device_token))
 
 
 @blueprint.post("/lock")
