@@ -5,11 +5,15 @@ is never used).
 """
 
 import contextlib
+import io
 import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -114,6 +118,49 @@ def clips(vtest_recording, mp4):
     return video, clip.meta["duration_s"], prefix, frames[complete - 1].time + interval_s
 
 
+@pytest.fixture(scope="module")
+def passthrough_clip(recorder_home_factory, tmp_path_factory):
+    """(MP4, duration) of a clip `doorbell record` made of an RTSP camera's own H.264 (the real
+    GStreamer server serving bikes.mp4, which has B-frames): remuxed, never re-encoded."""
+    from tests.camera.rtsp_server import RtspServer, looped_h264, missing_gstreamer
+    from tests.recorder_home import video_file
+
+    source = video_file("bikes.mp4")
+    if (reason := missing_gstreamer()) is not None:
+        pytest.skip(reason)
+    server = RtspServer(looped_h264(source, tmp_path_factory.mktemp("rtsp"), repeats=3))
+    server.start()
+    home = recorder_home_factory("passthrough")
+    config = home.root / "config.toml"
+    config.write_text(config.read_text().replace(
+        "[camera]\n", f'[camera]\nsource = "{server.url()}"\n', 1))
+    process, log = home.start("record")
+    try:
+        deadline = time.monotonic() + 30
+        while "started" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "started" in log.read_text(), log.read_text()
+        time.sleep(7)
+    finally:
+        process.terminate()  # SIGTERM: the open clip is sealed
+        process.wait(timeout=30)
+        server.stop()
+    clips = [c for c in home.clips() if c.state == "complete"]
+    assert clips, log.read_text()
+    clip = max(clips, key=lambda c: c.meta["duration_s"])
+    video, truncated = home.video(clip.id)
+    assert not truncated
+    # the camera's own pictures, bit for bit: nothing was decoded and encoded again
+    with av.open(str(source)) as container:
+        camera = [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
+    with av.open(io.BytesIO(video)) as container:
+        for index, frame in enumerate(container.decode(video=0)):
+            if index % 25 == 0:
+                picture = frame.to_ndarray(format="bgr24")
+                assert any(np.array_equal(picture, c) for c in camera), index
+    return video, clip.meta["duration_s"]
+
+
 def play_and_seek(browser, base_url: str, src: str) -> dict:
     page = browser.new_page()
     try:
@@ -175,5 +222,17 @@ def test_truncated_clip_prefix_plays_in_chromium(chromium, served, clips):
     # it plays up to its last complete fragment (a partly received one may add a little)
     assert result["duration"] >= prefix_duration_s - 0.2, result
     assert result["duration"] <= prefix_duration_s + 2.0, result
+    assert result["playedTo"] >= 0.6, f"currentTime did not advance: {result}"
+    assert result["afterSeek"] == pytest.approx(result["target"], abs=0.3), result
+
+
+def test_passthrough_clip_plays_and_seeks_in_chromium(chromium, served, passthrough_clip):
+    video, duration_s = passthrough_clip
+    served.files["/passthrough.mp4"] = video
+    base = f"http://127.0.0.1:{served.server_address[1]}"
+    result = play_and_seek(chromium, base, "/passthrough.mp4")
+    assert result["error"] is None
+    assert (result["width"], result["height"]) == (640, 272)  # the camera's own picture
+    assert duration_s >= 4 and result["duration"] == pytest.approx(duration_s, abs=0.5), result
     assert result["playedTo"] >= 0.6, f"currentTime did not advance: {result}"
     assert result["afterSeek"] == pytest.approx(result["target"], abs=0.3), result
