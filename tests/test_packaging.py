@@ -71,7 +71,7 @@ def build_wheel(tmp_path: Path) -> Path:
     dist = tmp_path / "dist"
     run(sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(source),
         env=env_without_project())
-    wheels = list(dist.glob("doorbell-*.whl"))
+    wheels = list(dist.glob("privacy_doorbell-*.whl"))
     assert len(wheels) == 1, wheels
     return wheels[0]
 
@@ -84,7 +84,7 @@ def build_sdist(tmp_path: Path) -> Path:
     dist = tmp_path / "sdist"
     run(sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(source),
         env=env_without_project())
-    archives = list(dist.glob("doorbell-*.tar.gz"))
+    archives = list(dist.glob("privacy_doorbell-*.tar.gz"))
     assert len(archives) == 1, archives
     return archives[0]
 
