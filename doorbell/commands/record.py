@@ -28,6 +28,7 @@ from doorbell.storage.index import ClipIndex
 
 from ..errors import CommandError
 from ..guard import forbid_identity_access
+from ..log_output import configure_logging
 
 log = logging.getLogger("doorbell.recorder")
 
@@ -86,7 +87,7 @@ def restart(args) -> None:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging()  # journal priorities under systemd, timestamps on a terminal
     home = Home.resolve(args.home)
     if not home.root.is_dir():
         raise CommandError(f"{home.root} does not exist: run 'doorbell init' first")

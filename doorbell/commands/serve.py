@@ -8,6 +8,8 @@ from doorbell.web import create_app
 from doorbell.web.server import is_loopback, serve
 from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
 
+from ..log_output import configure_logging
+
 log = logging.getLogger("doorbell.viewer")
 
 
@@ -19,7 +21,7 @@ def ensure_certificate(home: Home) -> tuple[str, tuple]:
 
 
 def run(args) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    configure_logging()  # journal priorities under systemd, timestamps on a terminal
     home = Home.resolve(args.home)
     if not home.is_initialised():
         # A new device: set-up happens in the browser, guarded by a code printed below.
