@@ -1,5 +1,15 @@
 """Passphrase policy: no key material here, so any process may import it.
 
+A passphrase protects a member's identity file, which a stolen SD card hands to an offline
+guesser, so the device refuses one that zxcvbn (Dropbox's estimator; PyPI `zxcvbn`, Debian
+`python3-zxcvbn`) scores below 3 of 4: fewer than about 10^8 guesses. The browser runs the same
+estimator (web/static/zxcvbn.js, npm `zxcvbn` 4.4.2, the library the Python port follows) to
+show the verdict while typing; the device's verdict is the one that counts.
+
+zxcvbn refuses input longer than its `max_length` (72 characters, with the cost growing with
+the length), so a longer passphrase is scored on its first 72 characters: any of those that
+scores 3 is already far beyond guessing.
+
 Suggested passphrases are diceware: words drawn with `secrets` from the EFF's large wordlist
 (7,776 words, 12.9 bits each; storage/wordlists/eff_large.txt, CC BY 3.0 US, Electronic Frontier
 Foundation), so six words carry about 77 bits.
@@ -8,25 +18,38 @@ Foundation), so six words carry about 77 bits.
 import secrets
 from importlib import resources
 
+from zxcvbn import zxcvbn
+
 from .errors import WeakPassphraseError
 
-_COMMON_PASSPHRASES = {
-    "password", "passphrase", "doorbell", "letmein", "qwerty", "iloveyou", "admin",
-    "welcome", "changeme", "123456789", "1234567890", "password1", "raspberry",
-}
+MIN_LENGTH = 10  # characters
+MIN_SCORE = 3  # zxcvbn's 0..4: 3 is "safely unguessable" (about 10^8 to 10^10 guesses)
+SCORED_LENGTH = 72  # zxcvbn's own max_length: longer input raises ValueError there
+NO_WARNING = "add another word or two; uncommon words are better"
+
+
+def passphrase_score(passphrase: str) -> tuple[int, str]:
+    """zxcvbn's score (0..4) for the passphrase's first 72 characters, and its warning (or its
+    first suggestion when it gives no warning; "" for a strong one)."""
+    result = zxcvbn(passphrase[:SCORED_LENGTH], max_length=SCORED_LENGTH)
+    feedback = result["feedback"]
+    reason = feedback["warning"] or next(iter(feedback["suggestions"]), "")
+    return int(result["score"]), reason.rstrip(".").replace(". ", "; ")  # one sentence
 
 
 def check_passphrase_strength(passphrase: str) -> None:
-    """Refuse passphrases that an attacker with the SD card would guess at once."""
+    """Refuse passphrases that an attacker with the SD card would guess, in one sentence."""
     if not passphrase:
         raise WeakPassphraseError("the passphrase is empty")
-    if len(passphrase) < 10:
-        raise WeakPassphraseError("the passphrase is too short: use at least 10 characters")
-    lowered = passphrase.lower()
-    if lowered in _COMMON_PASSPHRASES or lowered.rstrip("0123456789!") in _COMMON_PASSPHRASES:
-        raise WeakPassphraseError("the passphrase is a common one: choose another")
-    if len(set(passphrase)) < 5:
-        raise WeakPassphraseError("the passphrase repeats too few characters: choose another")
+    if len(passphrase) < MIN_LENGTH:
+        raise WeakPassphraseError(
+            f"the passphrase is too short: use at least {MIN_LENGTH} characters")
+    score, reason = passphrase_score(passphrase)
+    if score < MIN_SCORE:
+        reason = reason[:1].lower() + reason[1:] if reason else NO_WARNING
+        raise WeakPassphraseError(
+            f"the passphrase is too easy to guess (strength {score} of 4, {MIN_SCORE} needed): "
+            f"{reason}")
 
 
 def suggest_passphrase(words: int = 6) -> str:
