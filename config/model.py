@@ -232,6 +232,8 @@ class CameraSettings:
     width: int = setting(1280, min=160, max=3840)
     height: int = setting(720, min=120, max=2160)
     fps: int = setting(15, min=1, max=60)
+    # An RTSP camera's low-resolution substream to detect motion on ("": the recorded stream).
+    detect_source: str = setting("")
 
 
 @dataclass(frozen=True, slots=True)
