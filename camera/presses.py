@@ -63,6 +63,7 @@ class GpioDoorbell:
         debounce_s: float = 0.05,
         chime_s: float = 1.0,
         pin_factory=None,
+        switches=None,
     ):
         from gpiozero import Button, DigitalOutputDevice  # only on this path
 
@@ -75,12 +76,14 @@ class GpioDoorbell:
         if chime_pin is not None:
             self._chime = DigitalOutputDevice(chime_pin, pin_factory=pin_factory)
         self._chime_s = chime_s
+        self._switches = switches  # camera.notify.switches.Switches: mute_chime silences it
         self._button.when_pressed = self._on_press
 
     def _on_press(self) -> None:
         with self._lock:
             self._count += 1
-        if self._chime is not None:
+        muted = self._switches is not None and self._switches.mute_chime
+        if self._chime is not None and not muted:
             self._chime.blink(on_time=self._chime_s, off_time=0, n=1, background=True)
 
     def pressed(self, pts_us: int) -> bool:

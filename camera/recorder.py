@@ -52,7 +52,7 @@ class Recorder:
                  wall_clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
                  retention_interval_s: float = 60.0, watchdog: SystemdWatchdog | None = None,
                  events=None, watcher: SettingsWatcher | None = None,
-                 tuner: MotionTuner | None = None):
+                 tuner: MotionTuner | None = None, switches=None):
         self.settings = settings
         self.presses = presses or NoButton()
         self.store = store
@@ -60,6 +60,8 @@ class Recorder:
         if events is not None:
             self.store = events.observe_store(store)
         self.live, self.watcher, self.tuner = live, watcher, tuner
+        self.switches = switches  # camera.notify.switches.Switches (privacy mode), or None
+        self._privacy_on = False
         self.watchdog = watchdog or SystemdWatchdog()  # a no-op outside systemd
         self.activity = Activity(events)
         self.retention = Retention(self.store, audit, self.activity, wall_clock_us,
@@ -107,6 +109,8 @@ class Recorder:
         pipeline.close()
 
     def process(self, frame: Frame) -> None:
+        if self._private(frame):
+            return
         pipeline, cutter = self.pipeline, self.cutter
         if self._origin is None:
             self._origin = (frame.pts_us, self._wall_clock_us())
@@ -147,6 +151,29 @@ class Recorder:
         due, self._status_due = self._status_due and fresh, self._status_due and not fresh
         self._publish_status(force=due)
         self.retention.run(self.settings.retention)
+
+    def _private(self, frame: Frame) -> bool:
+        """Privacy mode (Home Assistant's switch): no clip, no live frame, no picture; a press
+        still goes out, without one. When it ends, a fresh start from the next frame (set_masks
+        drops the pre-roll), so no frame from while it was on can begin a clip."""
+        on = self.switches is not None and self.switches.privacy_mode
+        if on != self._privacy_on:
+            self._privacy_on = on
+            if on:
+                self.close_clip()
+                if self.live is not None:
+                    self.live.clear()
+            else:
+                self._detector.reset()
+                self.pipeline.set_masks(self.settings.privacy.masks)
+            self._publish_status(force=True)
+        if on:
+            if self.presses.pressed(frame.pts_us):
+                self.activity.emit("doorbell_pressed")
+            self.stats.frame()
+            self._publish_status()
+            self.retention.run(self.settings.retention)
+        return on
 
     def close_clip(self) -> None:
         """Seal the open clip, if any, and go idle (shutdown, camera lost)."""
@@ -250,4 +277,5 @@ class Recorder:
     def _publish_status(self, force: bool = False) -> None:
         recording = self.cutter.recording_id if self.cutter is not None else None
         self.stats.retention_problem = self.retention.problem
-        self.stats.publish(self._machine.state.value, recording, force)
+        state = "privacy mode" if self._privacy_on else self._machine.state.value
+        self.stats.publish(state, recording, force)
