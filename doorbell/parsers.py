@@ -174,11 +174,15 @@ def _add_replicate(subparsers) -> None:
                                    help="copy the ciphertext to an SFTP server on the LAN")
     parser.add_argument("--home", help="home directory")
     what = parser.add_mutually_exclusive_group()
-    what.add_argument("--pair", metavar="URL", help="pin the host key of sftp://user@host:port/path")
+    what.add_argument("--pair", metavar="URL", nargs="?", const="",
+                      help="pin the host key of sftp://user@host:port/path (default: "
+                           "replica.target)")
     what.add_argument("--check", action="store_true", help="check the paired server's host key")
     parser.add_argument("--identity-file", help="SSH private key for the replica server")
-    parser.add_argument("--poll-interval-s", type=float, default=0.5,
-                        help="how often to look for new bytes (seconds)")
+    parser.add_argument("--poll-interval-s", type=float,
+                        help="how often to look for new bytes (default: replica.poll_interval_s)")
+    parser.add_argument("--state-dir",
+                        help="where progress.json goes (default: replica.state_dir)")
     parser.set_defaults(handler=("replicate", "run"))
 
 

@@ -14,13 +14,21 @@ appending, the last bytes of the copy are compared with the same bytes of the so
 reported (`Conflict`). When a clip is sealed its `.partial` video is renamed `...mp4.age`; the
 copy's `.partial` is renamed on the server likewise and then completed.
 
-Nothing on the server is ever deleted: the device's retention and deletions do not reach the
-replica, and a partial the device abandons stays there as a `.partial` (its authenticated prefix
-is what the recovery key decrypts).
+The device's retention and deletions never reach the replica, and a partial the device abandons
+stays there as a `.partial` (its authenticated prefix is what the recovery key decrypts). The
+replica has its own retention (storage.replica_retention): the only deletions on the server.
+
+Backlog: after an outage, catch-up is the growing clip first, then oldest first. Memory does not
+grow with what is pending: files are walked one directory listing at a time (never a list of
+every file), bytes are streamed in COPY_BLOCK_BYTES blocks, and what is remembered per file is
+its (size, mtime) after the last copy, for the files on the device now (the device's own
+retention bounds them). The replicator only reads the home: it never holds a lock the recorder
+waits for.
 """
 
 import errno
 import logging
+import os
 import posixpath
 import stat
 import time
@@ -28,8 +36,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .clipid import VIDEO_SUFFIX
 from .durable import PARTIAL_SUFFIX
 from .errors import ReplicaCopyConflict
+from .replica_retention import ReplicaRetention, RetentionResult, clip_id_of
 
 log = logging.getLogger(__name__)
 
@@ -60,53 +70,115 @@ class PassResult:
     copied_bytes: int = 0
     files_changed: int = 0
     conflicts: list[Conflict] = field(default_factory=list)
+    retention: RetentionResult | None = None
+
+    @property
+    def pending_files(self) -> int:
+        """Files this pass could not bring up to date (each is retried next pass)."""
+        return len(self.conflicts)
 
 
-def source_files(home_root: Path) -> list[SourceFile]:
-    """Every file to replicate, growing `.partial` videos first, then oldest first (clip paths
-    are dated, clips/YYYY/MM/DD/<start time>-..., so path order is time order)."""
-    found: list[SourceFile] = []
+def source_files(home_root: Path) -> Iterator[SourceFile]:
+    """Every file to replicate, growing `.partial` videos first, then the small files, then the
+    clips oldest first (clip paths are dated, clips/YYYY/MM/DD/<start time>-..., so path order
+    is time order). A generator: one directory's listing is held at a time."""
+    clips = home_root / "clips"
+    for path in sorted(clips.glob("*/*/*/*" + VIDEO_SUFFIX + PARTIAL_SUFFIX)):
+        yield SourceFile(path.relative_to(home_root).as_posix(), path, True)
     for name in SMALL_FILES + APPEND_FILES:
         path = home_root / name
         if path.is_file():
-            found.append(SourceFile(name, path, name in APPEND_FILES))
-    for directory, append_only in [(d, False) for d in SMALL_DIRS] + \
-            [(d, True) for d in APPEND_DIRS]:
-        for path in sorted((home_root / directory).rglob("*")):
-            if path.is_file() and not path.name.endswith(UPLOAD_SUFFIX):
-                found.append(SourceFile(path.relative_to(home_root).as_posix(), path,
-                                        append_only))
-    return sorted(found, key=lambda f: (not f.relative.endswith(PARTIAL_SUFFIX), f.relative))
+            yield SourceFile(name, path, name in APPEND_FILES)
+    for directory in SMALL_DIRS:
+        for path in _walk_sorted(home_root / directory):
+            if not path.name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)):
+                yield SourceFile(path.relative_to(home_root).as_posix(), path, False)
+    for directory in APPEND_DIRS:
+        for path in _walk_sorted(home_root / directory):
+            if not path.name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)):
+                yield SourceFile(path.relative_to(home_root).as_posix(), path, True)
+
+
+def _walk_sorted(directory: Path) -> Iterator[Path]:
+    """The files below `directory`, in sorted path order, listing one directory at a time."""
+    try:
+        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return
+    for entry in entries:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                yield from _walk_sorted(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                yield Path(entry.path)
+        except OSError:
+            continue
 
 
 class Replicator:
     """One pass over the home copies what changed since the last pass over `sftp` (a paramiko
-    SFTPClient). `seen` remembers each file's (size, mtime) after a successful copy, so an
-    unchanged file costs a local stat only; it is dropped when the connection is replaced."""
+    SFTPClient). `_copied` holds each file's (size, mtime) after its last copy, for the files
+    on the device now, so an unchanged file costs a local stat only; after a reconnect every
+    file is checked against the server once (`forget_remote_state`)."""
 
-    def __init__(self, home_root: Path, remote_root: str) -> None:
+    def __init__(self, home_root: Path, remote_root: str,
+                 retention: ReplicaRetention | None = None,
+                 clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+                 retention_interval_s: float = 60.0) -> None:
         self.home_root = Path(home_root)
         self.remote_root = remote_root.rstrip("/") or "/"
-        self._seen: dict[str, tuple[int, int]] = {}
+        self.retention = retention or ReplicaRetention()
+        self._clock_us = clock_us
+        self._retention_interval_us = int(retention_interval_s * 1e6)
+        self._retention_due_us: int | None = None  # at once after connecting
+        self._copied: dict[str, tuple[int, int]] = {}
+        self._checked: set[str] = set()
         self._made_dirs: set[str] = set()
 
     def forget_remote_state(self) -> None:
-        self._seen.clear()
+        self._checked.clear()
         self._made_dirs.clear()
+        self._retention_due_us = None
+
+    def pending_files(self) -> int:
+        """Files changed on the device since their last copy (local stats only: no server)."""
+        pending = 0
+        for source in source_files(self.home_root):
+            try:
+                info = source.path.stat()
+            except OSError:
+                continue
+            if self._copied.get(source.relative) != (info.st_size, info.st_mtime_ns) and \
+                    self._wanted(source):
+                pending += 1
+        return pending
+
+    def _wanted(self, source: SourceFile) -> bool:
+        if not source.relative.startswith("clips/"):
+            return True
+        clip_id = clip_id_of(source.path.name)
+        return clip_id is None or self.retention.copies(clip_id, self._clock_us())
 
     def run_pass(self, sftp) -> PassResult:
         result = PassResult()
+        copied: dict[str, tuple[int, int]] = {}
+        growing: set[str] = set()
         for source in source_files(self.home_root):
+            if source.relative.endswith(PARTIAL_SUFFIX):
+                growing.add(clip_id_of(source.path.name) or "")
             try:
                 info = source.path.stat()
             except (FileNotFoundError, PermissionError):
                 continue  # renamed (sealed) or deleted since the scan: the next pass sees it
             mark = (info.st_size, info.st_mtime_ns)
-            if self._seen.get(source.relative) == mark:
+            if self._copied.get(source.relative) == mark and source.relative in self._checked:
+                copied[source.relative] = mark
                 continue
+            if not self._wanted(source):
+                continue  # outside the replica's own retention: it would be deleted there
             try:
-                copied = (self._append(sftp, source) if source.append_only
-                          else self._replace(sftp, source))
+                changed = (self._append(sftp, source) if source.append_only
+                           else self._replace(sftp, source))
             except FileNotFoundError:
                 continue
             except PermissionError as exc:  # a file this user may not read (or write there)
@@ -115,10 +187,19 @@ class Replicator:
             except ReplicaCopyConflict as exc:
                 result.conflicts.append(Conflict(source.relative, str(exc)))
                 continue
-            self._seen[source.relative] = mark
-            if copied:
-                result.copied_bytes += copied
+            copied[source.relative] = mark
+            self._checked.add(source.relative)
+            if changed:
+                result.copied_bytes += changed
                 result.files_changed += 1
+        self._copied = copied  # files gone from the device are forgotten
+        now_us = self._clock_us()
+        if self._retention_due_us is None or now_us >= self._retention_due_us:
+            self._retention_due_us = now_us + self._retention_interval_us
+            result.retention = self.retention.apply(sftp, self._remote("clips"), now_us,
+                                                    growing)
+            for clip_id in result.retention.deleted_clips:
+                log.info("replica retention: deleted clip %s on the replica", clip_id)
         return result
 
     def _remote(self, relative: str) -> str:
@@ -215,18 +296,22 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
                 poll_interval_s: float = 0.5, retry_interval_s: float = 1.0,
                 should_stop: Callable[[], bool] = lambda: False,
                 on_pass: Callable[[PassResult], None] = lambda result: None,
-                connection_errors: tuple[type[BaseException], ...] = (OSError, EOFError)) -> None:
+                on_error: Callable[[str, int], None] = lambda sentence, pending: None,
+                connection_errors: tuple[type[BaseException], ...] = (OSError, EOFError),
+                retention: ReplicaRetention | None = None) -> None:
     """Passes every `poll_interval_s` over the SFTP client `connect()` returns; on a lost
     connection, reconnect every `retry_interval_s` and carry on from the server's sizes.
     `connection_errors` are the exceptions that mean the server went away (the SSH library's
-    own included); anything else, a changed host key for one, ends the loop."""
-    replicator = Replicator(home_root, remote_root)
+    own included); anything else, a changed host key for one, ends the loop. `on_error` gets
+    one sentence and the number of files waiting, at every failed connection attempt."""
+    replicator = Replicator(home_root, remote_root, retention)
     reported: set[str] = set()
     while not should_stop():
         try:
             sftp = connect()
         except connection_errors as exc:
             log.warning("replica unreachable: %s", exc)
+            on_error(f"the replica is unreachable: {exc}", replicator.pending_files())
             _sleep(retry_interval_s, should_stop)
             continue
         replicator.forget_remote_state()
@@ -241,8 +326,11 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
         except connection_errors as exc:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 log.error("replica full: %s", exc)
+                sentence = f"the replica server is full: {exc}"
             else:
                 log.warning("replica connection lost: %s", exc)
+                sentence = f"the connection to the replica was lost: {exc}"
+            on_error(sentence, replicator.pending_files())
         finally:
             _close(sftp)
         _sleep(retry_interval_s, should_stop)

@@ -114,22 +114,34 @@ class PinnedTarget:
                                      f"'doorbell replicate --pair URL'") from None
 
 
-def fetch_host_key(target: SftpTarget, address: str, timeout_s: float = 10.0):
-    """The server's host key (a paramiko PKey), read in the key exchange, before any login."""
+def _start_transport(target: SftpTarget, address: str, timeout_s: float):
+    """A paramiko Transport after the key exchange (the server's key known, no login yet).
+    Unreachable: ConnectionError; no SSH server there: ReplicaTargetError."""
     import paramiko  # imported here: only the replicate command needs it
 
     try:
         sock = socket.create_connection((address, target.port), timeout=timeout_s)
     except OSError as exc:
-        raise ReplicaTargetError(f"cannot reach the replica at {target.host}:{target.port}: "
-                                 f"{exc.strerror or exc}") from None
+        raise ConnectionError(f"cannot reach the replica at {target.host}:{target.port}: "
+                              f"{exc.strerror or exc}") from None
     transport = paramiko.Transport(sock)
     try:
         transport.start_client(timeout=timeout_s)
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        raise ConnectionError(f"{target.host}:{target.port} did not complete an SSH key "
+                              f"exchange: {exc}") from None
+    return transport
+
+
+def fetch_host_key(target: SftpTarget, address: str, timeout_s: float = 10.0):
+    """The server's host key (a paramiko PKey), read in the key exchange, before any login."""
+    try:
+        transport = _start_transport(target, address, timeout_s)
+    except ConnectionError as exc:
+        raise ReplicaTargetError(str(exc)) from None
+    try:
         return transport.get_remote_server_key()
-    except (paramiko.SSHException, OSError) as exc:
-        raise ReplicaTargetError(f"{target.host}:{target.port} did not complete an SSH key "
-                                 f"exchange: {exc}") from None
     finally:
         transport.close()
 
@@ -156,14 +168,8 @@ def open_sftp(pinned: PinnedTarget, identity_file: Path, networks: Iterable[str]
         client_key = paramiko.PKey.from_path(identity_file)
     except (OSError, paramiko.SSHException) as exc:
         raise ReplicaTargetError(f"cannot read the SSH key {identity_file}: {exc}") from None
+    transport = _start_transport(pinned.target, address, timeout_s)
     try:
-        sock = socket.create_connection((address, pinned.target.port), timeout=timeout_s)
-    except OSError as exc:
-        raise ConnectionError(f"cannot reach {pinned.target.host}:{pinned.target.port}: "
-                              f"{exc.strerror or exc}") from None
-    transport = paramiko.Transport(sock)
-    try:
-        transport.start_client(timeout=timeout_s)
         check_pinned_key(pinned, transport.get_remote_server_key())
         transport.auth_publickey(pinned.target.user, client_key)
         sftp = paramiko.SFTPClient.from_transport(transport)

@@ -68,6 +68,77 @@ def test_a_malformed_url_gets_one_sentence(home, url):
     assert "sftp://" in assert_one_sentence(home.run("replicate", "--pair", url))
 
 
+def test_pair_without_a_url_pairs_replica_target_and_a_different_target_is_refused(home, sshd):
+    (home.root / "config.toml").write_text(f'[replica]\ntarget = "{sshd.url}"\n')
+    assert sshd.host_key_fingerprint() in assert_ok(home.run("replicate", "--pair")).stdout
+    other = sshd.url.replace(str(sshd.root), "/srv/elsewhere")
+    (home.root / "config.toml").write_text(f'[replica]\ntarget = "{other}"\n')
+    message = assert_one_sentence(home.run("replicate", "--identity-file", str(sshd.client_key)))
+    assert "replica.target is" in message and "--pair" in message
+
+
+def test_a_bad_replica_section_is_refused_naming_the_key(home):
+    (home.root / "config.toml").write_text('[replica]\ntarget = "sftp://u:pw@nas.lan/srv"\n')
+    assert "target" in assert_one_sentence(home.run("replicate", "--check"))
+    (home.root / "config.toml").write_text("[replica]\nmax_total_bytes = 5\n")
+    assert "max_total_bytes" in assert_one_sentence(home.run("replicate", "--check"))
+
+
+def _progress(state_dir: Path) -> dict | None:
+    try:
+        return json.loads((state_dir / "progress.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def _wait_for(condition, timeout_s: float):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.1)
+    return condition()
+
+
+def test_progress_json_says_when_the_replica_last_caught_up_and_why_not(home, sshd, tmp_path):
+    assert_ok(home.run("replicate", "--pair", sshd.url))
+    state_dir = tmp_path / "state"
+    log = tmp_path / "replicate.log"
+    before_us = time.time_ns() // 1000
+    replicator = _start(["replicate", "--identity-file", str(sshd.client_key), "--state-dir",
+                         str(state_dir)], home.root, log)
+    try:
+        progress = _wait_for(lambda: (p := _progress(state_dir)) and
+                             p["last_copy_wall_us"] and p, 20)
+        assert progress, log.read_text()
+        assert set(progress) == {"target", "host_key_fingerprint", "last_copy_wall_us",
+                                 "pending_files", "last_error", "updated_wall_us"}
+        assert progress["target"] == sshd.url and progress["last_error"] is None
+        assert progress["host_key_fingerprint"] == sshd.host_key_fingerprint()
+        assert before_us < progress["last_copy_wall_us"] <= progress["updated_wall_us"]
+        assert progress["pending_files"] == 0
+        assert (sshd.root / "recipients.txt").read_bytes() == \
+            (home.root / "recipients.txt").read_bytes()
+        assert (state_dir / "progress.json").stat().st_mode & 0o777 == 0o640
+
+        sshd.stop()  # the NAS goes away; the device changes a file meanwhile
+        home.write_clip(b"sealed while the replica was away" * 100,
+                        start_us=time.time_ns() // 1000)
+        down = _wait_for(lambda: (p := _progress(state_dir)) and p["last_error"] and
+                         p["pending_files"] > 0 and p, 20)
+        assert down, log.read_text()
+        assert "unreachable" in down["last_error"] or "lost" in down["last_error"]
+        assert down["last_copy_wall_us"] <= progress["last_copy_wall_us"] + 2_000_000
+        sshd.start()
+        back = _wait_for(lambda: (p := _progress(state_dir)) and p["last_error"] is None and
+                         p["pending_files"] == 0 and p, 20)
+        assert back and back["last_copy_wall_us"] > down["updated_wall_us"]
+    finally:
+        replicator.send_signal(signal.SIGTERM)
+        replicator.wait(timeout=20)
+    assert replicator.returncode == 0, log.read_text()
+
+
 VIDEO = Path("/work/shared/testdata/video/vtest.avi")  # people walking: motion at once
 CHUNK_BYTES = 64 * 1024
 SEALED_CLIPS_BEFORE_KILL = 2

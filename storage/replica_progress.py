@@ -1,0 +1,83 @@
+"""progress.json: how far the replicator is, for the hub's status page (replication lag).
+
+Written atomically (tmp + fsync + rename, mode 0640) into the replicator's state directory, at
+most once per second, with exactly these keys:
+
+    target               the target's URL (sftp://user@host:port/path: it never has a password)
+    host_key_fingerprint the pinned host key, SHA256:...
+    last_copy_wall_us    when the last complete pass ended (µs since the epoch, UTC): the
+                         replica then held every byte the device had when that pass began;
+                         null before the first one
+    pending_files        files changed on the device and not yet on the replica
+    last_error           one sentence (an unreachable server, a copy left alone), or null
+    updated_wall_us      when this file was written
+"""
+
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+PROGRESS_FILE_NAME = "progress.json"
+FILE_MODE = 0o640
+DIRECTORY_MODE = 0o750
+MIN_INTERVAL_S = 1.0
+
+
+def wall_us() -> int:
+    return time.time_ns() // 1000
+
+
+class ProgressFile:
+    def __init__(self, state_dir: Path, target: str, host_key_fingerprint: str,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.path = Path(state_dir) / PROGRESS_FILE_NAME
+        self._clock = clock
+        self._state = {"target": target, "host_key_fingerprint": host_key_fingerprint,
+                       "last_copy_wall_us": None, "pending_files": 0, "last_error": None}
+        self._written_at: float | None = None
+        self._dirty = True
+        self._failed = False
+
+    def pass_complete(self, pending_files: int, error: str | None) -> None:
+        self._set(last_copy_wall_us=wall_us(), pending_files=pending_files, last_error=error)
+
+    def failed(self, error: str, pending_files: int) -> None:
+        self._set(last_error=error, pending_files=pending_files)
+
+    def _set(self, **values) -> None:
+        self._state.update(values)
+        self._dirty = True
+        self.write_if_due()
+
+    def write_if_due(self) -> None:
+        now = self._clock()
+        if self._dirty and (self._written_at is None or now - self._written_at >= MIN_INTERVAL_S):
+            self.write()
+
+    def write(self) -> None:
+        """Write now (also at stop, so the last state is not held back by the 1 s limit)."""
+        self._written_at = self._clock()
+        self._dirty = False
+        data = json.dumps({**self._state, "updated_wall_us": wall_us()}).encode() + b"\n"
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            self.path.parent.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+            try:
+                os.fchmod(fd, FILE_MODE)  # the umask must not decide who may read it
+                os.write(fd, data)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            if not self._failed:  # said once: the copying matters more than this file
+                log.error("cannot write %s: %s", self.path, exc.strerror or exc)
+            self._failed = True
+            return
+        self._failed = False
