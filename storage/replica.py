@@ -298,13 +298,17 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
                 on_pass: Callable[[PassResult], None] = lambda result: None,
                 on_error: Callable[[str, int], None] = lambda sentence, pending: None,
                 connection_errors: tuple[type[BaseException], ...] = (OSError, EOFError),
-                retention: ReplicaRetention | None = None) -> None:
+                retention: ReplicaRetention | None = None,
+                retention_interval_s: float = 60.0) -> None:
     """Passes every `poll_interval_s` over the SFTP client `connect()` returns; on a lost
     connection, reconnect every `retry_interval_s` and carry on from the server's sizes.
     `connection_errors` are the exceptions that mean the server went away (the SSH library's
     own included); anything else, a changed host key for one, ends the loop. `on_error` gets
-    one sentence and the number of files waiting, at every failed connection attempt."""
-    replicator = Replicator(home_root, remote_root, retention)
+    one sentence and the number of files waiting, at every failed connection attempt. The
+    replica's retention runs after the first pass of each connection, then every
+    `retention_interval_s`."""
+    replicator = Replicator(home_root, remote_root, retention,
+                            retention_interval_s=retention_interval_s)
     reported: set[str] = set()
     while not should_stop():
         try:

@@ -13,6 +13,7 @@ from doorbell.storage.age import X25519Identity
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.replica import run_forever, source_files
+from doorbell.storage.replica_retention import US_PER_DAY, ReplicaRetention
 from doorbell.storage.replica_target import (
     PinnedTarget,
     SftpTarget,
@@ -46,7 +47,8 @@ def home(tmp_path) -> Path:
 class Running:
     """run_forever in a thread, over the pinned sshd, stopped at the end of the test."""
 
-    def __init__(self, home: Path, server: SftpServer) -> None:
+    def __init__(self, home: Path, server: SftpServer,
+                 retention: ReplicaRetention | None = None) -> None:
         target = SftpTarget.parse(server.url)
         key = fetch_host_key(target, "127.0.0.1")
         pinned = PinnedTarget(target, key.get_name(), key.get_base64())
@@ -56,7 +58,8 @@ class Running:
             home_root=home, remote_root=target.path,
             connect=lambda: open_sftp(pinned, server.client_key, NETWORKS),
             poll_interval_s=0.2, retry_interval_s=0.3, should_stop=self.stop.is_set,
-            on_pass=self._count, connection_errors=connection_errors()), daemon=True)
+            on_pass=self._count, connection_errors=connection_errors(), retention=retention,
+            retention_interval_s=0.2), daemon=True)
         self.thread.start()
 
     def _count(self, result) -> None:
@@ -148,3 +151,60 @@ def test_a_replica_copy_that_differs_is_left_alone_not_overwritten(home, sshd):
         assert copy.read_bytes() == b"B" * 10_000
     finally:
         running.close()
+
+
+def _clip_ids(root: Path) -> list[str]:
+    return sorted(p.name.split(".")[0] for p in (root / "clips").rglob("*.mp4.age*"))
+
+
+def test_the_replicas_own_retention_deletes_its_oldest_clips_only(home, sshd, tmp_path):
+    now_us = time.time_ns() // 1000
+    index = ClipIndex(home / "index.sqlite3")
+    store = ClipStore(home / "clips", index, [X25519Identity.generate().recipient])
+    # A clip 200 days old that an earlier run copied: older than the replica's 90 days.
+    ancient = store.begin_clip(now_us - 200 * US_PER_DAY)
+    ancient.video.write(b"old" * 1000)
+    ancient.finish(None, {})
+    for path in (home / "clips").rglob("*.age"):
+        copy = sshd.root / path.relative_to(home)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(path.read_bytes())
+    # Four recent clips of about 1 MB each, an hour apart; the replica's budget is 2.5 MB.
+    recent = []
+    for hour in (4, 3, 2, 1):
+        writer = store.begin_clip(now_us - hour * 3600 * 1_000_000)
+        writer.video.write(bytes([hour]) * 1_000_000)
+        recent.append(writer.finish(b"jpeg", {}).id)
+    growing = store.begin_clip(now_us, fsync_interval_s=0.1)
+    growing.video.write(b"g" * 1_500_000)
+    growing.sync()
+    retention = ReplicaRetention.load(tmp_path / "state", max_age_days=90,
+                                      max_total_bytes=2_500_000)
+    running = Running(home, sshd, retention)
+    try:
+        growing_id = growing.clip_id
+        assert wait_until(lambda: _clip_ids(sshd.root) == [recent[3], growing_id], 15.0), \
+            _clip_ids(sshd.root)
+        # The newest sealed clip and the growing one, nothing older: the budget holds them.
+        for name in ("audit.jsonl", "recipients.txt", "identities/alice.age"):
+            assert (sshd.root / name).read_bytes() == (home / name).read_bytes()
+        # The device still has them all; the replicator does not copy back what the replica's
+        # retention removed, nor the clip older than its 90 days.
+        assert len(_clip_ids(home)) == 6
+        passes = running.passes
+        assert wait_until(lambda: running.passes >= passes + 5, 5.0)
+        assert _clip_ids(sshd.root) == [recent[3], growing_id]
+    finally:
+        running.close()
+    # ... not after a restart either (the state directory remembers how far it deleted).
+    again = Running(home, sshd, ReplicaRetention.load(tmp_path / "state", 90, 2_500_000))
+    try:
+        passes = again.passes
+        assert wait_until(lambda: again.passes >= passes + 5, 10.0)
+        assert _clip_ids(sshd.root) == [recent[3], growing_id]
+        growing.finish(None, {})
+        assert wait_until(lambda: not list(sshd.root.rglob("*.partial")), 10.0)
+        assert _clip_ids(sshd.root) == [growing_id]  # sealed, the budget keeps the newest only
+    finally:
+        again.close()
+        index.close()
