@@ -2,12 +2,20 @@
 
 There is no certificate authority on a home network; the owner compares the SHA-256
 fingerprint the browser shows with the one `doorbell init` and `doorbell serve` print.
+
+The certificate names every way the household reaches the device: its host name, `NAME.local`
+(mDNS), `localhost`, the names configured in viewer.hostnames, and the device's own addresses
+on the home network (IPv4 and IPv6, read from the kernel when the certificate is made; global
+IPv6 addresses and link-local IPv6, which needs a zone in a URL, are left out). An address
+added later (a new DHCP lease) is not in it: `doorbell serve` says so (see missing_names).
 """
 
 import datetime
+import fcntl
 import ipaddress
 import os
 import socket
+import struct
 from pathlib import Path
 
 from cryptography import x509
@@ -29,13 +37,78 @@ def fingerprint(cert_path: Path) -> str:
     return ":".join(digest[i : i + 2] for i in range(0, len(digest), 2))
 
 
-def create_certificate(tls_dir: Path, extra_names: list[str] = ()) -> str:
-    """Make a key and a 10-year self-signed certificate for this device; return its fingerprint."""
-    tls_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+_SIOCGIFADDR = 0x8915  # linux/sockios.h: an interface's (primary) IPv4 address
+_IF_INET6 = Path("/proc/net/if_inet6")
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _interface_ipv4(sock: socket.socket, interface: str) -> ipaddress.IPv4Address | None:
+    request = struct.pack("256s", interface.encode()[:15])
+    try:
+        reply = fcntl.ioctl(sock.fileno(), _SIOCGIFADDR, request)
+    except OSError:  # no IPv4 address on this interface
+        return None
+    return ipaddress.IPv4Address(reply[20:24])
+
+
+def _ipv6_addresses() -> list[ipaddress.IPv6Address]:
+    try:
+        lines = _IF_INET6.read_text().splitlines()
+    except OSError:  # no IPv6 in this kernel
+        return []
+    return [ipaddress.IPv6Address(int(line.split()[0], 16)) for line in lines if line.strip()]
+
+
+def _on_the_home_network(address: Address) -> bool:
+    if address.is_loopback:
+        return True
+    if address.is_global or address.is_multicast or address.is_unspecified:
+        return False
+    return not (address.version == 6 and address.is_link_local)
+
+
+def device_addresses() -> list[Address]:
+    """This device's loopback and home-network addresses, as the kernel has them now."""
+    found: set[Address] = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # for ioctl only: no traffic
+        for _index, interface in socket.if_nameindex():
+            address = _interface_ipv4(sock, interface)
+            if address is not None:
+                found.add(address)
+    found.update(_ipv6_addresses())
+    return sorted((a for a in found if _on_the_home_network(a)),
+                  key=lambda a: (a.version, int(a)))
+
+
+def device_names(extra_names=()) -> list[str]:
+    """The host name, its short form and .local name, localhost, and the configured names."""
     host = socket.gethostname()
     short = host.split(".")[0]
-    names = sorted({host, short, f"{short}.local", "localhost", *extra_names})
-    addresses = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+    return sorted({host, short, f"{short}.local", "localhost", *extra_names})
+
+
+def certificate_names(cert_path: Path) -> tuple[set[str], set[Address]]:
+    """(DNS names, IP addresses) the certificate is valid for."""
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(san.get_values_for_type(x509.DNSName)), set(san.get_values_for_type(x509.IPAddress))
+
+
+def missing_names(cert_path: Path, extra_names=()) -> list[str]:
+    """The device's names and current addresses the certificate does not name."""
+    names, addresses = certificate_names(cert_path)
+    return [n for n in device_names(extra_names) if n not in names] + \
+        [str(a) for a in device_addresses() if a not in addresses]
+
+
+def create_certificate(tls_dir: Path, extra_names=()) -> str:
+    """Make a key and a 10-year self-signed certificate for this device; return its fingerprint.
+
+    `extra_names` are the configured host names (viewer.hostnames)."""
+    tls_dir.mkdir(mode=0o750, parents=True, exist_ok=True)
+    short = socket.gethostname().split(".")[0]
+    names = device_names(extra_names)
+    addresses = device_addresses()
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{short} doorbell")])
     now = datetime.datetime.now(datetime.UTC)

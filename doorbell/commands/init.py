@@ -51,13 +51,15 @@ def run(args: argparse.Namespace) -> int:
     name = check_new_household(home, args.user)  # before asking for a passphrase
     passphrase = read_passphrase(args.passphrase_file, prompt=f"New passphrase for {name}: ",
                                  confirm=True)
+    hostnames = ()  # viewer.hostnames, named in the TLS certificate
     if home.config_file.exists():  # an owner's own config.toml is kept: it must be valid
-        Settings.from_toml_text(home.config_file.read_text(), str(home.config_file))
+        own = Settings.from_toml_text(home.config_file.read_text(), str(home.config_file))
+        hostnames = own.viewer.hostnames
 
     created = create_household(home, name, passphrase, args.work_factor,
                                post_quantum=not args.x25519)
     member, work_factor = created.member_identity, created.work_factor
-    tls_fingerprint = create_certificate(home.tls_dir)
+    tls_fingerprint = create_certificate(home.tls_dir, hostnames)
     AuditLog(home.audit_file).append(
         cli_actor(name), "init", member=name, member_key=str(member.recipient),
         recovery_key=str(created.recovery_identity.recipient), scrypt_work_factor=work_factor,

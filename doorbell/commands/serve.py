@@ -6,17 +6,22 @@ from doorbell.config import load_settings
 from doorbell.storage.home import Home
 from doorbell.web import create_app
 from doorbell.web.server import is_loopback, serve
-from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
+from doorbell.web.tls import certificate_paths, create_certificate, fingerprint, missing_names
 
 from ..log_output import configure_logging
 
 log = logging.getLogger("doorbell.viewer")
 
 
-def ensure_certificate(home: Home) -> tuple[str, tuple]:
+def ensure_certificate(home: Home, hostnames=()) -> tuple[str, tuple]:
     cert, key = certificate_paths(home.tls_dir)
     if not (cert.exists() and key.exists()):
-        return create_certificate(home.tls_dir), (cert, key)
+        return create_certificate(home.tls_dir, hostnames), (cert, key)
+    missing = missing_names(cert, hostnames)
+    if missing:  # a new DHCP lease or a name added since: renewing changes the fingerprint
+        log.warning("the TLS certificate does not name %s: a browser that trusts it will warn "
+                    "there; for a new one (with a new fingerprint) delete %s and %s and restart "
+                    "the viewer", ", ".join(missing), cert, key)
     return fingerprint(cert), (cert, key)
 
 
@@ -33,7 +38,7 @@ def run(args) -> int:
     tls = None
     scheme = "http"
     if not is_loopback(host):
-        digest, tls = ensure_certificate(home)
+        digest, tls = ensure_certificate(home, settings.viewer.hostnames)
         scheme = "https"
         print(f"TLS certificate SHA-256 fingerprint: {digest}")
         print("Check that your browser shows the same fingerprint before unlocking.")

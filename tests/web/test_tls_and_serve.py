@@ -3,18 +3,21 @@ TLS elsewhere, the whole guard stack in front of the app."""
 
 import hashlib
 import http.client
+import ipaddress
 import re
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
+import threading
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from doorbell.web.server import is_loopback
-from doorbell.web.tls import certificate_paths, create_certificate, fingerprint
+from doorbell.web.tls import certificate_paths, create_certificate, fingerprint, missing_names
 from tests.helpers import clean_env
 
 from .conftest import MEMBER, PASSPHRASE, SESSION_COOKIE
@@ -47,6 +50,107 @@ def test_certificate_fingerprint_and_names(tmp_path):
         cert.public_key().public_bytes(serialization.Encoding.DER, spki)
     # A second certificate is a new key, with a new fingerprint.
     assert create_certificate(tmp_path / "again") != printed
+
+
+def san_of(cert_path) -> tuple[set[str], set[str]]:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return (set(san.get_values_for_type(x509.DNSName)),
+            {str(a) for a in san.get_values_for_type(x509.IPAddress)})
+
+
+def lan_addresses_from_hostname() -> set[str]:
+    """What `hostname -I` lists (every address but loopback and IPv6 link-local), minus global
+    ones: the addresses the household reaches the device at."""
+    if shutil.which("hostname") is None:
+        pytest.skip("hostname(1) is not installed")
+    listed = subprocess.run(["hostname", "-I"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    return {a for a in listed if not ipaddress.ip_address(a).is_global}
+
+
+def test_certificate_names_the_devices_lan_addresses(tmp_path):
+    expected = lan_addresses_from_hostname()
+    create_certificate(tmp_path / "tls")
+    _names, addresses = san_of(certificate_paths(tmp_path / "tls")[0])
+    assert expected <= addresses, f"hostname -I: {expected}, certificate: {addresses}"
+    assert {"127.0.0.1", "::1"} <= addresses
+    for address in map(ipaddress.ip_address, addresses):
+        assert not address.is_global and not (address.version == 6 and address.is_link_local)
+
+
+def test_a_client_trusting_the_certificate_reaches_the_device_by_its_lan_address(tmp_path):
+    # A phone that trusts the certificate (its fingerprint checked once) and opens
+    # https://<the device's address>/ gets no name mismatch: the handshake verifies the address.
+    addresses = sorted(lan_addresses_from_hostname())
+    if not addresses:
+        pytest.skip("this machine has no home-network address besides loopback")
+    create_certificate(tmp_path / "tls")
+    cert_path, key_path = certificate_paths(tmp_path / "tls")
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_path, key_path)
+    client_context = ssl.create_default_context(cafile=str(cert_path))
+    for address in addresses:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family) as listener:
+            listener.bind((address, 0))
+            listener.listen(1)
+            port = listener.getsockname()[1]
+            accepted: list[bool] = []
+            thread = threading.Thread(target=_handshake_into, daemon=True,
+                                      args=(listener, server_context, accepted))
+            thread.start()
+            with socket.create_connection((address, port), timeout=10) as raw, \
+                    client_context.wrap_socket(raw, server_hostname=address) as tls:
+                assert tls.version() is not None
+            thread.join(10)
+        assert accepted == [True], address
+    # And a name it does not carry is refused, so the check above can fail.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        threading.Thread(target=lambda: _handshake(listener, server_context), daemon=True).start()
+        with socket.create_connection(listener.getsockname(), timeout=10) as raw, \
+                pytest.raises(ssl.SSLCertVerificationError):
+            client_context.wrap_socket(raw, server_hostname="not-this-device.example")
+
+
+def _handshake_into(listener, context, results: list[bool]) -> None:
+    results.append(_handshake(listener, context))
+
+
+def _handshake(listener, context) -> bool:
+    connection, _ = listener.accept()
+    try:
+        with context.wrap_socket(connection, server_side=True):
+            return True
+    except (ssl.SSLError, OSError):
+        return False
+
+
+def test_init_names_the_configured_host_names(tmp_path):
+    fresh_home = tmp_path / "new-home"
+    fresh_home.mkdir()
+    (fresh_home / "config.toml").write_text(
+        '[viewer]\nhostnames = ["doorbell.lan", "front-door.home.arpa"]\n')
+    passphrase = tmp_path / "passphrase.txt"
+    passphrase.write_text(PASSPHRASE + "\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "doorbell", "init", "--home", str(fresh_home),
+         "--passphrase-file", str(passphrase), "--work-factor", "15"],
+        capture_output=True, text=True, timeout=120, env=clean_env(), check=False,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    names, _addresses = san_of(certificate_paths(fresh_home / "tls")[0])
+    assert {"doorbell.lan", "front-door.home.arpa", "localhost"} <= names
+
+
+def test_missing_names_tells_serve_what_an_old_certificate_lacks(tmp_path):
+    create_certificate(tmp_path / "tls", ["doorbell.lan"])
+    cert_path = certificate_paths(tmp_path / "tls")[0]
+    assert missing_names(cert_path, ["doorbell.lan"]) == []
+    assert missing_names(cert_path, ["doorbell.lan", "added-later.lan"]) == ["added-later.lan"]
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")

@@ -86,7 +86,8 @@ def submit():
         household = create_household(v.home, member, passphrase, v.scrypt_work_factor(),
                                      post_quantum=not x25519)
         cert, _key = certificate_paths(v.home.tls_dir)
-        digest = fingerprint(cert) if cert.exists() else create_certificate(v.home.tls_dir)
+        digest = fingerprint(cert) if cert.exists() else \
+            create_certificate(v.home.tls_dir, v.settings.viewer.hostnames)
     except (HouseholdError, RecipientsError, KeyringError, OSError) as exc:
         v.setup.release()
         log.error("set-up failed: %s", exc)
