@@ -7,6 +7,11 @@ No proxy is trusted: browsers talk to gunicorn directly, so no X-Forwarded-* (or
 header may change the scheme, the path or the client address the allowed-network check and the
 audit log see. gunicorn would otherwise trust them from loopback by default, or from whatever
 FORWARDED_ALLOW_IPS says in its environment.
+
+Streams (live events, the live view) each hold a thread while open: web/stream_budget.py keeps
+HEADROOM_THREADS of the WORKER_THREADS for everything else, and the worker below ends every
+stream as soon as gunicorn tells it to stop, so it exits within graceful_timeout instead of
+being SIGKILLed with open tabs.
 """
 
 import ipaddress
@@ -15,6 +20,9 @@ from pathlib import Path
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.workers.gthread import ThreadWorker
+
+from .stream_budget import WORKER_THREADS, stream_budget
 
 log = logging.getLogger("doorbell.viewer")
 
@@ -26,6 +34,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class StreamEndingWorker(ThreadWorker):
+    """gunicorn's threaded worker that also ends the app's open streams when told to stop:
+    SIGTERM (graceful: the streams end, then the worker waits for the other requests) and
+    SIGINT/SIGQUIT (quick: gunicorn gives the worker 2 s)."""
+
+    def _end_streams(self) -> None:
+        app = getattr(self, "wsgi", None)  # None: a signal before the app was loaded
+        if app is not None:
+            stream_budget(app).stop()
+
+    def handle_exit(self, sig, frame):
+        self._end_streams()
+        super().handle_exit(sig, frame)
+
+    def handle_quit(self, sig, frame):
+        self._end_streams()
+        super().handle_quit(sig, frame)
 
 
 class _Gunicorn(BaseApplication):
@@ -47,8 +74,8 @@ def gunicorn_options(host: str, port: int, tls: tuple[Path, Path] | None) -> dic
     options = {
         "bind": [bind],
         "workers": 1,  # unlocked keys live in this one process's memory, nowhere else
-        "worker_class": "gthread",
-        "threads": 8,
+        "worker_class": StreamEndingWorker,  # gthread
+        "threads": WORKER_THREADS,
         "timeout": 60,
         "graceful_timeout": 5,
         "keepalive": 5,

@@ -10,10 +10,12 @@ polls that file and sends each new `clip_saved` and `doorbell_pressed` as an SSE
 
 A stream starts at the end of the file (nothing old is replayed), or after the browser's
 `Last-Event-ID` if that event is still in the file. It ends when the session locks (it does not
-count as activity, so an open tab does not keep the session unlocked) or after MAX_STREAM_S; the
-browser then reconnects by itself (after `retry`). With MAX_STREAMS already open, a new one gets
-only `retry: 60000` and ends. Locked: 401 (access.data), and the page reloads to the
-login page.
+count as activity, so an open tab does not keep the session unlocked), after MAX_STREAM_S, or at
+once when the viewer stops; the browser then reconnects by itself (after `retry`). With
+MAX_STREAMS event streams, or the viewer's whole stream budget (web/stream_budget.py), already
+open, a new one gets only `retry: 60000` and ends: a browser gives up for good on an error
+status, so "busy" is a 200 that says when to come back. Locked: 401 (access.data), and the page
+reloads to the login page.
 """
 
 import time
@@ -23,6 +25,8 @@ from flask import Blueprint, Response, current_app, g, request
 from doorbell.storage.exchange import EventLine, load_events
 
 from .. import access
+from ..stream_budget import MAX_STREAMS as STREAM_BUDGET
+from ..stream_budget import stream_budget
 from .common import viewer
 
 blueprint = Blueprint("events", __name__)
@@ -31,7 +35,7 @@ STREAMED = ("clip_saved", "doorbell_pressed")
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
 MAX_STREAM_S = 600
-MAX_STREAMS = 8
+MAX_STREAMS = STREAM_BUDGET  # event streams may use all of it
 RETRY_MS = 3000
 BUSY_RETRY_MS = 60_000
 
@@ -54,13 +58,18 @@ def stream():
     session_id = g.session_id
     path = v.home.events_file
     last_id = request.headers.get("Last-Event-ID", "")
+    budget = stream_budget(current_app)
 
     def generate():
+        # Here, not in the view: a stream never read holds nothing.
+        release_slot = budget.try_open()
         with v.live_lock:
-            busy = counter["open"] >= MAX_STREAMS
+            busy = release_slot is None or counter["open"] >= MAX_STREAMS
             if not busy:
-                counter["open"] += 1  # here, not in the view: a stream never read holds none
+                counter["open"] += 1
         if busy:  # come back in a while (an error status would make the browser give up)
+            if release_slot is not None:
+                release_slot()
             yield f"retry: {BUSY_RETRY_MS}\n\n".encode()
             return
         try:
@@ -88,10 +97,12 @@ def stream():
                 if time.monotonic() - last_sent >= KEEPALIVE_S:
                     yield b": keep-alive\n\n"
                     last_sent = time.monotonic()
-                time.sleep(POLL_S)
+                if budget.wait_stopping(POLL_S):
+                    return  # the viewer is stopping
         finally:
             with v.live_lock:
                 counter["open"] -= 1
+            release_slot()
 
     # direct_passthrough: the WSGI server writes (and flushes) each chunk as it comes; the
     # chunks must be bytes for that (gunicorn refuses str).

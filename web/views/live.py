@@ -7,15 +7,16 @@ streams open), not per frame or reconnection: web/coalesced_audit.py.
 
 import time
 
-from flask import Blueprint, Response, abort, g, render_template
-from werkzeug.exceptions import HTTPException
+from flask import Blueprint, Response, abort, current_app, g, render_template
+from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from .. import access
+from ..stream_budget import BUSY_RETRY_S, BUSY_SENTENCE, held, stream_budget
 from .common import record_access, viewer
 
 blueprint = Blueprint("live", __name__, url_prefix="/live")
 
-MAX_STREAMS = 4
+MAX_STREAMS = 4  # MJPEG is heavy on the network; all streams: web/stream_budget.py
 MAX_STREAM_S = 600  # the page reconnects; a forgotten tab does not hold a thread for ever
 BOUNDARY = "doorbell-frame"
 LIVE = "live"  # the audit subject: the stream and single frames are one live session
@@ -38,21 +39,38 @@ def frame():
     return Response(data, mimetype="image/jpeg")
 
 
+def _busy(sentence: str) -> Response:
+    """503 with Retry-After: the page's script waits and reconnects."""
+    body = render_template("error.html", error=ServiceUnavailable(sentence))
+    return Response(body, 503, {"Retry-After": str(BUSY_RETRY_S)}, mimetype="text/html")
+
+
 @blueprint.get("/stream")
 @access.background
 def stream():
     v = viewer()
+    budget = stream_budget(current_app)
+    release_slot = budget.try_open()
+    if release_slot is None:
+        return _busy(BUSY_SENTENCE)
     with v.live_lock:
         if v.live_viewers >= MAX_STREAMS:
-            abort(503, "Too many live viewers at once.")
+            release_slot()
+            return _busy(f"Too many live viewers at once (at most {MAX_STREAMS}); this page "
+                         "tries again by itself in a while.")
         v.live_viewers += 1
         count = v.live_viewers
+
+    def release() -> None:
+        with v.live_lock:
+            v.live_viewers -= 1
+        release_slot()
+
     session_id = g.session_id
     try:
         record_access(LIVE, "live.view", via="stream", viewers=count)
     except HTTPException:
-        with v.live_lock:
-            v.live_viewers -= 1
+        release()
         raise
     path = v.home.live_frame_file
     interval_s = 1.0 / max(v.settings.live.fps, 0.5)
@@ -71,12 +89,13 @@ def stream():
                                f"Content-Length: {len(data)}\r\n\r\n").encode() + data + b"\r\n"
                 except FileNotFoundError:
                     pass
-                time.sleep(interval_s / 2)
+                if budget.wait_stopping(interval_s / 2):
+                    return  # the viewer is stopping
         finally:
-            with v.live_lock:
-                v.live_viewers -= 1
             # The page reconnects a stream that ended: still the same live session.
             v.access_audit.seen(session_id, LIVE)
 
-    return Response(frames(), mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+    # held(): the slot comes back however the stream ends, even if it was never read.
+    return Response(held(frames(), release),
+                    mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
                     direct_passthrough=True)
