@@ -26,6 +26,7 @@ class Usage:
     clips_bytes: int
     free_bytes: int
     total_bytes: int
+    oldest_clip_us: int | None = None  # when the oldest clip still stored began
 
 
 def measure_usage(index_file, clips_dir, now_us: int | None = None) -> Usage:
@@ -39,7 +40,8 @@ def measure_usage(index_file, clips_dir, now_us: int | None = None) -> Usage:
     if oldest:
         span_days = min(RECENT_DAYS, max(1.0, (now_us - oldest[0].start_us) / _DAY_US))
     bytes_per_day = sum(c.size_bytes for c in recent) / span_days if recent else 0.0
-    return Usage(bytes_per_day, clips_bytes, disk.free, disk.total)
+    return Usage(bytes_per_day, clips_bytes, disk.free, disk.total,
+                 oldest[0].start_us if oldest else None)
 
 
 def typical_clip_s(recording) -> float:

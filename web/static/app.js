@@ -2,14 +2,17 @@
 "use strict";
 
 // Live view: an MJPEG stream ends after a while (or when the recorder restarts): reconnect.
+// Refused because too many streams are open (503), it waits longer each time, up to 30 s.
 function keepLiveViewAlive() {
   const img = document.getElementById("live");
   if (!img) return;
+  let delayMs = 2000;
   const reconnect = () => {
-    setTimeout(() => { img.src = img.dataset.stream + "?t=" + Date.now(); }, 2000);
+    setTimeout(() => { img.src = img.dataset.stream + "?t=" + Date.now(); }, delayMs);
+    delayMs = Math.min(delayMs * 2, 30000);
   };
   img.addEventListener("error", reconnect);
-  img.addEventListener("load", () => {});
+  img.addEventListener("load", () => { delayMs = 2000; });
 }
 
 // Status: refresh the figures every few seconds without reloading the page.
@@ -27,10 +30,8 @@ function refreshStatus() {
       alive.className = s.recorder_alive ? "ok" : "error";
       document.getElementById("st-fps").textContent = s.fps;
       document.getElementById("st-today").textContent = s.clips_today;
-      if (s.last_frame_time) {
-        document.getElementById("st-last").textContent =
-          new Date(s.last_frame_time * 1000).toLocaleTimeString();
-      }
+      // The device's clock and zone label ("14:03:05 CET"), not this browser's.
+      document.getElementById("st-last").textContent = s.last_frame_text;
     } catch (e) { /* the device is restarting: try again next time */ }
   };
   setInterval(update, 3000);

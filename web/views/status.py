@@ -1,4 +1,8 @@
-"""Status: is the recorder alive, how fast, how many clips today, how long the disk lasts."""
+"""Status: is the recorder alive, how fast, how many clips today, how long the disk lasts.
+
+Sizes in GB/MB and times with the device's zone label (web/display.py); status.json keeps the
+raw numbers (bytes, seconds since the epoch) and adds the texts the page's script shows.
+"""
 
 import time
 from datetime import datetime
@@ -10,6 +14,8 @@ from doorbell.storage.index import ClipIndex
 
 from .. import access
 from ..capacity import days_that_fit, measure_usage
+from ..disk_summary import disk_picture, disk_words
+from ..display import local_time, zone_sentence
 from .common import viewer
 
 blueprint = Blueprint("status", __name__)
@@ -38,16 +44,23 @@ def collect_status() -> dict:
         "disk_total_bytes": usage.total_bytes,
         "bytes_per_day": round(usage.bytes_per_day),
         "days_of_footage_that_fit": days_fit,
+        "oldest_clip_time": usage.oldest_clip_us / 1e6 if usage.oldest_clip_us else None,
+        "last_frame_text": last_frame_text(recorder.last_frame_time if recorder else None),
+        "time_zone": zone_sentence(),
     }
+
+
+def last_frame_text(at_s: float | None) -> str:
+    return local_time(at_s, seconds=True) if at_s else "never"
 
 
 @blueprint.get("/status")
 @access.page
 def page():
     status = collect_status()
-    last = status["last_frame_time"]
-    last_text = datetime.fromtimestamp(last).astimezone().strftime("%H:%M:%S") if last else "never"
-    return render_template("status.html", status=status, last_frame=last_text)
+    return render_template("status.html", status=status, last_frame=status["last_frame_text"],
+                           disk=disk_picture(status),
+                           words=disk_words(status, viewer().settings.retention))
 
 
 @blueprint.get("/status.json")

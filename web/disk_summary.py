@@ -1,0 +1,36 @@
+"""The status page's picture and words for the disk: how much is footage, what else uses it,
+what is free, and how long clips stay (sizes and times from web/display.py)."""
+
+import time
+
+from .display import human_bytes, local_date_time
+
+
+def disk_picture(status: dict) -> dict:
+    """The disk bar's three parts, in percent of the disk (footage, everything else, free)."""
+    total = max(status["disk_total_bytes"], 1)
+    free = min(status["disk_free_bytes"], total)
+    footage = min(status["clips_total_bytes"], total - free)
+    parts = {"footage": footage, "other": total - free - footage, "free": free}
+    return {name: round(100 * size / total, 2) for name, size in parts.items()}
+
+
+def disk_words(status: dict, retention) -> dict:
+    """What the page says about space and how long clips stay, in words."""
+    now_s = time.time()
+    oldest = status["oldest_clip_time"]
+    per_day = status["bytes_per_day"]
+    used = status["disk_total_bytes"] - status["disk_free_bytes"]
+    return {
+        "footage": human_bytes(status["clips_total_bytes"]),
+        "free": human_bytes(status["disk_free_bytes"]),
+        "total": human_bytes(status["disk_total_bytes"]),
+        "other": human_bytes(max(0, used - status["clips_total_bytes"])),
+        "per_day": f"about {human_bytes(per_day)} a day" if per_day else "nothing recorded lately",
+        "reserve": human_bytes(retention.min_free_bytes),
+        "kept": (f"{retention.max_age_days} days, then deleted" if retention.max_age_days
+                 else "until space runs out (no age limit)"),
+        "oldest": (f"{(now_s - oldest) / 86400:.1f} days old (from {local_date_time(oldest)})"
+                   if oldest else "no clips yet"),
+        "cap": human_bytes(retention.max_total_bytes) if retention.max_total_bytes else None,
+    }
