@@ -59,34 +59,29 @@ def env_without_project() -> dict[str, str]:
     return env
 
 
-def build_wheel(tmp_path: Path) -> Path:
-    """`python -m build --wheel` from a copy of the tree (a build writes build/ and egg-info)."""
+def _build(tmp_path: Path, kind: str, pattern: str) -> Path:
+    """`python -m build --<kind>` from a copy of the tree (a build writes build/ and egg-info)."""
     try:
         import build  # noqa: F401 - only to say what is missing
     except ImportError:
         pytest.fail("python -m build is not installed: run deploy/dev-setup.sh (dev extras).")
-    source = tmp_path / "source"
+    source = tmp_path / f"{kind}-source"
     shutil.copytree(PROJECT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"))
-    dist = tmp_path / "dist"
-    run(sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(source),
+    dist = tmp_path / f"{kind}-dist"
+    run(sys.executable, "-m", "build", f"--{kind}", "--outdir", str(dist), str(source),
         env=env_without_project())
-    wheels = list(dist.glob("privacy_doorbell-*.whl"))
-    assert len(wheels) == 1, wheels
-    return wheels[0]
+    built = list(dist.glob(pattern))
+    assert len(built) == 1, built
+    return built[0]
+
+
+def build_wheel(tmp_path: Path) -> Path:
+    return _build(tmp_path, "wheel", "privacy_doorbell-*.whl")
 
 
 def build_sdist(tmp_path: Path) -> Path:
-    """`python -m build --sdist` from a copy of the tree, as build_wheel."""
-    source = tmp_path / "sdist-source"
-    shutil.copytree(PROJECT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache"))
-    dist = tmp_path / "sdist"
-    run(sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(source),
-        env=env_without_project())
-    archives = list(dist.glob("privacy_doorbell-*.tar.gz"))
-    assert len(archives) == 1, archives
-    return archives[0]
+    return _build(tmp_path, "sdist", "privacy_doorbell-*.tar.gz")
 
 
 def fresh_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
