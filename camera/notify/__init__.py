@@ -4,7 +4,9 @@
 
  * events.jsonl in the runtime directory, always (the viewer's live events);
  * MQTT (Home Assistant discovery) when `mqtt.enabled`, ntfy when `ntfy.enabled`. MQTT names the
-   device by the id kept in the home (discovery.load_device_id) and watches the clips' disk.
+   device by the id kept in the home (discovery.load_device_id), watches the clips' disk and,
+   given `switches` (notify/switches.py, the same object the recorder reads), offers Home
+   Assistant the privacy mode and mute chime switches.
 
 LAN only: each target's host is resolved here, once, and the answer is logged. If any address
 is outside `viewer.allowed_networks` (loopback, RFC 1918, link-local, IPv6 ULA by default) the
@@ -58,7 +60,8 @@ def resolve_target(key: str, host: str, port: int, networks, allow_public: bool,
 
 
 def build_event_bus(settings: Settings, run_dir: Path, home_dir: Path | None = None,
-                    queue_size: int = 64, getaddrinfo: Callable | None = None) -> EventBus:
+                    queue_size: int = 64, getaddrinfo: Callable | None = None,
+                    switches=None) -> EventBus:
     """The recorder's EventBus with every configured sink (not started yet).
 
     Raises ConfigError if a target resolves outside the home network.
@@ -69,7 +72,8 @@ def build_event_bus(settings: Settings, run_dir: Path, home_dir: Path | None = N
     if mqtt.enabled:
         from .mqtt import MqttSink  # paho is loaded only when MQTT is on
 
-        sinks.append(_checked(MqttSink(settings, **_mqtt_identity(home_dir)), "mqtt.host",
+        sink = MqttSink(settings, switches=switches, **_mqtt_identity(home_dir))
+        sinks.append(_checked(sink, "mqtt.host",
                               mqtt.host, mqtt.port, networks, mqtt.allow_public_targets,
                               getaddrinfo))
     if ntfy.enabled:

@@ -13,6 +13,8 @@ restored, it differs for two homes on one machine, and it reveals nothing about 
     <discovery_prefix>/sensor/doorbell_<dev>/disk_free/config        device_class data_size (GB)
     <discovery_prefix>/sensor/doorbell_<dev>/last_clip/config        device_class timestamp
     <discovery_prefix>/image/doorbell_<dev>/snapshot/config          image (snapshot_images)
+    <discovery_prefix>/switch/doorbell_<dev>/privacy_mode/config     switch (notify/switches.py)
+    <discovery_prefix>/switch/doorbell_<dev>/mute_chime/config       switch
 
 and the topics the entities read, under `<topic_prefix>/<dev>`:
 
@@ -26,6 +28,10 @@ and the topics the entities read, under `<topic_prefix>/<dev>`:
     snapshot       JPEG, masks burnt in (not retained): the picture at a ring, at once, then
                    the clip's thumbnail when the clip is saved
     event          every event as JSON, for automations (not retained)
+    privacy_mode   "ON" / "OFF": the switch's state (retained)
+    privacy_mode/set  Home Assistant's commands, "ON" / "OFF" (not retained: a retained one is
+                   ignored, so a stale command on the broker cannot switch it again later)
+    mute_chime, mute_chime/set   the same for the chime
 
 Discovery messages are retained, so Home Assistant finds the device after either side restarts;
 they are sent again on every connect and when Home Assistant announces itself online on
@@ -60,6 +66,8 @@ ONLINE, OFFLINE = "online", "offline"
 DEVICE_ID_FILE = "device-id"
 DEVICE_ID_RE = re.compile(r"[0-9a-f]{12}")
 WILDCARD_HOSTS = {"0.0.0.0", "::", ""}  # noqa: S104 (names, not a bind)
+SWITCHES = (("privacy_mode", "Privacy mode", "mdi:cctv-off"),
+            ("mute_chime", "Mute chime", "mdi:bell-off"))
 # The entities the releases before device ids published (their discovery topics are cleared).
 LEGACY_ENTITIES = (("event", "doorbell"), ("binary_sensor", "motion"), ("sensor", "last_clip"),
                    ("image", "snapshot"))
@@ -128,6 +136,10 @@ class Topics:
     last_clip: str
     snapshot: str
     event: str
+    privacy_mode: str
+    privacy_mode_set: str
+    mute_chime: str
+    mute_chime_set: str
     ha_status: str  # Home Assistant's birth message ("online" after it restarts)
 
     @classmethod
@@ -135,7 +147,13 @@ class Topics:
         p = f"{settings.mqtt.topic_prefix}/{device_id}"
         return cls(f"{p}/availability", f"{p}/doorbell", f"{p}/motion", f"{p}/camera",
                    f"{p}/disk_low", f"{p}/disk_free", f"{p}/last_clip", f"{p}/snapshot",
-                   f"{p}/event", f"{settings.mqtt.discovery_prefix}/status")
+                   f"{p}/event", f"{p}/privacy_mode", f"{p}/privacy_mode/set",
+                   f"{p}/mute_chime", f"{p}/mute_chime/set",
+                   f"{settings.mqtt.discovery_prefix}/status")
+
+    def switch(self, name: str) -> tuple[str, str]:
+        """(state topic, command topic) of the switch `name` (camera/notify/switches.py)."""
+        return getattr(self, name), getattr(self, f"{name}_set")
 
 
 def device_node(device_id: str) -> str:
@@ -169,8 +187,10 @@ def _common(settings: Settings, topics: Topics, device_id: str, object_id: str,
     }
 
 
-def discovery_messages(settings: Settings, device_id: str) -> list[tuple[str, str]]:
-    """[(topic, JSON payload)] to publish retained; an empty payload removes an entity."""
+def discovery_messages(settings: Settings, device_id: str,
+                       switches: bool = False) -> list[tuple[str, str]]:
+    """[(topic, JSON payload)] to publish retained; an empty payload removes an entity.
+    `switches`: the privacy mode and mute chime switches (else removed)."""
     topics = Topics.for_settings(settings, device_id)
     node = device_node(device_id)
     root = settings.mqtt.discovery_prefix
@@ -215,6 +235,13 @@ def discovery_messages(settings: Settings, device_id: str) -> list[tuple[str, st
         messages.append((topic("image", "snapshot"), json.dumps(snapshot, sort_keys=True)))
     else:
         messages.append((topic("image", "snapshot"), ""))  # remove one left from before
+    for object_id, name, icon in SWITCHES:
+        state, command = topics.switch(object_id)
+        config = entity(object_id, name, state_topic=state, command_topic=command,
+                        payload_on="ON", payload_off="OFF", optimistic=False, retain=False,
+                        device_class="switch", icon=icon)
+        messages.append((topic("switch", object_id),
+                         json.dumps(config, sort_keys=True) if switches else ""))
     legacy = node_id(settings.mqtt.topic_prefix)
     messages += [(f"{root}/{component}/{legacy}/{object_id}/config", "")
                  for component, object_id in LEGACY_ENTITIES]

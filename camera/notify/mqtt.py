@@ -14,6 +14,10 @@ thread; neither is the capture thread, so a slow or absent broker never stalls r
  * Health for Home Assistant: the camera's connectivity (camera_lost / camera_back events), and
    the clips' disk, measured here every `disk_interval_s` (free bytes; "low" below
    retention.min_free_bytes, or at once on a disk_low event), all retained.
+ * Home Assistant's switches (privacy mode, mute chime; camera/notify/switches.py): their
+   command topics are subscribed on every connect; a command is kept, audited and put in force
+   by `Switches.set` (on paho's thread, never the capture thread), then the state topic says
+   what is in force now (retained), also when the change was refused.
  * Where it connects: the address resolved (and checked to be on the home network) at start.
    Without TLS it connects to that address itself, so a later DNS answer cannot send it
    elsewhere; with TLS it connects by name, and the broker's certificate must match the name.
@@ -33,7 +37,7 @@ from doorbell.config import Settings
 from doorbell.storage.retention import disk_free_bytes
 
 from ..events import Event, iso_time
-from .discovery import OFFLINE, ONLINE, Topics, discovery_messages
+from .discovery import OFFLINE, ONLINE, SWITCHES, Topics, discovery_messages
 
 log = logging.getLogger("doorbell.mqtt")
 
@@ -70,12 +74,16 @@ class MqttSink:
     def __init__(self, settings: Settings, address: str | None = None,
                  reconnect_delay_s: tuple[int, int] = (RECONNECT_MIN_S, RECONNECT_MAX_S),
                  client_id: str | None = None, device_id: str | None = None,
-                 disk_path: Path | None = None, disk_interval_s: float = DISK_INTERVAL_S):
+                 disk_path: Path | None = None, disk_interval_s: float = DISK_INTERVAL_S,
+                 switches=None):
         self.settings = settings
         self.config = settings.mqtt
         self.device_id = device_id or fallback_device_id(settings)
         self.topics = Topics.for_settings(settings, self.device_id)
         self.address = address  # resolved and checked at start (camera.notify)
+        self.switches = switches  # camera.notify.switches.Switches, or None (no switch entities)
+        self._commands = {} if switches is None else {
+            self.topics.switch(name)[1]: name for name, _n, _i in SWITCHES}
         self.connected = threading.Event()
         self._motion = "OFF"
         # The camera is taken as connected until the recorder says it is lost (it says so at
@@ -221,8 +229,11 @@ class MqttSink:
 
     def _announce(self) -> None:
         """Discovery (retained), the retained state, and "online"."""
-        for topic, payload in discovery_messages(self.settings, self.device_id):
+        for topic, payload in discovery_messages(self.settings, self.device_id,
+                                                 switches=self.switches is not None):
             self.client.publish(topic, payload, qos=1, retain=True)
+        for name in self._commands.values():
+            self._publish_switch(name)
         with self._lock:
             motion, camera, disk = self._motion, self._camera, self._disk
         self.client.publish(self.topics.motion, motion, qos=1, retain=True)
@@ -241,7 +252,7 @@ class MqttSink:
                  " again" if self._ever_connected else "")
         self._ever_connected = True
         self._failing = False
-        client.subscribe(self.topics.ha_status, qos=1)
+        client.subscribe([(self.topics.ha_status, 1), *((t, 1) for t in self._commands)])
         self._announce()
         self.connected.set()
 
@@ -263,3 +274,23 @@ class MqttSink:
         if message.topic == self.topics.ha_status and message.payload == b"online":
             log.info("MQTT: Home Assistant came online: sending discovery again")
             self._announce()
+        elif (name := self._commands.get(message.topic)) is not None:
+            self._command(name, message.payload, message.retain)
+
+    def _command(self, name: str, payload: bytes, retained: bool) -> None:
+        """A switch command from Home Assistant: "ON" or "OFF", sent as it is given."""
+        if retained:
+            log.warning("MQTT: ignored a retained %s command on %s: commands are not to be "
+                        "retained (clear it with an empty retained message)", name,
+                        self.topics.switch(name)[1])
+        elif payload in (b"ON", b"OFF"):
+            self.switches.set(name, payload == b"ON")
+        else:
+            log.warning("MQTT: ignored the %s command %r: it takes ON or OFF", name,
+                        payload[:40].decode("utf-8", "replace"))
+        self._publish_switch(name)
+
+    def _publish_switch(self, name: str) -> None:
+        on = self.switches.state()[name]
+        self.client.publish(self.topics.switch(name)[0], "ON" if on else "OFF", qos=1,
+                            retain=True)

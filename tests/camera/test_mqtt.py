@@ -1,7 +1,8 @@
 """MQTT against a real Mosquitto (Debian's `mosquitto`), started by each test on a free port.
 
  * Home Assistant discovery payloads, checked field by field against the keys HA documents for
-   MQTT event, binary_sensor, sensor and image entities (MQTT 3.1.1 and 5).
+   MQTT event, binary_sensor, sensor, image and switch entities (MQTT 3.1.1 and 5). What the
+   switches do: tests/camera/test_ha_switches.py.
  * A doorbell press, through the real Recorder, reaches a subscriber within 500 ms.
  * The last will marks the device offline when the publishing process is SIGKILLed.
  * With the broker down, recording goes on (every frame processed, emit() never waits) and the
@@ -13,37 +14,39 @@
 import datetime
 import json
 import logging
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
-paho = pytest.importorskip("paho.mqtt.client", reason="paho-mqtt is not installed")
-from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-
-from doorbell.camera.events import EventBus  # noqa: E402
-from doorbell.camera.notify.discovery import load_device_id  # noqa: E402
-from doorbell.config import Settings  # noqa: E402
-from tests.helpers import free_port  # noqa: E402
+from doorbell.camera.notify.discovery import load_device_id
+from doorbell.config import Settings
+from tests.camera.mqtt_broker import (
+    DEVICE,
+    Broker,
+    Subscriber,
+    connected,
+    mqtt_bus,
+    mqtt_settings,
+    needs_mosquitto,
+    running_broker,
+)
 
 PROJECT = Path(__file__).resolve().parents[2]
-MOSQUITTO = shutil.which("mosquitto") or next(
-    (p for p in ("/usr/sbin/mosquitto", "/usr/bin/mosquitto") if os.access(p, os.X_OK)), None)
+pytestmark = needs_mosquitto
 
-pytestmark = pytest.mark.skipif(
-    MOSQUITTO is None,
-    reason="Debian's mosquitto broker is not installed (apt-get install -y mosquitto; "
-           "deploy/dev-setup.sh does it)")
+
+@pytest.fixture
+def broker(tmp_path):
+    yield from running_broker(tmp_path)
+
 
 # -- Home Assistant's documented MQTT discovery keys -------------------------------------------
-# From home-assistant.io/integrations/{event,binary_sensor,sensor,image}.mqtt and
+# From home-assistant.io/integrations/{event,binary_sensor,sensor,image,switch}.mqtt and
 # /integrations/mqtt (device, origin, availability). Only full key names (no abbreviations).
 
 ENTITY_COMMON = {
@@ -64,138 +67,33 @@ DOCUMENTED = {
         "unit_of_measurement", "value_template"},
     "image": ENTITY_COMMON | {
         "content_type", "image_encoding", "image_topic", "url_template", "url_topic"},
+    "switch": ENTITY_COMMON | {
+        "command_template", "command_topic", "device_class", "optimistic", "payload_off",
+        "payload_on", "retain", "state_off", "state_on", "state_topic", "value_template"},
 }
 REQUIRED = {
     "event": {"state_topic", "event_types"},
     "binary_sensor": {"state_topic"},
     "sensor": {"state_topic"},
     "image": {"image_topic"},  # or url_topic
+    "switch": {"command_topic"},
 }
 DEVICE_KEYS = {"configuration_url", "connections", "hw_version", "identifiers", "manufacturer",
                "model", "model_id", "name", "serial_number", "suggested_area", "sw_version",
                "via_device"}
 ORIGIN_KEYS = {"name", "sw_version", "support_url"}
 EVENT_DEVICE_CLASSES = {"button", "doorbell", "motion"}
+SWITCH_DEVICE_CLASSES = {"outlet", "switch"}
 BINARY_SENSOR_CLASSES = {"connectivity", "motion", "problem"}  # the ones used, all documented
 DATA_SIZE_UNITS = {"bit", "kbit", "Mbit", "Gbit", "B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB",
                    "YB", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"}
 ENTITY_CATEGORIES = {"config", "diagnostic"}
 
-DEVICE = "0123456789ab"  # the device id the tests give the sink (a home gives a random one)
 TEST = f"doorbell-test/{DEVICE}"  # the state topics: <topic_prefix>/<device id>/...
 NODE = f"doorbell_{DEVICE}"
 ENTITIES = [("event", "doorbell"), ("binary_sensor", "motion"), ("binary_sensor", "camera"),
             ("binary_sensor", "disk_low"), ("sensor", "disk_free"), ("sensor", "last_clip"),
-            ("image", "snapshot")]
-
-
-# -- a broker of our own, and a subscriber --------------------------------------------------------
-
-
-class Broker:
-    def __init__(self, directory: Path, extra: str = ""):
-        self.directory = directory
-        self.port = free_port()
-        self.config = directory / "mosquitto.conf"
-        # As root, mosquitto would switch to the `mosquitto` user, who cannot read this test's
-        # private temporary directory (password file, certificate): stay as we are.
-        stay = "user root\n" if os.geteuid() == 0 else ""
-        self.config.write_text(f"listener {self.port} 127.0.0.1\npersistence false\n{stay}"
-                               f"{extra or 'allow_anonymous true'}\n")
-        self.log = directory / "mosquitto.log"
-        self.process: subprocess.Popen | None = None
-
-    def start(self) -> "Broker":
-        with self.log.open("ab") as out:
-            self.process = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=out,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"mosquitto exited: {self.log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail(f"mosquitto did not listen on {self.port}: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-        self.process = None
-
-
-@pytest.fixture
-def broker(tmp_path):
-    made = Broker(tmp_path).start()
-    yield made
-    made.stop()
-
-
-class Subscriber:
-    """Collects (receive time, topic, payload, retain) of everything under `topics`."""
-
-    def __init__(self, port: int, topics=("#",), protocol: str = "3.1.1"):
-        from paho.mqtt.enums import MQTTProtocolVersion
-
-        self.messages: list[tuple[float, str, bytes, bool]] = []
-        self.cond = threading.Condition()
-        version = MQTTProtocolVersion.MQTTv5 if protocol == "5" else MQTTProtocolVersion.MQTTv311
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=version)
-        self.client.on_message = self._on_message
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-        self.client.subscribe([(t, 1) for t in topics])
-        assert subscribed.wait(5), "the subscription was not acknowledged"
-
-    def _on_message(self, client, userdata, message) -> None:
-        with self.cond:
-            self.messages.append((time.time(), message.topic, message.payload, message.retain))
-            self.cond.notify_all()
-
-    def wait_for(self, predicate, timeout_s: float = 5.0):
-        """The first message with predicate(topic, payload) true, waiting up to timeout_s."""
-        deadline = time.monotonic() + timeout_s
-        with self.cond:
-            while True:
-                for message in self.messages:
-                    if predicate(message[1], message[2]):
-                        return message
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-
-    def on(self, topic: str) -> list[tuple[float, str, bytes, bool]]:
-        with self.cond:
-            return [m for m in self.messages if m[1] == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def mqtt_settings(port: int, prefix: str = "doorbell-test", **mqtt) -> Settings:
-    lines = [f"{k} = {json.dumps(v)}" for k, v in
-             {"enabled": True, "host": "127.0.0.1", "port": port, "topic_prefix": prefix, **mqtt}
-             .items()]
-    return Settings.from_toml_text("[mqtt]\n" + "\n".join(lines) + "\n", "test.toml")
-
-
-def mqtt_bus(settings: Settings, queue_size: int = 64, **sink_kwargs) -> EventBus:
-    from doorbell.camera.notify.mqtt import MqttSink
-
-    sink_kwargs.setdefault("device_id", DEVICE)
-    sink = MqttSink(settings, "127.0.0.1", reconnect_delay_s=(1, 1), **sink_kwargs)
-    return EventBus([sink], queue_size=queue_size, images=settings.mqtt.snapshot_images)
-
-
-def connected(bus: EventBus, timeout_s: float = 5.0) -> bool:
-    return bus.sinks[0].connected.wait(timeout_s)
+            ("image", "snapshot"), ("switch", "privacy_mode"), ("switch", "mute_chime")]
 
 
 # -- discovery ------------------------------------------------------------------------------------
@@ -221,6 +119,9 @@ def check_entity(component: str, config: dict, settings: Settings,
     assert config.get("entity_category", "diagnostic") in ENTITY_CATEGORIES
     if component == "binary_sensor":
         assert config["device_class"] in BINARY_SENSOR_CLASSES
+    if component == "switch":
+        assert config["device_class"] in SWITCH_DEVICE_CLASSES
+        assert config["command_topic"].startswith(f"{prefix}/")
     for key, value in config.items():
         if key.endswith("_topic"):
             assert "+" not in value and "#" not in value, key
@@ -251,9 +152,11 @@ def retained_configs(subscriber: Subscriber, node: str = NODE) -> dict:
 
 
 @pytest.mark.parametrize("protocol", ["3.1.1", "5"])
-def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol):
+def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol, tmp_path):
+    from doorbell.camera.notify.switches import Switches
+
     settings = mqtt_settings(broker.port, protocol=protocol, snapshot_images=True)
-    with mqtt_bus(settings) as bus:
+    with mqtt_bus(settings, switches=Switches.in_home(tmp_path, None)) as bus:
         assert connected(bus), broker.log.read_text()
     # Retained: a subscriber that comes afterwards (Home Assistant restarting) gets them all.
     subscriber = Subscriber(broker.port, ["homeassistant/#", f"{TEST}/#"], protocol)
@@ -293,6 +196,17 @@ def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol):
         assert image["image_topic"] == f"{TEST}/snapshot"
         assert image["content_type"] == "image/jpeg"
         assert "url_topic" not in image  # image_topic and url_topic exclude each other
+        for object_id, name in (("privacy_mode", "Privacy mode"), ("mute_chime", "Mute chime")):
+            switch = configs["switch", object_id]
+            assert switch["name"] == name and switch["unique_id"] == f"{NODE}_{object_id}"
+            assert switch["state_topic"] == f"{TEST}/{object_id}"
+            assert switch["command_topic"] == f"{TEST}/{object_id}/set"
+            assert (switch["payload_on"], switch["payload_off"]) == ("ON", "OFF")
+            # The state topic says what is in force; Home Assistant sends commands unretained.
+            assert switch["optimistic"] is False and switch["retain"] is False
+            assert "entity_category" not in switch  # controls, not configuration
+            state = subscriber.wait_for(lambda t, _p, o=object_id: t == f"{TEST}/{o}")
+            assert state[2] == b"OFF" and state[3]
         assert len({c["unique_id"] for c in configs.values()}) == len(ENTITIES)
         assert all(c["device"] == event["device"] for c in configs.values())
         # The viewer binds to loopback by default: Home Assistant could not open it, no link.
@@ -307,13 +221,15 @@ def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol):
     finally:
         subscriber.close()
 
-    # Snapshots off again: the image entity is removed (an empty retained config).
+    # Snapshots off again: the image entity is removed (an empty retained config); so are the
+    # switches of a sink without them.
     with mqtt_bus(mqtt_settings(broker.port, protocol=protocol)) as bus:
         assert connected(bus)
     late = Subscriber(broker.port, ["homeassistant/#"])
     try:
         assert late.wait_for(lambda t, _p: t.startswith("homeassistant/sensor/"))
         assert not [m for m in late.messages if m[1].startswith("homeassistant/image/")]
+        assert not [m for m in late.messages if m[1].startswith("homeassistant/switch/")]
     finally:
         late.close()
 
@@ -321,6 +237,8 @@ def test_discovery_payloads_are_what_home_assistant_documents(broker, protocol):
 def test_two_doorbells_with_the_default_prefix_on_one_broker_do_not_collide(broker, tmp_path):
     """Each home makes its own device id: ids, topics and client ids all differ."""
     from doorbell.camera.notify import build_event_bus
+    from doorbell.camera.notify.switches import Switches
+    from doorbell.storage.audit import AuditLog
 
     homes = [tmp_path / "front", tmp_path / "back"]
     buses = []
@@ -331,7 +249,9 @@ def test_two_doorbells_with_the_default_prefix_on_one_broker_do_not_collide(brok
                 f'hostnames = ["{home.name}.lan"]\n')
         settings = Settings.from_toml_text(toml, "test.toml")
         assert settings.mqtt.topic_prefix == "doorbell"  # the default, for both
-        buses.append(build_event_bus(settings, tmp_path / f"run-{home.name}", home).start())
+        switches = Switches.in_home(home, AuditLog(home / "audit.jsonl"))
+        buses.append(build_event_bus(settings, tmp_path / f"run-{home.name}", home,
+                                     switches=switches).start())
     try:
         sinks = [bus.sinks[1] for bus in buses]
         assert all(sink.connected.wait(5) for sink in sinks), broker.log.read_text()
@@ -364,6 +284,12 @@ def test_two_doorbells_with_the_default_prefix_on_one_broker_do_not_collide(brok
             assert subscriber.wait_for(
                 lambda t, p: t == f"doorbell/{ids[1]}/availability" and p == b"online")
             assert all(s.connected.is_set() for s in sinks)
+            # A switch command reaches its own doorbell only.
+            subscriber.client.publish(f"doorbell/{ids[0]}/privacy_mode/set", "ON", qos=1)
+            assert subscriber.wait_for(
+                lambda t, p: t == f"doorbell/{ids[0]}/privacy_mode" and p == b"ON")
+            assert [s.switches.privacy_mode for s in sinks] == [True, False]
+            assert [m[2] for m in subscriber.on(f"doorbell/{ids[1]}/privacy_mode")] == [b"OFF"]
         finally:
             subscriber.close()
     finally:
