@@ -16,6 +16,7 @@ import threading
 from doorbell.camera.capture import redact_url
 from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
 from doorbell.camera.notify import build_event_bus
+from doorbell.camera.notify.switches import Switches
 from doorbell.camera.recorder import Recorder
 from doorbell.camera.reload import SettingsWatcher
 from doorbell.camera.sources import plan_source
@@ -36,14 +37,14 @@ SET_UP_POLL_S = 2.0
 WAITING_FOR_SET_UP = "waiting for set-up: no household keys yet; finish set-up in the viewer"
 
 
-def build_presses(settings, plan):
+def build_presses(settings, plan, switches=None):
     button = settings.doorbell.button_pin
     if button is None:
         return plan.presses
     from doorbell.camera.presses import GpioDoorbell
 
     return GpioDoorbell(button, settings.doorbell.chime_pin, settings.doorbell.debounce_s,
-                        settings.doorbell.chime_s)
+                        settings.doorbell.chime_s, switches=switches)
 
 
 def wait_for_set_up(home: Home, stop: threading.Event, watchdog: SystemdWatchdog,
@@ -108,7 +109,10 @@ def run(args) -> int:
     prepare_runtime_dir(home.run_dir)
     # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
     # to be on the home network now, or a ConfigError naming the key.
-    events = build_event_bus(settings, home.run_dir, home.root)
+    # Home Assistant's privacy mode and mute chime (MQTT only), read by the recorder and the chime.
+    audit = AuditLog(home.audit_file)
+    switches = Switches.in_home(home.root, audit) if settings.mqtt.enabled else None
+    events = build_event_bus(settings, home.run_dir, home.root, switches=switches)
     # A damaged index is moved aside and rebuilt from the clip files, like a lost one (events:
     # started here, closed at the end).
     with ClipIndex(home.index_file, set_aside_damaged=True) as index, events:
@@ -117,11 +121,12 @@ def run(args) -> int:
                         "the clip files", index.damage, index.set_aside.name)
         store = ClipStore(home.clips_dir, index, watcher.recipients)
         recorder = Recorder(
-            settings, store, AuditLog(home.audit_file), build_presses(settings, plan),
+            settings, store, audit, build_presses(settings, plan, switches),
             LiveFramePublisher(home.live_frame_file, settings.live.fps, settings.live.width,
                                settings.live.jpeg_quality),
             StatusPublisher(home.recorder_status_file),
             events=events, watchdog=watchdog, watcher=watcher, tuner=MotionTuner(home),
+            switches=switches,
         )
         recorder.reconcile_at_start()
         log.info("recording from %s to %s (%d recipient keys)", plan.description,
