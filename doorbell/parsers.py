@@ -186,6 +186,17 @@ def _add_replicate(subparsers) -> None:
     parser.set_defaults(handler=("replicate", "run"))
 
 
+def _add_export_all(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export-all", help="back up every clip's ciphertext, the index and the audit log to "
+        "DIR (no key needed; run it again to copy only what is new)",
+    )
+    parser.add_argument("--home", help="home directory")
+    parser.add_argument("--to", required=True, metavar="DIR",
+                        help="the backup directory, outside the data directory")
+    parser.set_defaults(handler=("export_all", "run"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="doorbell",
@@ -196,6 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
                         help="print the installed version and exit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in (_add_init, _add_record, _add_serve, _add_run, _add_demo, _add_keys, _add_clips,
-                _add_verify, _add_audit, _add_replicate):
+                _add_verify, _add_audit, _add_export_all, _add_replicate):
         add(subparsers)
     return parser
