@@ -104,7 +104,11 @@ class ClipVideo:
 def open_clip_video(clips_dir: Path, clip_id: str, identities: Sequence[Identity]) -> ClipVideo:
     """Open a clip's MP4. Raises ClipNotFound, or a storage.age error if nothing of it can be
     decrypted (a damaged header, a key that does not match)."""
-    path = clip_paths(clips_dir, clip_id)["video"]
+    return open_video_file(clip_paths(clips_dir, clip_id)["video"], clip_id, identities)
+
+
+def open_video_file(path: Path, clip_id: str, identities: Sequence[Identity]) -> ClipVideo:
+    """open_clip_video for a video file named by its path (a replica's growing `.partial`)."""
     try:
         handle = path.open("rb")
     except FileNotFoundError:

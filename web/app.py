@@ -14,6 +14,7 @@ from doorbell.storage.home import Home
 from .changes import SettingsWriter
 from .coalesced_audit import CoalescedAudit
 from .guards import install_guards
+from .hub import Hub, HubUnlocker
 from .onboarding import SetupCode
 from .ratelimit import LoginRateLimiter
 from .refusals import RefusalAudit
@@ -40,6 +41,7 @@ class Viewer:
     setup: SetupCode | None = None  # only while the home has no household keys
     settings_writer: "SettingsWriter | None" = None  # config.toml changes, one at a time
     work_factor: int | None = None  # scrypt log2 N for new identities; calibrated on first use
+    hub: Hub | None = None  # `[hub] cameras`: this viewer shows replica folders (web/hub.py)
 
     def scrypt_work_factor(self) -> int:
         if self.work_factor is None:
@@ -57,28 +59,45 @@ def create_app(settings: Settings, home: Home, testing: bool = False) -> Flask:
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
     audit = AuditLog(home.audit_file)
+    hub = Hub.from_settings(settings, home) if settings.hub.cameras else None
     viewer = Viewer(
         home=home,
         settings=settings,
         sessions=SessionStore(settings.viewer.idle_timeout_s),
         limiter=LoginRateLimiter(home.viewer_db_file, settings.viewer.login_attempts_per_15min),
-        unlocker=Unlocker(home.identities_dir),
+        unlocker=HubUnlocker(hub) if hub else Unlocker(home.identities_dir),
         audit=audit,
         refusals=RefusalAudit(audit, home.viewer_db_file),
         access_audit=CoalescedAudit(audit),
         allowed_networks=[ipaddress.ip_network(n) for n in settings.viewer.allowed_networks],
+        hub=hub,
     )
     viewer.settings_writer = SettingsWriter(viewer)
-    if not home.is_initialised():
+    if hub is None and not home.is_initialised():
         # Wrong codes per address: as many as logins; a restart prints a new code, a new budget.
         viewer.setup = SetupCode(wrong_per_address=settings.viewer.login_attempts_per_15min)
     app.extensions["doorbell"] = viewer
     install_guards(app)
 
-    from .views import audit, auth, clips, events, live, members, settings, setup, status, timeline
+    from .views import (
+        audit,
+        auth,
+        clips,
+        events,
+        hub_views,
+        live,
+        members,
+        settings,
+        setup,
+        status,
+        timeline,
+    )
 
     for module in (auth, setup, timeline, clips, live, audit, status, events, settings, members):
         app.register_blueprint(module.blueprint)
+    if hub is not None:
+        app.register_blueprint(hub_views.blueprint)
+        hub_views.install_hub_rules(app)
 
     @app.errorhandler(400)
     @app.errorhandler(401)

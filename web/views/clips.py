@@ -7,39 +7,39 @@ from werkzeug.exceptions import HTTPException
 
 from doorbell.storage.age.errors import AgeError
 from doorbell.storage.clipreader import read_thumbnail
-from doorbell.storage.clipvideo import open_clip_video
 from doorbell.storage.deletion import delete_clip
 from doorbell.storage.errors import AuditLogCorrupt, ClipNotFound
 from doorbell.storage.index import ClipIndex
 
 from .. import access
 from ..ranges import UnsatisfiableRange, parse_range
-from .common import (
-    clip_metadata,
-    identities,
-    local_time,
-    record_access,
-    valid_clip_id,
-    viewer,
-)
+from .common import identities, local_time, record_access, valid_clip_id, viewer
+from .sources import ClipSource, source_named
 
 blueprint = Blueprint("clips", __name__, url_prefix="/clips")
 
 READ_BLOCK = 256 * 1024
 TAMPERED = "This clip cannot be decrypted: it was damaged or tampered with"
+NO_DELETE_ON_HUB = ("The hub never deletes from a replica: delete the clip on its doorbell's own "
+                    "viewer (the replica keeps its copy either way).")
 
 
-def _open(clip_id: str):
+def _source() -> ClipSource:
+    """The clip's camera on a hub (`?camera=`), the home on the device."""
+    return source_named(request.args.get("camera"))
+
+
+def _open(source: ClipSource, clip_id: str):
     try:
-        return open_clip_video(viewer().home.clips_dir, clip_id, identities())
+        return source.open_video(clip_id)
     except ClipNotFound:
         abort(404, "No such clip.")
     except AgeError as exc:
         abort(422, f"{TAMPERED} ({exc}).")
 
 
-def _indexed(clip_id: str):
-    with ClipIndex(viewer().home.index_file) as index:
+def _indexed(source: ClipSource, clip_id: str):
+    with ClipIndex(source.index_file) as index:
         row = index.get(clip_id)
     if row is None:
         abort(404, "No such clip.")
@@ -50,10 +50,11 @@ def _indexed(clip_id: str):
 @access.page
 def player(clip_id: str):
     clip_id = valid_clip_id(clip_id)
-    row = _indexed(clip_id)
+    source = _source()
+    row = _indexed(source, clip_id)
     # Authenticate every chunk once here (about 10 ms for a typical clip), so the page can say
     # whether the clip is whole, interrupted (the recorder stopped) or damaged afterwards.
-    with _open(clip_id) as clip_video:
+    with _open(source, clip_id) as clip_video:
         try:
             clip_video.authenticate_all()
             intact, size_bytes = not clip_video.truncated, clip_video.size_bytes
@@ -61,19 +62,27 @@ def player(clip_id: str):
             intact, size_bytes = False, exc.authenticated_bytes
     damaged = not intact and row.state == "complete"
     # Every page load is recorded; the player's Range requests that follow are part of it.
-    record_access(f"clip {clip_id}", "clip.view", force=True, clip=clip_id)
+    record_access(f"clip {source.subject(clip_id)}", "clip.view", force=True,
+                  clip=clip_id, **_camera(source))
     return render_template(
-        "clip.html", clip_id=clip_id, meta=clip_metadata(clip_id), row=row,
+        "clip.html", clip_id=clip_id, meta=source.metadata(clip_id), row=row,
         started=local_time(row.start_us).strftime("%A %d %B %Y, %H:%M:%S"),
         truncated=not intact and not damaged, damaged=damaged, size_bytes=size_bytes,
+        camera=source.camera, on_replica=source.replica is not None,
     )
+
+
+def _camera(source: ClipSource) -> dict:
+    """The audit entry's `camera` detail, on a hub."""
+    return {"camera": source.camera} if source.camera else {}
 
 
 @blueprint.get("/<clip_id>/video")
 @access.data
 def video(clip_id: str):
     clip_id = valid_clip_id(clip_id)
-    clip_video = _open(clip_id)
+    source = _source()
+    clip_video = _open(source, clip_id)
     size = clip_video.size_bytes
     try:
         wanted = parse_range(request.headers.get("Range"), size)
@@ -102,7 +111,7 @@ def video(clip_id: str):
         clip_video.close()
         abort(422, f"{TAMPERED} ({exc}).")
     try:
-        _record_video(clip_id, wanted)
+        _record_video(source, clip_id, wanted)
     except HTTPException:
         clip_video.close()
         raise
@@ -122,28 +131,32 @@ def video(clip_id: str):
     return response
 
 
-def _record_video(clip_id: str, wanted) -> None:
+def _record_video(source: ClipSource, clip_id: str, wanted) -> None:
     """A player's Range requests are one view (with the page's own entry, if it was loaded);
     a download is an entry of its own, and its resumed parts (Range not at 0) belong to it."""
+    subject = source.subject(clip_id)
     if request.args.get("download") == "1":
-        record_access(f"download {clip_id}", "clip.download", clip=clip_id,
-                      force=wanted is None or wanted.start == 0)
+        record_access(f"download {subject}", "clip.download", clip=clip_id,
+                      force=wanted is None or wanted.start == 0, **_camera(source))
     else:
-        record_access(f"clip {clip_id}", "clip.view", clip=clip_id, via="video")
+        record_access(f"clip {subject}", "clip.view", clip=clip_id, via="video",
+                      **_camera(source))
 
 
 @blueprint.get("/<clip_id>/thumbnail.jpg")
 @access.data
 def thumbnail(clip_id: str):
     clip_id = valid_clip_id(clip_id)
+    source = _source()
     try:
-        data = read_thumbnail(viewer().home.clips_dir, clip_id, identities())
+        data = read_thumbnail(source.clips_dir, clip_id, identities())
     except AgeError:
         abort(422, "This thumbnail cannot be decrypted: it was damaged or tampered with.")
     if data is None:
         abort(404, "This clip has no thumbnail.")
     # Thumbnails on a timeline page are on record already: the page's entry lists them.
-    record_access(f"thumbnail {clip_id}", "clip.thumbnail", clip=clip_id)
+    record_access(f"thumbnail {source.subject(clip_id)}", "clip.thumbnail", clip=clip_id,
+                  **_camera(source))
     return Response(data, mimetype="image/jpeg")
 
 
@@ -151,8 +164,9 @@ def thumbnail(clip_id: str):
 @access.page
 def export(clip_id: str):
     clip_id = valid_clip_id(clip_id)
+    source = _source()
     digest = hashlib.sha256()
-    with _open(clip_id) as clip_video:
+    with _open(source, clip_id) as clip_video:
         try:
             for block in clip_video.iter_range(0, clip_video.size_bytes - 1, 1024 * 1024):
                 digest.update(block)
@@ -160,16 +174,24 @@ def export(clip_id: str):
             abort(422, f"{TAMPERED} ({exc}).")
     viewer().audit.append(g.session.member, "clip.export", clip=clip_id,
                           sha256=digest.hexdigest(), truncated=clip_video.truncated,
-                          address=request.remote_addr)
+                          address=request.remote_addr, **_camera(source))
     return render_template("export.html", clip_id=clip_id, sha256=digest.hexdigest(),
                            size_bytes=clip_video.size_bytes, truncated=clip_video.truncated)
+
+
+def _writable_source() -> ClipSource:
+    """Deleting is the device's alone: a hub never removes anything from a replica."""
+    source = _source()
+    if source.replica is not None:
+        abort(403, NO_DELETE_ON_HUB)
+    return source
 
 
 @blueprint.get("/<clip_id>/delete")
 @access.page
 def confirm_delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
-    row = _indexed(clip_id)
+    row = _indexed(_writable_source(), clip_id)
     return render_template("confirm_delete.html", clip_id=clip_id,
                            started=local_time(row.start_us).strftime("%d %B %Y, %H:%M:%S"))
 
@@ -178,6 +200,7 @@ def confirm_delete(clip_id: str):
 @access.page
 def delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
+    _writable_source()
     home = viewer().home
     try:
         viewer().audit.require_intact()

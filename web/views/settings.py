@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import time
+from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -40,6 +41,7 @@ from ..changes import (
     current_settings,
     field_sentence,
 )
+from ..replica_summary import replica_summary
 from .common import record_access, viewer
 from .live import LIVE
 
@@ -82,7 +84,18 @@ def refused(exc: ChangeRefused):
 @blueprint.get("")
 @access.page
 def index():
-    return render_template("settings.html")
+    v = viewer()
+    if v.hub is not None:
+        cameras = [(name, str(c.folder.root)) for name, c in v.hub.cameras.items()]
+        return render_template("settings.html", hub_cameras=cameras)
+    return render_template("settings.html", replica=replica_summary(v.settings),
+                           clock=_clock_text)
+
+
+def _clock_text(wall_us: int | None) -> str:
+    if wall_us is None:
+        return "not yet"
+    return datetime.fromtimestamp(wall_us / 1e6).astimezone().strftime("%d %b %Y %H:%M:%S")
 
 
 # -- privacy masks and motion zones ---------------------------------------------------------------

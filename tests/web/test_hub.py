@@ -1,0 +1,299 @@
+"""The hub: `doorbell serve` over two cameras' replicas, filled by the real replicator over a
+real OpenSSH sshd on loopback. One timeline holds both cameras' clips, both play by HTTP Range,
+a growing (unsealed) clip plays up to its authenticated prefix, members and a recovery key
+unlock, and nothing in a replica folder changes, whatever the session does."""
+
+import hashlib
+import re
+import shutil
+import threading
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from doorbell.config import ConfigError, load_settings
+from doorbell.storage.age.stream import CHUNK_SIZE
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.home import Home
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.recipients import read_recipients
+from doorbell.storage.replica import run_forever, source_files
+from doorbell.storage.replica_target import (
+    PinnedTarget,
+    SftpTarget,
+    connection_errors,
+    fetch_host_key,
+    open_sftp,
+)
+from doorbell.web import create_app
+from tests.sftp_server import SftpServer
+from tests.web.conftest import (
+    MEMBER,
+    ORIGIN,
+    PASSPHRASE,
+    doorbell,
+    local_today_at,
+    login,
+    make_jpeg,
+    make_mp4,
+    new_client,
+    post_form,
+    pseudo_random,
+    write_clip,
+)
+
+NETWORKS = ("127.0.0.0/8",)
+RECOVERY_KEY = re.compile(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+")
+GROWING_BYTES = 5 * CHUNK_SIZE + 1234  # written, not sealed: 5 whole chunks authenticate
+
+
+def digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def every_entry(root: Path) -> dict[str, tuple]:
+    """Every file and folder under `root` with its size, mode and mtime: what a write changes."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mode,
+                                             p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def wait_until(condition, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+class Replicating:
+    """The real replicator (storage.replica.run_forever) of one home into `remote_root` on the
+    pinned sshd, in a thread, until close()."""
+
+    def __init__(self, home: Path, server: SftpServer, remote_root: str) -> None:
+        target = SftpTarget.parse(server.url)
+        key = fetch_host_key(target, "127.0.0.1")
+        pinned = PinnedTarget(target, key.get_name(), key.get_base64())
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=run_forever, kwargs=dict(
+            home_root=home, remote_root=remote_root,
+            connect=lambda: open_sftp(pinned, server.client_key, NETWORKS),
+            poll_interval_s=0.2, retry_interval_s=0.3, should_stop=self.stop.is_set,
+            connection_errors=connection_errors()), daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=15)
+
+
+def _second_household(base: Path) -> tuple[Path, str]:
+    """A doorbell set up on its own (its own keys): alice, same passphrase; its recovery key."""
+    secret = base / "passphrase.txt"
+    secret.write_text(PASSPHRASE + "\n")
+    secret.chmod(0o600)
+    root = base / "back-home"
+    result = doorbell("init", "--home", str(root), "--user", MEMBER, "--passphrase-file",
+                      str(secret), "--work-factor", "15")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return root, RECOVERY_KEY.findall(result.stdout)[0]
+
+
+@pytest.fixture(scope="module")
+def replicas(template_home, tmp_path_factory):
+    """Two doorbells (front: the test household's three clips and a clip still being written;
+    back: its own household and one clip) replicated into one sshd folder each; the
+    replicators are stopped once every file is on the replica, byte-identical."""
+    base = tmp_path_factory.mktemp("hub")
+    front = base / "front-home"
+    shutil.copytree(template_home.root, front)
+    back, back_recovery_key = _second_household(base)
+    back_clip = write_clip(back, local_today_at(9, 30), make_mp4(frames=30), make_jpeg(30),
+                           {"trigger": "doorbell", "duration_s": 3.0})
+    growing_video = pseudo_random(GROWING_BYTES, 7)
+    with ClipIndex(Home(front).index_file) as index:
+        store = ClipStore(Home(front).clips_dir, index, read_recipients(front / "recipients.txt"))
+        growing = store.begin_clip(local_today_at(15, 45))
+        growing.video.write(growing_video)
+        growing.sync()  # as the recorder's fsync: the replicator copies what is on disk
+    server = SftpServer(base / "sshd").start()
+    copies = [Replicating(front, server, f"{server.root}/front"),
+              Replicating(back, server, f"{server.root}/back")]
+    try:
+        for home, name in ((front, "front"), (back, "back")):
+            expected = {f.relative: hashlib.sha256(f.path.read_bytes()).hexdigest()
+                        for f in source_files(home)}
+            assert wait_until(lambda name=name, expected=expected:
+                              digests(server.root / name) == expected, 30), name
+    finally:
+        for copy in copies:
+            copy.close()
+        server.stop()
+    yield SimpleNamespace(
+        front=server.root / "front", back=server.root / "back",
+        front_clips=template_home.clips, back_clip=back_clip, growing_id=growing.clip_id,
+        growing_video=growing_video, back_recovery_key=back_recovery_key)
+
+
+@pytest.fixture
+def hub_home(replicas, tmp_path) -> Path:
+    root = tmp_path / "hub-home"
+    root.mkdir()
+    (root / "config.toml").write_text(
+        f'[hub]\ncameras = {{ front = "{replicas.front}", back = "{replicas.back}" }}\n')
+    return root
+
+
+@pytest.fixture
+def hub_app(hub_home, runtime_dir):
+    app = create_app(load_settings(hub_home), Home(hub_home), testing=True)
+    return app
+
+
+def csrf_of(client, path: str = "/settings") -> str:
+    page = client.get(path)
+    assert page.status_code == 200, page.status_code
+    return re.search(r'name="csrf_token" value="([^"]+)"', page.get_data(as_text=True))[1]
+
+
+def test_one_timeline_holds_both_cameras_and_both_play_by_range_without_writing_a_replica(
+        replicas, hub_app, hub_home):
+    before = {"front": (digests(replicas.front), every_entry(replicas.front)),
+              "back": (digests(replicas.back), every_entry(replicas.back))}
+    client = new_client(hub_app)
+    assert client.get("/").status_code == 302  # locked: the login page, no set-up code
+    unlocked = login(client)
+    assert unlocked.status_code == 303, unlocked.get_data(as_text=True)[:500]
+
+    today = client.get("/").get_data(as_text=True)
+    front_ids = [replicas.front_clips["doorbell"].id, replicas.front_clips["motion"].id,
+                 replicas.growing_id]
+    for clip_id in front_ids:
+        assert f"/clips/{clip_id}?camera=front" in today
+    assert f"/clips/{replicas.back_clip.id}?camera=back" in today
+    assert 'id="camera-filter"' in today
+    only_back = client.get("/?camera=back").get_data(as_text=True)
+    assert f"/clips/{replicas.back_clip.id}?camera=back" in only_back
+    assert not any(clip_id in only_back for clip_id in front_ids)
+
+    # both cameras' clips play by Range: the bytes are the recorded MP4's
+    for camera, clip in (("front", replicas.front_clips["doorbell"]),
+                         ("back", replicas.back_clip)):
+        page = client.get(f"/clips/{clip.id}?camera={camera}")
+        assert page.status_code == 200
+        assert f"/clips/{clip.id}/video?camera={camera}" in page.get_data(as_text=True)
+        part = client.get(f"/clips/{clip.id}/video?camera={camera}",
+                          headers={"Range": "bytes=100-"})
+        assert part.status_code == 206
+        assert part.headers["Content-Range"] == f"bytes 100-{len(clip.video) - 1}/{len(clip.video)}"
+        assert part.data == clip.video[100:]
+        thumb = client.get(f"/clips/{clip.id}/thumbnail.jpg?camera={camera}")
+        assert thumb.status_code == 200 and thumb.data == clip.thumbnail
+    # a clip asked for under the other camera is not there
+    assert client.get(f"/clips/{replicas.back_clip.id}?camera=front").status_code == 404
+    assert client.get(f"/clips/{replicas.back_clip.id}?camera=garage").status_code == 404
+
+    # the clip still being written plays up to its authenticated prefix: 5 whole chunks
+    growing = client.get(f"/clips/{replicas.growing_id}?camera=front").get_data(as_text=True)
+    assert 'id="truncated-note"' in growing and "still being copied" in growing
+    video = client.get(f"/clips/{replicas.growing_id}/video?camera=front",
+                       headers={"Range": "bytes=0-"})
+    assert video.status_code == 206
+    assert video.data == replicas.growing_video[: 5 * CHUNK_SIZE]
+
+    # deleting is refused on the hub, asked for either way
+    token = csrf_of(client)
+    clip_id = replicas.front_clips["motion"].id
+    assert client.get(f"/clips/{clip_id}/delete?camera=front").status_code == 403
+    refused = client.post(f"/clips/{clip_id}/delete?camera=front",
+                          data={"csrf_token": token},
+                          headers={"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"})
+    assert refused.status_code == 403
+    assert "never deletes from a replica" in refused.get_data(as_text=True)
+    assert "Delete…" not in client.get(f"/clips/{clip_id}?camera=front").get_data(as_text=True)
+    # the device's own pages are not on a hub
+    assert client.get("/live").status_code == 404
+    assert client.get("/members").status_code == 404
+
+    # the status page shows each camera's replication lag
+    status = client.get("/status.json").get_json()
+    lags = {c["name"]: c["lag_s"] for c in status["cameras"]}
+    assert set(lags) == {"front", "back"}
+    assert all(lag is not None and 0 <= lag < 600 for lag in lags.values()), lags
+    page = client.get("/status").get_data(as_text=True)
+    assert 'id="camera-front"' in page and 'id="camera-back"' in page
+
+    # nothing in either replica changed; the hub's own state is in its own directory
+    assert {"front": (digests(replicas.front), every_entry(replicas.front)),
+            "back": (digests(replicas.back), every_entry(replicas.back))} == before
+    assert (hub_home / "hub" / "front.sqlite3").is_file()
+    assert (hub_home / "audit.jsonl").is_file()
+    audit = (hub_home / "audit.jsonl").read_text()
+    assert '"unlock"' in audit and "front/" + replicas.front_clips["doorbell"].id in audit
+
+
+def test_a_doorbells_recovery_key_unlocks_its_clips_on_the_hub_and_only_its_own(replicas,
+                                                                                 hub_app):
+    client = new_client(hub_app)
+    assert 'id="recovery-link"' in client.get("/login").get_data(as_text=True)
+    headers = {"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"}
+    wrong = client.post("/hub/recovery-key", data={"recovery_key": "AGE-SECRET-KEY-1XYZ"},
+                        headers=headers)
+    assert wrong.status_code == 401
+    assert "not the recovery key of any camera" in wrong.get_data(as_text=True)
+    done = client.post("/hub/recovery-key", data={"recovery_key": replicas.back_recovery_key},
+                       headers=headers)
+    assert done.status_code == 303
+    clip = replicas.back_clip
+    video = client.get(f"/clips/{clip.id}/video?camera=back", headers={"Range": "bytes=0-"})
+    assert video.status_code == 206 and video.data == clip.video
+    # the back doorbell's recovery key does not open the front doorbell's household
+    other = replicas.front_clips["doorbell"].id
+    assert client.get(f"/clips/{other}/video?camera=front").status_code == 422
+
+
+def test_a_hub_member_is_refused_with_a_wrong_passphrase(hub_app):
+    client = new_client(hub_app)
+    assert login(client, passphrase="not-the-passphrase-at-all").status_code == 401
+    assert login(client, member="mallory").status_code == 401
+
+
+def test_hub_settings_are_read_only_and_list_the_cameras(replicas, hub_app):
+    client = new_client(hub_app)
+    assert login(client).status_code == 303
+    page = client.get("/settings").get_data(as_text=True)
+    assert str(replicas.front) in page and str(replicas.back) in page
+    assert client.get("/settings/recording").status_code == 404
+    refused = post_form(client, "/settings/recording", {"pre_roll_s": "1"})
+    assert refused.status_code == 404
+
+
+def test_a_missing_camera_folder_is_one_sentence_naming_the_camera(tmp_path, replicas):
+    home = tmp_path / "hub-home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f'[hub]\ncameras = {{ front = "{replicas.front}", back = "{tmp_path}/nowhere" }}\n')
+    with pytest.raises(ConfigError) as error:
+        create_app(load_settings(home), Home(home), testing=True)
+    assert str(error.value).startswith(f"hub.cameras.back: {tmp_path}/nowhere is not a folder")
+    result = doorbell("serve", "--home", str(home), timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hub.cameras.back" in lines[0] and "not a folder" in lines[0]
+
+
+@pytest.mark.parametrize("text, named", [
+    ('[hub]\nfolders = { front = "/srv/a" }\n', 'unknown key "hub.folders"'),
+    ('[hub]\ncameras = { "Front Door" = "/srv/a" }\n', "'Front Door'"),
+    ('[hub]\ncameras = { front = "srv/a" }\n', "the folder of front"),
+    ('[hub]\ncameras = []\n', '"hub.cameras" must be a table'),
+])
+def test_a_bad_hub_section_is_refused_naming_the_key(tmp_path, text, named):
+    (tmp_path / "config.toml").write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_settings(tmp_path)
+    assert named in str(error.value) and "\n" not in str(error.value)
