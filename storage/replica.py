@@ -133,6 +133,8 @@ class Replicator:
         self._retention_due_us: int | None = None  # at once after connecting
         self._copied: dict[str, tuple[int, int]] = {}
         self._checked: set[str] = set()
+        # append-only files whose last append failed: relative path -> where it started
+        self._unsure: dict[str, int] = {}
         self._made_dirs: set[str] = set()
 
     def forget_remote_state(self) -> None:
@@ -239,17 +241,27 @@ class Replicator:
                 self._check_overlap(sftp, partial, source, self._remote_size(sftp, partial))
                 sftp.posix_rename(partial, remote)
                 offset = self._remote_size(sftp, remote)
+        # Writes are pipelined (no round trip per 32 KiB): if an append failed, the server may
+        # have taken a later write after refusing an earlier one (a full disk freed meanwhile),
+        # so nothing past where that append started is trusted; the copy is cut back there.
+        key = source.relative.removesuffix(PARTIAL_SUFFIX)
+        unsure_at = self._unsure.get(key)
+        if offset is not None and unsure_at is not None and offset > unsure_at:
+            sftp.truncate(remote, unsure_at)
+            offset = unsure_at
         with open(source.path, "rb") as local:
             if offset is not None:
                 self._check_overlap(sftp, remote, source, offset, local)
             local.seek(offset or 0)
             copied = 0
+            self._unsure[key] = min(offset or 0, unsure_at if unsure_at is not None else 1 << 62)
             with sftp.open(remote, "r+b" if offset is not None else "wb") as copy:
+                copy.set_pipelined(True)  # errors surface at close, which waits for every ack
                 copy.seek(offset or 0)
                 while block := local.read(COPY_BLOCK_BYTES):
                     copy.write(block)
                     copied += len(block)
-                copy.flush()
+            del self._unsure[key]  # closed: every write acknowledged
         return copied
 
     def _check_overlap(self, sftp, remote: str, source: SourceFile, offset: int,

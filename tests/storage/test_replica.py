@@ -5,6 +5,7 @@ import hashlib
 import logging
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from doorbell.storage.age import X25519Identity
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.index import ClipIndex
-from doorbell.storage.replica import run_forever, source_files
+from doorbell.storage.replica import Replicator, run_forever, source_files
 from doorbell.storage.replica_retention import US_PER_DAY, ReplicaRetention
 from doorbell.storage.replica_target import (
     PinnedTarget,
@@ -203,8 +204,50 @@ def test_the_replicas_own_retention_deletes_its_oldest_clips_only(home, sshd, tm
         assert wait_until(lambda: again.passes >= passes + 5, 10.0)
         assert _clip_ids(sshd.root) == [recent[3], growing_id]
         growing.finish(None, {})
-        assert wait_until(lambda: not list(sshd.root.rglob("*.partial")), 10.0)
-        assert _clip_ids(sshd.root) == [growing_id]  # sealed, the budget keeps the newest only
+        # sealed, it is the newest: the budget keeps it alone
+        assert wait_until(lambda: _clip_ids(sshd.root) == [growing_id], 10.0)
+        assert not list(sshd.root.rglob("*.partial"))
     finally:
         again.close()
         index.close()
+
+
+BACKLOG_CLIPS = 12
+BACKLOG_CLIP_BYTES = 1_000_000
+MAX_PEAK_BYTES = 2_000_000  # COPY_BLOCK_BYTES (256 KiB) and paramiko's buffers, not the backlog
+
+
+def test_a_backlog_is_copied_oldest_first_without_holding_it_in_memory(home, sshd):
+    """12 MB waiting after an outage: one pass copies it, oldest clip first, while the Python
+    heap of the whole process (the SSH thread included) never grows by more than 2 MB."""
+    index = ClipIndex(home / "index.sqlite3")
+    store = ClipStore(home / "clips", index, [X25519Identity.generate().recipient])
+    now_us = time.time_ns() // 1000
+    ids = []
+    for n in range(BACKLOG_CLIPS):  # written newest first: the order on disk must not matter
+        writer = store.begin_clip(now_us - (n + 1) * 60_000_000)
+        writer.video.write(bytes([n]) * BACKLOG_CLIP_BYTES)
+        ids.append(writer.finish(None, {}).id)
+    index.close()
+    target = SftpTarget.parse(sshd.url)
+    key = fetch_host_key(target, "127.0.0.1")
+    sftp = open_sftp(PinnedTarget(target, key.get_name(), key.get_base64()), sshd.client_key,
+                     NETWORKS)
+    replicator = Replicator(home, target.path)
+    try:
+        tracemalloc.start()
+        try:
+            result = replicator.run_pass(sftp)
+            _current, peak_bytes = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    finally:
+        sftp.close()
+        sftp.get_channel().get_transport().close()
+    assert result.copied_bytes > BACKLOG_CLIPS * BACKLOG_CLIP_BYTES and not result.conflicts
+    print(f"backlog {result.copied_bytes} bytes, traced peak {peak_bytes} bytes")
+    assert peak_bytes < MAX_PEAK_BYTES
+    assert digests(sshd.root) == replicated_digests(home)
+    # oldest first: the copies' modification times follow the clips' start times
+    videos = sorted((sshd.root / "clips").rglob("*.mp4.age"), key=lambda p: p.stat().st_mtime_ns)
+    assert [p.name.split(".")[0] for p in videos] == sorted(ids)
