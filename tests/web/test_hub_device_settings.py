@@ -1,0 +1,59 @@
+"""The doorbell's own settings page shows its replicator's state, read from progress.json:
+the paired target, the pinned host key, the last copy; "not paired" without the file, and one
+sentence (never a 500) when the file cannot be used."""
+
+import html
+import json
+
+import pytest
+
+from tests.web.conftest import new_client, unlock_directly
+
+FINGERPRINT = "SHA256:n3DoqJ8yA0cOq7aNfDk3Lzq1XQ2l8Pq7ZpYb8y2a0nE"
+
+
+@pytest.fixture
+def state_dir(tmp_path):
+    path = tmp_path / "replica-state"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings_page(make_app, identity, state_dir):
+    def fetch() -> tuple[int, str]:
+        app = make_app({"replica.state_dir": str(state_dir)})
+        client = new_client(app)
+        unlock_directly(app, client, identity)
+        page = client.get("/settings")
+        return page.status_code, html.unescape(page.get_data(as_text=True))
+
+    return fetch
+
+
+def test_a_paired_replicator_shows_its_target_key_and_last_copy(settings_page, state_dir):
+    (state_dir / "progress.json").write_text(json.dumps({
+        "target": "sftp://doorbell@192.168.1.20:22/srv/doorbell/front",
+        "host_key_fingerprint": FINGERPRINT, "last_copy_wall_us": 1_764_806_400_000_000,
+        "pending_files": 2, "last_error": "the replica server is unreachable",
+        "updated_wall_us": 1_764_806_401_000_000}))
+    status, page = settings_page()
+    assert status == 200
+    assert "sftp://doorbell@192.168.1.20:22/srv/doorbell/front" in page
+    assert FINGERPRINT in page
+    assert 'id="replica-last-copy">' in page and "2025" in page
+    assert "the replica server is unreachable" in page
+
+
+def test_no_progress_file_means_not_paired(settings_page):
+    status, page = settings_page()
+    assert status == 200 and 'id="replica-unpaired"' in page
+
+
+@pytest.mark.parametrize("content", [b"{not json", b'{"target": 3}', b"[]",
+                                     json.dumps({"target": "x"}).encode()])
+def test_a_damaged_progress_file_is_one_sentence_not_a_500(settings_page, state_dir, content):
+    (state_dir / "progress.json").write_bytes(content)
+    status, page = settings_page()
+    assert status == 200
+    assert 'id="replica-problem"' in page and "is not the replicator's progress file" in page
