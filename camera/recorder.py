@@ -109,11 +109,11 @@ class Recorder:
         pipeline.close()
 
     def process(self, frame: Frame) -> None:
-        if self._private(frame):
-            return
         pipeline, cutter = self.pipeline, self.cutter
         if self._origin is None:
             self._origin = (frame.pts_us, self._wall_clock_us())
+        if self._private(frame):
+            return
         if self._encoder_stale and not cutter.busy:
             pipeline.set_recording(self.settings.recording, rebuild_encoder=True)
             self._encoder_stale = False
