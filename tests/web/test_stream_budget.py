@@ -192,7 +192,8 @@ def test_serve_with_open_streams_stops_promptly(viewer, how):
 PASSPHRASE_LINE = re.compile(r"unlock as '(?P<member>[^']+)' with passphrase: (?P<secret>\S+)")
 
 
-def test_demo_with_open_streams_stops_on_ctrl_c_without_sigkill(tmp_path):
+@pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
+def test_demo_with_open_streams_stops_without_sigkill(tmp_path, how):
     port = free_port()
     stderr_path = tmp_path / "demo-stderr.log"
     with stderr_path.open("wb") as stderr:
@@ -222,7 +223,10 @@ def test_demo_with_open_streams_stops_on_ctrl_c_without_sigkill(tmp_path):
         streams = [OpenStream(port, "/events", cookie), OpenStream(port, "/events", cookie),
                    OpenStream(port, "/live/stream", cookie, timeout_s=60)]
         assert [s.status for s in streams] == [200, 200, 200]
-        os.killpg(demo.pid, signal.SIGINT)  # Ctrl-C in the terminal
+        if how == "Ctrl-C":  # SIGINT to the terminal's foreground group: every process
+            os.killpg(demo.pid, signal.SIGINT)
+        else:  # `kill PID`: the demo stops its recorder and viewer itself
+            demo.send_signal(signal.SIGTERM)
         seconds = wait_exit(demo, 30)
     finally:
         for stream in streams:
