@@ -317,3 +317,60 @@ def test_a_damaged_switches_file_reads_as_off_and_says_so(tmp_path, caplog):
     assert Switches.in_home(tmp_path, None).state() == {"privacy_mode": True, "mute_chime": True}
     with pytest.raises(ValueError, match="there is no switch called 'camera'"):
         Switches.in_home(tmp_path, None).set("camera", True)
+
+
+def test_doorbell_record_obeys_the_switches_and_keeps_them_across_a_restart(broker, home):
+    """The command as systemd runs it (real time, the synthetic scene's visitors), wired up by
+    `doorbell record` itself: discovery, privacy mode on, a restart, privacy mode off."""
+    import signal
+
+    home.configure(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n')
+    live, status = home.run_dir / "live.jpg", home.run_dir / "recorder.json"
+
+    def until(condition, timeout_s: float, what: str, log) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not condition():
+            if time.monotonic() > deadline:
+                pytest.fail(f"{what} within {timeout_s} s\n{log.read_text()}")
+            time.sleep(0.05)
+
+    def state() -> str | None:
+        try:
+            return json.loads(status.read_text())["state"]
+        except (OSError, ValueError):
+            return None
+
+    def clip_files() -> set[str]:
+        return {p.name for p in home.clips_dir.rglob("*.mp4.age*")}
+
+    ha = Subscriber(broker.port, ["doorbell/#", "homeassistant/switch/#"])
+    process, log = home.start("record", "--source", "synthetic")
+    try:
+        until(lambda: (home.root / "device-id").exists(), 30, "no device id", log)
+        device_id = (home.root / "device-id").read_text().strip()
+        topic = f"doorbell/{device_id}/privacy_mode"
+        until(lambda: ha.on(f"homeassistant/switch/doorbell_{device_id}/privacy_mode/config"),
+              30, "no privacy mode switch discovered", log)
+        until(lambda: live.exists(), 30, "no live frame", log)
+        ha.client.publish(f"{topic}/set", "ON", qos=1)
+        until(lambda: [m[2] for m in ha.on(topic)][-1:] == [b"ON"], 10, "no ON echo", log)
+        until(lambda: state() == "privacy mode" and not live.exists(), 5, "not private", log)
+        before = clip_files()
+        time.sleep(4)  # the synthetic visitors keep coming
+        assert not live.exists() and clip_files() == before
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+
+        again, again_log = home.start("record", "--source", "synthetic", log_name="again.log")
+        until(lambda: "camera open" in again_log.read_text(), 30, "no restart", again_log)
+        until(lambda: state() == "privacy mode", 5, "privacy mode forgotten", again_log)
+        time.sleep(2)
+        assert not live.exists() and clip_files() == before
+        ha.client.publish(f"{topic}/set", "OFF", qos=1)
+        until(lambda: live.exists(), 10, "no live frame after privacy mode", again_log)
+        again.send_signal(signal.SIGTERM)
+        assert again.wait(timeout=30) == 0, again_log.read_text()
+        assert "privacy_mode is on (set from Home Assistant, kept in" in again_log.read_text()
+        assert [d for _a, d in audited(home, "privacy_mode")] == [{"on": True}, {"on": False}]
+    finally:
+        ha.close()
