@@ -1,4 +1,8 @@
-"""`doorbell serve [--home DIR] [--bind HOST:PORT]`: the local-only viewer."""
+"""`doorbell serve [--home DIR] [--bind HOST:PORT]`: the local-only viewer.
+
+With `[hub] cameras` in the home's config.toml it is a hub over those replica folders
+(web/hub.py): the home then holds only the hub's own state, and the folders are only read.
+"""
 
 import logging
 
@@ -44,7 +48,10 @@ def run(args) -> int:
         print("Check that your browser shows the same fingerprint before unlocking.")
     shown_host = f"[{host}]" if ":" in host else host
     print(f"Viewer on {scheme}://{shown_host}:{port}/ (home network only)", flush=True)
-    app = create_app(settings, home)
+    app = create_app(settings, home)  # a hub's missing folder is refused here, in one sentence
+    if settings.hub.cameras:
+        shown = ", ".join(f"{name} ({folder})" for name, folder in settings.hub.cameras)
+        print(f"A hub over the replicas of {shown}, read-only.", flush=True)
     setup = app.extensions["doorbell"].setup
     if setup is not None:
         print(f"\n{home.root} has no household member yet. Open the viewer and enter the set-up "
