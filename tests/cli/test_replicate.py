@@ -1,6 +1,7 @@
 """`doorbell replicate --pair/--check` against a real OpenSSH sshd on loopback."""
 
 import contextlib
+import hashlib
 import json
 import re
 import shutil
@@ -16,6 +17,7 @@ import pytest
 from doorbell.storage.age import parse_identity
 from doorbell.storage.age.errors import TruncatedError
 from doorbell.storage.age.reader import decrypt
+from doorbell.storage.replica import source_files
 from tests.cli.conftest import PROJECT, WORK_FACTOR, assert_ok, assert_one_sentence, doorbell
 from tests.helpers import clean_env
 from tests.sftp_server import SftpServer
@@ -257,3 +259,68 @@ def test_kill_9_and_a_wiped_device_leave_the_clips_on_the_replica(sshd, tmp_path
 
 
 LAGS_S: list[float] = []
+
+
+OUTAGE_S = 60.0
+
+
+def _tree_digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _replicated_digests(root: Path) -> dict[str, str]:
+    return {f.relative: hashlib.sha256(f.path.read_bytes()).hexdigest()
+            for f in source_files(root)}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VIDEO.is_file(), reason=f"{VIDEO} is not there")
+def test_a_minute_long_outage_while_recording_loses_and_duplicates_nothing(sshd, tmp_path,
+                                                                          passphrase_file):
+    """The issue's outage: the NAS is away for a minute while the real recorder goes on
+    recording (5 s clips), then comes back; afterwards every file on the replica has the
+    hash of the device's file, and the replica holds nothing else."""
+    root = tmp_path / "home"
+    assert_ok(doorbell("init", "--passphrase-file", str(passphrase_file), "--x25519",
+                       "--work-factor", WORK_FACTOR, home=root))
+    (root / "config.toml").write_text(
+        "[recording]\nmax_clip_s = 5\n[retention]\nmin_free_bytes = 0\n")
+    assert_ok(doorbell("replicate", "--pair", sshd.url, home=root))
+    log = tmp_path / "processes.log"
+    replicator = _start(["replicate", "--identity-file", str(sshd.client_key), "--state-dir",
+                         str(tmp_path / "state")], root, log)
+    recorder = _start(["record", "--source", str(VIDEO)], root, log)
+    clips = root / "clips"
+    try:
+        assert _wait_for(lambda: list(sshd.root.rglob("*.mp4.age")), 60), log.read_text()[-3000:]
+        sshd.stop()
+        stopped_at = time.monotonic()
+        sealed_before = {p.name for p in clips.rglob("*.mp4.age")}
+        replica_before = _tree_digests(sshd.root)
+        while time.monotonic() - stopped_at < OUTAGE_S:
+            assert recorder.poll() is None and replicator.poll() is None, log.read_text()[-3000:]
+            time.sleep(1)
+        sealed_during = {p.name for p in clips.rglob("*.mp4.age")} - sealed_before
+        assert len(sealed_during) >= 8, "recording went on: about 12 clips of 5 s"
+        assert _tree_digests(sshd.root) == replica_before  # nothing reached it meanwhile
+        sshd.start()
+        restarted_at = time.monotonic()
+        assert _wait_for(lambda: all((sshd.root / "clips" / p.relative_to(clips)).exists()
+                                     for p in clips.rglob("*.mp4.age")
+                                     if p.name in sealed_during), 60), log.read_text()[-3000:]
+        print(f"{len(sealed_during)} clips sealed during the {OUTAGE_S:.0f} s outage reached "
+              f"the replica {time.monotonic() - restarted_at:.1f} s after it came back")
+        recorder.send_signal(signal.SIGTERM)  # the last clip is sealed
+        recorder.wait(timeout=30)
+        expected = _replicated_digests(root)
+        assert _wait_for(lambda: _tree_digests(sshd.root) == expected, 60), \
+            sorted(set(_tree_digests(sshd.root).items()) ^ set(expected.items()))[:10]
+    finally:
+        for process in (recorder, replicator):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    assert "replica connection lost" in log.read_text() or "unreachable" in log.read_text()
+    assert not [name for name in expected if name.endswith(".partial")]
+    assert sum(1 for name in expected if name.endswith(".mp4.age")) >= 10
