@@ -152,3 +152,11 @@ def test_status_time_zone_without_a_name(unlocked, runtime_dir, monkeypatch):
     finally:
         monkeypatch.undo()
         time.tzset()
+
+
+def test_every_page_names_the_zone_of_its_times(app, unlocked, berlin):
+    for path in ("/", "/status", "/audit", "/live", "/settings"):
+        text = page_text(unlocked.get(path))
+        assert "Times are the doorbell's local time, Europe/Berlin (CET)." in text, path
+    stranger = new_client(app)
+    assert "Europe/Berlin" not in page_text(stranger.get("/login"))  # not before unlocking

@@ -19,6 +19,8 @@ from ..display import local_time, zone_sentence
 from .common import viewer
 
 blueprint = Blueprint("status", __name__)
+# Every page's footer names the zone its times are in (base.html).
+blueprint.add_app_template_global(zone_sentence, "time_zone_sentence")
 
 
 def collect_status() -> dict:
