@@ -3,11 +3,8 @@ real OpenSSH sshd on loopback. One timeline holds both cameras' clips, both play
 a growing (unsealed) clip plays up to its authenticated prefix, members and a recovery key
 unlock, and nothing in a replica folder changes, whatever the session does."""
 
-import hashlib
 import re
 import shutil
-import threading
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -19,20 +16,10 @@ from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.recipients import read_recipients
-from doorbell.storage.replica import run_forever, source_files
-from doorbell.storage.replica_target import (
-    PinnedTarget,
-    SftpTarget,
-    connection_errors,
-    fetch_host_key,
-    open_sftp,
-)
 from doorbell.web import create_app
 from tests.sftp_server import SftpServer
 from tests.web.conftest import (
-    MEMBER,
     ORIGIN,
-    PASSPHRASE,
     doorbell,
     local_today_at,
     login,
@@ -43,15 +30,9 @@ from tests.web.conftest import (
     pseudo_random,
     write_clip,
 )
+from tests.web.hub_replicas import digests, replicate_until_copied, second_household
 
-NETWORKS = ("127.0.0.0/8",)
-RECOVERY_KEY = re.compile(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+")
 GROWING_BYTES = 5 * CHUNK_SIZE + 1234  # written, not sealed: 5 whole chunks authenticate
-
-
-def digests(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def every_entry(root: Path) -> dict[str, tuple]:
@@ -59,48 +40,6 @@ def every_entry(root: Path) -> dict[str, tuple]:
     return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mode,
                                              p.stat().st_mtime_ns)
             for p in sorted(root.rglob("*"))}
-
-
-def wait_until(condition, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return condition()
-
-
-class Replicating:
-    """The real replicator (storage.replica.run_forever) of one home into `remote_root` on the
-    pinned sshd, in a thread, until close()."""
-
-    def __init__(self, home: Path, server: SftpServer, remote_root: str) -> None:
-        target = SftpTarget.parse(server.url)
-        key = fetch_host_key(target, "127.0.0.1")
-        pinned = PinnedTarget(target, key.get_name(), key.get_base64())
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=run_forever, kwargs=dict(
-            home_root=home, remote_root=remote_root,
-            connect=lambda: open_sftp(pinned, server.client_key, NETWORKS),
-            poll_interval_s=0.2, retry_interval_s=0.3, should_stop=self.stop.is_set,
-            connection_errors=connection_errors()), daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(timeout=15)
-
-
-def _second_household(base: Path) -> tuple[Path, str]:
-    """A doorbell set up on its own (its own keys): alice, same passphrase; its recovery key."""
-    secret = base / "passphrase.txt"
-    secret.write_text(PASSPHRASE + "\n")
-    secret.chmod(0o600)
-    root = base / "back-home"
-    result = doorbell("init", "--home", str(root), "--user", MEMBER, "--passphrase-file",
-                      str(secret), "--work-factor", "15")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return root, RECOVERY_KEY.findall(result.stdout)[0]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +50,7 @@ def replicas(template_home, tmp_path_factory):
     base = tmp_path_factory.mktemp("hub")
     front = base / "front-home"
     shutil.copytree(template_home.root, front)
-    back, back_recovery_key = _second_household(base)
+    back, back_recovery_key = second_household(base)
     back_clip = write_clip(back, local_today_at(9, 30), make_mp4(frames=30), make_jpeg(30),
                            {"trigger": "doorbell", "duration_s": 3.0})
     growing_video = pseudo_random(GROWING_BYTES, 7)
@@ -121,17 +60,9 @@ def replicas(template_home, tmp_path_factory):
         growing.video.write(growing_video)
         growing.sync()  # as the recorder's fsync: the replicator copies what is on disk
     server = SftpServer(base / "sshd").start()
-    copies = [Replicating(front, server, f"{server.root}/front"),
-              Replicating(back, server, f"{server.root}/back")]
     try:
-        for home, name in ((front, "front"), (back, "back")):
-            expected = {f.relative: hashlib.sha256(f.path.read_bytes()).hexdigest()
-                        for f in source_files(home)}
-            assert wait_until(lambda name=name, expected=expected:
-                              digests(server.root / name) == expected, 30), name
+        replicate_until_copied(server, {"front": front, "back": back})
     finally:
-        for copy in copies:
-            copy.close()
         server.stop()
     yield SimpleNamespace(
         front=server.root / "front", back=server.root / "back",
