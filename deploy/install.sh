@@ -29,6 +29,12 @@
 #     index.sqlite3, audit.jsonl  0660 group doorbell      (both write)
 #     config.toml, recipients.txt readable by the group
 #   /etc/systemd/system/doorbell-{recorder,viewer}.service (enabled)
+#   /usr/local/bin/doorbell   the admin's command: runs the venv's doorbell as doorbell-view
+#                             (sudo doorbell clips list, sudo doorbell export-all --to DIR)
+#   /etc/avahi/services/doorbell.service  when avahi-daemon is installed (Raspberry Pi OS
+#                             and Debian desktops have it; `apt install avahi-daemon` on a
+#                             minimal Debian): the viewer advertised on the home network, and
+#                             NAME.local resolves
 set -euo pipefail
 
 PREFIX=/opt/doorbell
@@ -41,6 +47,10 @@ REC_USER=doorbell-rec
 VIEW_USER=doorbell-view
 UNITS=(doorbell-recorder.service doorbell-viewer.service)
 FIREWALL_UNIT=doorbell-firewall.service
+ADMIN_COMMAND=/usr/local/bin/doorbell
+ADMIN_MARK="the doorbell command for the device's administrator"  # in deploy/bin/doorbell
+AVAHI_SERVICE=/etc/avahi/services/doorbell.service
+VIEWER_PORT=8443  # CONFIG_TEMPLATE's viewer.bind, and deploy/avahi/doorbell.service's port
 SYSTEM_PYTHON=/usr/bin/python3  # apt's python3-picamera2 and python3-numpy are for this one
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
@@ -241,10 +251,33 @@ install_python_packages() {
   "$VENV/bin/doorbell" --help >/dev/null || die "$VENV/bin/doorbell does not run"
 }
 
+ours_on_path() { [ -f "$ADMIN_COMMAND" ] && grep -qF "$ADMIN_MARK" "$ADMIN_COMMAND"; }
+
+install_admin_command() {
+  if [ -e "$ADMIN_COMMAND" ] && ! ours_on_path; then
+    warn "$ADMIN_COMMAND exists and is not the doorbell's: left alone (use $VENV/bin/doorbell as $VIEW_USER)."
+    return 0
+  fi
+  install -d -m 0755 "$(dirname "$ADMIN_COMMAND")"
+  install -m 0755 "$SRC/deploy/bin/doorbell" "$ADMIN_COMMAND"
+}
+
 install_program() {
   install -d -m 0755 "$PREFIX"
   install_python_packages
   install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
+  install_admin_command
+}
+
+# -- mDNS --------------------------------------------------------------------------------------
+install_avahi_service() {
+  if [ ! -x /usr/sbin/avahi-daemon ]; then
+    say "avahi-daemon is not installed, so NAME.local may not resolve: use an address below, or apt-get install avahi-daemon and run me again."
+    return 0
+  fi
+  install -d -m 0755 "$(dirname "$AVAHI_SERVICE")"
+  install -m 0644 "$SRC/deploy/avahi/doorbell.service" "$AVAHI_SERVICE"
+  say "the viewer is advertised on the home network by avahi ($AVAHI_SERVICE)"
 }
 
 # -- the data directory ------------------------------------------------------------------------
@@ -358,23 +391,42 @@ install_units() {
   fi
 }
 
+# The viewer's addresses: NAME.local (mDNS), then each home-network address of this device
+# (hostname -I: all but loopback and IPv6 link-local; IPv6 in brackets, global IPv6 left out).
+viewer_urls() {
+  printf 'https://%s.local:%s/\n' "$(hostname -s 2>/dev/null || hostname)" "$VIEWER_PORT"
+  local address
+  for address in $(hostname -I 2>/dev/null || true); do
+    case "$address" in
+      [23]*:*) ;;  # a global IPv6 address: the viewer answers the home network only
+      *:*) printf 'https://[%s]:%s/\n' "$address" "$VIEWER_PORT" ;;
+      *) printf 'https://%s:%s/\n' "$address" "$VIEWER_PORT" ;;
+    esac
+  done
+}
+
 start_or_guide() {
-  local url
-  url="https://$(hostname -s 2>/dev/null || hostname).local:8443/"
+  local urls
+  urls=$(viewer_urls | sed 's/^/    /')
   if [ "$use_systemd" = yes ]; then
     systemctl restart "${UNITS[@]}"
     say "started: ${UNITS[*]} (journalctl -u doorbell-recorder -u doorbell-viewer -f)"
   else
     say "the services start at the next boot."
   fi
-  [ -f "$HOME_DIR/recipients.txt" ] && return 0
+  if [ -f "$HOME_DIR/recipients.txt" ]; then
+    say "the viewer, on your home network:"
+    printf '%s\n' "$urls"
+    return 0
+  fi
   cat <<EOF
 
 Next: create the household's first member, in a browser on your home network. Open
 
-    $url
+$urls
 
-and type the one-time set-up code the viewer printed to its log:
+(the .local name where your network resolves it, else an address) and type the one-time
+set-up code the viewer printed to its log:
 
     sudo journalctl -u doorbell-viewer | grep -A 2 'set-up code'
 
@@ -383,9 +435,9 @@ for your name and a passphrase, then shows a RECOVERY KEY once (save or print it
 age alone decrypts every clip) and the certificate fingerprint to compare with your browser's.
 The recorder waits until then and starts recording as soon as set-up is done.
 
-Or, from this terminal, as the viewer user that owns the keys:
+Or, from this terminal ($ADMIN_COMMAND runs it as $VIEW_USER, the user that owns the keys):
 
-    sudo runuser -u $VIEW_USER -- $VENV/bin/doorbell init --home $HOME_DIR --user YOUR-NAME
+    sudo doorbell init --user YOUR-NAME
 
 EOF
 }
@@ -410,6 +462,7 @@ do_install() {
   install_program
   prepare_home
   install_units
+  install_avahi_service
   if [ "$use_systemd" = yes ]; then
     check_ip_filter || true
   fi
@@ -434,6 +487,8 @@ do_uninstall() {
     nft delete table inet doorbell 2>/dev/null || true
   fi
   rm -rf "$CONF_DIR" "$PREFIX"
+  if ours_on_path; then rm -f "$ADMIN_COMMAND"; fi
+  rm -f "$AVAHI_SERVICE"
   local user
   for user in "$REC_USER" "$VIEW_USER"; do
     if getent passwd "$user" >/dev/null; then userdel "$user"; say "removed user $user"; fi

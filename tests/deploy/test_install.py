@@ -203,7 +203,7 @@ def installed(chroot):
 @pytest.fixture(scope="module")
 def initialised(chroot, installed):
     command = next((line.strip() for line in installed.stdout.splitlines()
-                    if "doorbell init" in line and "runuser" in line), None)
+                    if "doorbell init" in line and "YOUR-NAME" in line), None)
     assert command, installed.stdout
     words = command.split()
     if words[0] == "sudo":  # we are root already, as the message says
@@ -298,8 +298,22 @@ def test_data_directory_before_init(chroot, installed):
 
 def test_first_install_prints_the_init_command(initialised):
     command, _result = initialised
-    assert command == ("sudo runuser -u doorbell-view -- /opt/doorbell/venv/bin/doorbell init "
-                       "--home /var/lib/doorbell --user YOUR-NAME")
+    # /usr/local/bin/doorbell (deploy/bin/doorbell) runs it as doorbell-view: the fixture ran
+    # exactly this, as root, and test_init_as_the_viewer_user checks who owns what it made.
+    assert command == "sudo doorbell init --user YOUR-NAME"
+
+
+def test_first_install_prints_the_viewer_by_name_and_by_address(installed):
+    urls = [line.strip() for line in installed.stdout.splitlines()
+            if line.strip().startswith("https://")]
+    assert urls and urls[0].endswith(".local:8443/"), installed.stdout
+    assert any(re.fullmatch(r"https://(\d+\.){3}\d+:8443/", url) for url in urls), urls
+
+
+def test_admin_command_on_path(chroot, installed):
+    command = chroot.path("/usr/local/bin/doorbell")
+    assert command.read_bytes() == (PROJECT / "deploy/bin/doorbell").read_bytes()
+    assert mode(command) == 0o755
 
 
 def test_init_as_the_viewer_user(chroot, initialised):
@@ -623,7 +637,8 @@ def test_uninstall_keeps_footage_reinstall_adopts_it_purge_removes_it(chroot, se
     assert clips_before
     out = chroot.run("bash", f"{SRC_IN_ROOT}/deploy/uninstall.sh", "--no-systemd").stdout
     assert "kept /var/lib/doorbell" in out
-    for gone in ("/opt/doorbell", "/etc/systemd/system/doorbell-recorder.service",
+    for gone in ("/opt/doorbell", "/usr/local/bin/doorbell",
+                 "/etc/systemd/system/doorbell-recorder.service",
                  "/etc/systemd/system/doorbell-viewer.service", "/etc/doorbell",
                  "/etc/systemd/system/multi-user.target.wants/doorbell-viewer.service"):
         assert not chroot.path(gone).exists(), gone
