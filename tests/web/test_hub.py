@@ -228,3 +228,16 @@ def test_a_bad_hub_section_is_refused_naming_the_key(tmp_path, text, named):
     with pytest.raises(ConfigError) as error:
         load_settings(tmp_path)
     assert named in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("camera", ["", "garage", "../front", "front/../back", "front\x00",
+                                    "x" * 5000, "FRONT"])
+def test_a_camera_the_hub_does_not_have_is_a_404_never_a_500(replicas, hub_app, camera):
+    client = new_client(hub_app)
+    assert login(client).status_code == 303
+    clip_id = replicas.front_clips["doorbell"].id
+    for path in (f"/clips/{clip_id}", f"/clips/{clip_id}/video", f"/clips/{clip_id}/thumbnail.jpg"):
+        assert client.get(path, query_string={"camera": camera}).status_code == 404, path
+    # the timeline shows every camera rather than none
+    assert f"/clips/{clip_id}?camera=front" in client.get(
+        "/", query_string={"camera": camera}).get_data(as_text=True)
