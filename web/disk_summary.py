@@ -3,7 +3,8 @@ what is free, and how long clips stay (sizes and times from web/display.py)."""
 
 import time
 
-from .display import human_bytes, local_date_time
+from .capacity import RECENT_DAYS
+from .display import age_text, human_bytes, local_date_time
 
 
 def disk_picture(status: dict) -> dict:
@@ -26,11 +27,12 @@ def disk_words(status: dict, retention) -> dict:
         "free": human_bytes(status["disk_free_bytes"]),
         "total": human_bytes(status["disk_total_bytes"]),
         "other": human_bytes(max(0, used - status["clips_total_bytes"])),
-        "per_day": f"about {human_bytes(per_day)} a day" if per_day else "nothing recorded lately",
+        "per_day": (f"about {human_bytes(per_day)} a day (from the last {RECENT_DAYS} days' clips)" if per_day
+                    else "nothing recorded lately"),
         "reserve": human_bytes(retention.min_free_bytes),
         "kept": (f"{retention.max_age_days} days, then deleted" if retention.max_age_days
                  else "until space runs out (no age limit)"),
-        "oldest": (f"{(now_s - oldest) / 86400:.1f} days old (from {local_date_time(oldest)})"
+        "oldest": (f"{age_text(now_s - oldest)} old (from {local_date_time(oldest)})"
                    if oldest else "no clips yet"),
         "cap": human_bytes(retention.max_total_bytes) if retention.max_total_bytes else None,
     }

@@ -67,6 +67,16 @@ def local_time(at_s: float, seconds: bool = False) -> str:
     return f"{moment.strftime('%H:%M:%S' if seconds else '%H:%M')} {zone_abbreviation(at_s)}"
 
 
+def age_text(seconds: float) -> str:
+    """How long ago, in the unit a person would use: "40 minutes", "5.5 hours", "12.3 days"."""
+    if seconds < 3600:
+        minutes = max(0, round(seconds / 60))
+        return f"{minutes} minute{'' if minutes == 1 else 's'}"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.1f} days"
+
+
 def local_date_time(at_s: float) -> str:
     """1733317385.2 -> "4 Dec 2026, 14:03 CET"."""
     moment = datetime.fromtimestamp(at_s).astimezone()

@@ -12,9 +12,9 @@ import pytest
 
 from doorbell.storage.exchange import RecorderStatus
 from doorbell.storage.index import ClipIndex
-from doorbell.web.display import human_bytes
+from doorbell.web.display import age_text, human_bytes
 
-from .conftest import new_client, unlock_directly
+from .conftest import new_client, unlock_directly, write_clip
 
 DiskUsage = namedtuple("DiskUsage", "total used free")
 TOTAL_BYTES = 128_000_000_000
@@ -58,6 +58,15 @@ def page_text(response) -> str:
 ])
 def test_sizes_in_human_units(size_bytes, shown):
     assert human_bytes(size_bytes) == shown
+
+
+@pytest.mark.parametrize(("seconds", "shown"), [
+    (0, "0 minutes"), (59, "1 minute"), (40 * 60, "40 minutes"), (3600, "1.0 hours"),
+    (5.5 * 3600, "5.5 hours"), (47 * 3600, "47.0 hours"), (2 * 86400, "2.0 days"),
+    (12.34 * 86400, "12.3 days"),
+])
+def test_ages_in_the_unit_a_person_uses(seconds, shown):
+    assert age_text(seconds) == shown
 
 
 def test_status_shows_sizes_in_gb_and_mb_not_bytes(unlocked, home, disk, runtime_dir):
@@ -109,9 +118,17 @@ def test_status_says_how_long_clips_are_kept(make_app, identity, home, disk, ber
     assert "Clips are kept 30 days, then deleted; 1.0 GB is always left free" in text
     oldest = home.clips["yesterday"].start_us / 1e6
     shown = datetime.fromtimestamp(oldest, berlin)
-    age_days = (time.time() - oldest) / 86400
-    assert (f"Oldest clip {age_days:.1f} days old (from {shown.day} {shown:%b %Y}, "
+    age_hours = (time.time() - oldest) / 3600
+    assert (f"Oldest clip {age_hours:.1f} hours old (from {shown.day} {shown:%b %Y}, "
             f"{shown:%H:%M} {shown.tzname()})") in text
+    assert re.search(r"Footage per day about \d+\.\d KB a day \(from the last 7 days' clips\)",
+                     text), text
+    # A clip from ten days ago is the oldest now.
+    ten_days_ago_us = int((time.time() - 10 * 86400) * 1e6)
+    write_clip(home.root, ten_days_ago_us, b"\0" * 1000, None, {"trigger": "motion"})
+    shown = datetime.fromtimestamp(ten_days_ago_us / 1e6, berlin)
+    assert (f"Oldest clip 10.0 days old (from {shown.day} {shown:%b %Y}, {shown:%H:%M} "
+            f"{shown.tzname()})") in page_text(client.get("/status"))
     assert re.search(r"Days of footage that fit (\d+(\.\d)?) days", text), text
 
     app = make_app({"retention.max_age_days": 0, "retention.max_total_bytes": 20_000_000_000})
