@@ -2,7 +2,9 @@
 
 A passphrase protects a member's identity file, which a stolen SD card hands to an offline
 guesser, so the device refuses one that zxcvbn (Dropbox's estimator; PyPI `zxcvbn`, Debian
-`python3-zxcvbn`) scores below 3 of 4: fewer than about 10^8 guesses. The browser runs the same
+`python3-zxcvbn`) scores below 3 of 4 (fewer than about 10^8 guesses), in one sentence with
+zxcvbn's reason: "the passphrase is too weak (score 0 of 4, 3 needed): this is a top-100
+common password". The browser runs the same
 estimator (web/static/zxcvbn.js, npm `zxcvbn` 4.4.2, the library the Python port follows) to
 show the verdict while typing; the device's verdict is the one that counts.
 
@@ -48,7 +50,7 @@ def check_passphrase_strength(passphrase: str) -> None:
     if score < MIN_SCORE:
         reason = reason[:1].lower() + reason[1:] if reason else NO_WARNING
         raise WeakPassphraseError(
-            f"the passphrase is too easy to guess (strength {score} of 4, {MIN_SCORE} needed): "
+            f"the passphrase is too weak (score {score} of 4, {MIN_SCORE} needed): "
             f"{reason}")
 
 

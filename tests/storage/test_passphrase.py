@@ -35,7 +35,7 @@ def test_guessable_passphrases_are_refused_with_zxcvbns_reason(weak):
     message = str(caught.value)
     score, _ = passphrase_score(weak)
     assert score < 3
-    assert message.startswith(f"the passphrase is too easy to guess (strength {score} of 4, "
+    assert message.startswith(f"the passphrase is too weak (score {score} of 4, "
                               "3 needed): ")
     assert WEAK[weak].lower() in message.lower()
     # One sentence: no full stop inside (the viewer ends it with one), no line break.

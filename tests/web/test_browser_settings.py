@@ -227,8 +227,8 @@ def test_onboarding_from_an_empty_home_to_a_recorded_clip(chromium, empty_device
         page.click("#use-suggestion")
         assert page.input_value("#new-passphrase") == suggestion
         assert page.input_value("input[name=passphrase_confirm]") == suggestion
-        assert page.locator("#new-passphrase-strength").inner_text() == "strong"
-        assert page.evaluate("() => document.getElementById('new-passphrase-meter').value") >= 75
+        assert page.locator("#new-passphrase-strength").inner_text() == "strong (score 4 of 4)"
+        assert page.evaluate("() => document.getElementById('new-passphrase-meter').value") == 4
         screenshot(page, tmp_path, "setup")
         with page.expect_navigation(timeout=60_000):
             page.click("#setup-form button[type=submit]")

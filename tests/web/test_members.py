@@ -279,7 +279,9 @@ def test_changing_your_passphrase(app, home, unlocked, identity):
      "Wrong passphrase: nothing was changed."),
     (PASSPHRASE, NEW_PASSPHRASE, NEW_PASSPHRASE + "x", 400, "The two new passphrases differ."),
     (PASSPHRASE, "short", "short", 400, "The passphrase is too short"),
-    (PASSPHRASE, "password123", "password123", 400, "The passphrase is a common one"),
+    (PASSPHRASE, "password123", "password123", 400,
+     "The passphrase is too weak (score 0 of 4, 3 needed): this is a very common "
+     "password."),
 ], ids=["wrong current", "mismatch", "weak", "common"])
 def test_a_refused_passphrase_change_keeps_the_old_one(home, unlocked, current, new, confirm,
                                                        status, says):

@@ -1,22 +1,35 @@
 // Settings pages: set-up, the polygon editor, the motion tuner, recording estimates, members.
-// Served by the device itself (the CSP forbids inline scripts); no library, nothing external.
+// Served by the device itself (the CSP forbids inline scripts); nothing external, no library but
+// zxcvbn.js (vendored) on the pages with a passphrase field.
 "use strict";
 
 // -- passphrases ---------------------------------------------------------------------------------
 
-// A rough strength estimate for the meter. The device's own rule (at least 10 characters, at
-// least 5 different ones, not a common password) decides; the meter only guides.
-function passphraseBits(text) {
-  if (text.length < 10 || new Set(text).size < 5) return 0;
-  const words = text.split(/[\s\-_.]+/).filter((w) => w.length >= 3);
-  let pool = 0;
-  if (/[a-z]/.test(text)) pool += 26;
-  if (/[A-Z]/.test(text)) pool += 26;
-  if (/[0-9]/.test(text)) pool += 10;
-  if (/[^a-zA-Z0-9]/.test(text)) pool += 33;
-  const byCharacters = text.length * Math.log2(Math.max(pool, 2)) * 0.6;  // people are not random
-  const byWords = words.length >= 4 ? words.length * 11 : 0;  // words from a large list
-  return Math.round(Math.max(byCharacters, byWords));
+// The device's verdict, computed here while typing: zxcvbn (web/static/zxcvbn.js, npm zxcvbn
+// 4.4.2, loaded only on the pages with a passphrase field) on the first 72 characters, at least
+// 10 characters and a score of 3 of 4 (storage/passphrase.py applies the same rule, with the
+// Python port of the same estimator; its verdict is the one that counts).
+const MIN_LENGTH = 10, MIN_SCORE = 3, SCORED_LENGTH = 72;
+
+function passphraseVerdict(text) {
+  if (!text) return { score: 0, weak: true, text: "" };
+  if (text.length < MIN_LENGTH) {
+    return { score: 0, weak: true, text: `too short: use at least ${MIN_LENGTH} characters` };
+  }
+  if (typeof zxcvbn !== "function") {  // the estimator did not load: the device still checks
+    return { score: null, weak: false, text: "strength not known here: the device checks it" };
+  }
+  const result = zxcvbn(text.slice(0, SCORED_LENGTH));
+  const score = result.score;
+  if (score < MIN_SCORE) {
+    const feedback = result.feedback;
+    let reason = (feedback.warning || feedback.suggestions[0] || "add another word or two")
+      .replace(/\.$/, "").replace(/\. /g, "; ");
+    reason = reason.charAt(0).toLowerCase() + reason.slice(1);
+    return { score, weak: true,
+             text: `too weak (score ${score} of 4, ${MIN_SCORE} needed): ${reason}` };
+  }
+  return { score, weak: false, text: `${score === 4 ? "strong" : "good"} (score ${score} of 4)` };
 }
 
 function strengthMeters() {
@@ -25,10 +38,12 @@ function strengthMeters() {
     const label = document.getElementById(meter.dataset.for + "-strength");
     if (!input) return;
     const update = () => {
-      const bits = passphraseBits(input.value);
-      meter.value = Math.min(100, bits);
-      label.textContent = !input.value ? "" : bits === 0 ? "too short or too repetitive: refused"
-        : bits < 50 ? "weak: easy to guess offline" : bits < 75 ? "fair" : "strong";
+      const verdict = passphraseVerdict(input.value);
+      meter.value = verdict.score === null ? 0 : verdict.score;
+      label.textContent = verdict.text;
+      label.className = verdict.weak && input.value ? "error" : "muted";
+      // The form is not sent with a passphrase the device would refuse: the browser says why.
+      input.setCustomValidity(verdict.weak && input.value ? `The passphrase is ${verdict.text}.` : "");
     };
     input.addEventListener("input", update);
     update();
