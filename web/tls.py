@@ -51,6 +51,19 @@ def _interface_ipv4(sock: socket.socket, interface: str) -> ipaddress.IPv4Addres
     return ipaddress.IPv4Address(reply[20:24])
 
 
+def _interface_names() -> list[str]:
+    """The network interfaces' names. (if_nameindex needs a netlink socket, which the viewer's
+    sandbox does not allow: RestrictAddressFamilies; /sys/class/net is readable there.)"""
+    try:
+        return [name for _index, name in socket.if_nameindex()]
+    except OSError:
+        pass
+    try:
+        return sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
+
+
 def _ipv6_addresses() -> list[ipaddress.IPv6Address]:
     try:
         lines = _IF_INET6.read_text().splitlines()
@@ -71,7 +84,7 @@ def device_addresses() -> list[Address]:
     """This device's loopback and home-network addresses, as the kernel has them now."""
     found: set[Address] = {ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")}
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:  # for ioctl only: no traffic
-        for _index, interface in socket.if_nameindex():
+        for interface in _interface_names():
             address = _interface_ipv4(sock, interface)
             if address is not None:
                 found.add(address)
