@@ -24,9 +24,11 @@ from doorbell.camera.tuning import MotionTuner
 from doorbell.camera.watchdog import SystemdWatchdog
 from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.errors import AuditLogCorrupt
 from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
 
+from ..clock_sync import WAIT_UNTIL_UPTIME_S, SyncWatcher, uptime_s, wait_for_clock_sync
 from ..errors import CommandError
 from ..guard import forbid_identity_access
 from ..log_output import configure_logging
@@ -64,6 +66,40 @@ def wait_for_set_up(home: Home, stop: threading.Event, watchdog: SystemdWatchdog
     return True
 
 
+WAITING_FOR_CLOCK = "waiting for the clock to be synchronised (NTP) before recording"
+
+
+def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatchdog) -> None:
+    """Shortly after boot, wait (bounded) for NTP. If recording starts without it, the audit
+    log says so, and again once the clock is synchronised: clips started between those two
+    entries carry times from an unsynchronised clock. Long after boot it only logs."""
+    told_systemd = False
+
+    def keep_alive() -> None:
+        nonlocal told_systemd
+        if not told_systemd:  # up and well: systemd must not time our start-up out meanwhile
+            told_systemd = watchdog.ready(status=WAITING_FOR_CLOCK) or True
+        watchdog.ping()
+
+    after_boot = uptime_s() < WAIT_UNTIL_UPTIME_S
+    synchronised, waited_s = wait_for_clock_sync(stop, keep_alive)
+    if synchronised is not False or stop.is_set():
+        return
+    log.warning("the clock is not synchronised (no NTP): recording anyway; clip times may be "
+                "wrong until it is")
+    if after_boot:
+        mark_clock(audit, "clock.unsynchronised", waited_s=round(waited_s, 1))
+        SyncWatcher(stop, lambda: (mark_clock(audit, "clock.synchronised"),
+                                   log.info("the clock is synchronised now"))).start()
+
+
+def mark_clock(audit: AuditLog, action: str, **details) -> None:
+    try:
+        audit.append("recorder", action, **details)
+    except (AuditLogCorrupt, OSError) as exc:  # a damaged log must not stop the recording
+        log.warning("could not write %s to the audit log: %s", action, exc)
+
+
 def restart_arguments(args) -> list[str]:
     """The `doorbell` arguments this recorder was started with."""
     argv = ["record"]
@@ -98,6 +134,9 @@ def run(args) -> int:
         signal.signal(signum, lambda *_: stop.set())
     watchdog = SystemdWatchdog()  # a no-op outside systemd
     if not wait_for_set_up(home, stop, watchdog):
+        return 0
+    wait_for_clock(AuditLog(home.audit_file), stop, watchdog)
+    if stop.is_set():
         return 0
     watcher = SettingsWatcher(home)  # config.toml and recipients.txt, now and as they change
     settings = watcher.settings
