@@ -9,6 +9,10 @@ clip Range requests, however many tabs are open. A stream beyond the budget is r
 (a 503 with Retry-After for the live view; for live events, which a browser would never retry
 after an error status, a `retry:` of BUSY_RETRY_S), and the page tries again later.
 
+A stream also ends as soon as its client goes away (`client_gone`): a closed tab gives its
+thread back within a poll, not at the next write, which for a live view whose recorder stopped
+or a quiet timeline could be minutes away.
+
 When gunicorn is told to stop (SIGTERM, SIGINT, SIGQUIT), `stop()` wakes every stream, which
 then ends at once instead of holding the worker past its graceful timeout (gunicorn would then
 SIGKILL it). Streams wait with `wait_stopping()` instead of time.sleep() for that.
@@ -16,6 +20,9 @@ SIGKILL it). Streams wait with `wait_stopping()` instead of time.sleep() for tha
 The budget belongs to the app (`stream_budget(app)`), not to this module.
 """
 
+import select
+import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable, Iterator
 
@@ -97,6 +104,30 @@ class HeldStream:
 
 def held(chunks: Iterable[bytes], release: Callable[[], None]) -> HeldStream:
     return HeldStream(iter(chunks), release)
+
+
+def client_gone(environ: dict) -> Callable[[], bool]:
+    """A check that the stream's client closed its connection. A browser sends nothing on a
+    connection whose response is still streaming, so readable means closed (an end of file,
+    or TLS's close_notify). Without gunicorn's socket (the Flask test client): never."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return lambda: False
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if not readable:
+                return False
+            if isinstance(sock, ssl.SSLSocket):
+                return True
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False
+        except (OSError, ValueError):  # reset, or already closed
+            return True
+
+    return gone
 
 
 def stream_budget(app) -> StreamBudget:

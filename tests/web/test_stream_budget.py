@@ -10,6 +10,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -41,11 +43,18 @@ def test_streams_leave_threads_for_pages():
 # -- helpers
 
 
-def log_in(port: int, member: str = MEMBER, passphrase: str = PASSPHRASE) -> str:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+def connect(port: int, timeout_s: float, tls: ssl.SSLContext | None = None):
+    if tls is None:
+        return http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    return http.client.HTTPSConnection("localhost", port, context=tls, timeout=timeout_s)
+
+
+def log_in(port: int, member: str = MEMBER, passphrase: str = PASSPHRASE,
+           tls: ssl.SSLContext | None = None) -> str:
+    connection = connect(port, 30, tls)
+    origin = f"https://localhost:{port}" if tls else f"http://127.0.0.1:{port}"
     response, _ = request(connection, "POST", "/login", {
-        "Content-Type": "application/x-www-form-urlencoded",
-        "Origin": f"http://127.0.0.1:{port}"},
+        "Content-Type": "application/x-www-form-urlencoded", "Origin": origin},
         f"member={member}&passphrase={passphrase}".encode())
     connection.close()
     assert response.status == 303, response.status
@@ -55,8 +64,9 @@ def log_in(port: int, member: str = MEMBER, passphrase: str = PASSPHRASE) -> str
 class OpenStream:
     """A stream request whose response headers (and first chunk) arrived; the body stays open."""
 
-    def __init__(self, port: int, path: str, cookie: str, timeout_s: float = 10):
-        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    def __init__(self, port: int, path: str, cookie: str, timeout_s: float = 10,
+                 tls: ssl.SSLContext | None = None):
+        self.connection = connect(port, timeout_s, tls)
         self.connection.request("GET", path, headers={"Cookie": cookie})
         self.response = self.connection.getresponse()
         self.status = self.response.status
@@ -152,6 +162,62 @@ def test_twelve_open_streams_leave_every_page_answering_within_a_second(viewer, 
     finally:
         for stream in streams:
             stream.close()
+
+    # Closed tabs give their threads back at once, although nothing is being sent on them (no
+    # new event, the same live frame): a new set of 12 opens.
+    time.sleep(0.6)
+    streams = []
+    try:
+        for path in ["/events"] * 10 + ["/live/stream"] * 2:
+            stream = OpenStream(port, path, cookie)
+            streams.append(stream)
+            first = stream.first_bytes()
+            assert stream.status == 200 and first != b"retry: 60000\n\n", (path, first)
+    finally:
+        for stream in streams:
+            stream.close()
+    assert "Traceback" not in server.log_path.read_text()
+
+
+SERVE_TLS = """
+import sys
+from doorbell.config import load_settings
+from doorbell.storage.home import Home
+from doorbell.web import create_app
+from doorbell.web.server import serve
+from doorbell.web.tls import certificate_paths
+
+home = Home.resolve(sys.argv[1])
+serve(create_app(load_settings(home.root), home), "127.0.0.1", int(sys.argv[2]),
+      certificate_paths(home.tls_dir))
+"""
+
+
+def test_over_tls_a_closed_tab_gives_its_stream_back(home, tmp_path, runtime_dir):
+    """As on the LAN (HTTPS): streams stay open while the tab is, and end when it closes."""
+    from doorbell.web.tls import certificate_paths
+
+    (runtime_dir / "live.jpg").write_bytes(make_jpeg(120))
+    port = free_port()
+    server = Server(["-c", SERVE_TLS, str(home.root), str(port)], tmp_path / "tls.log",
+                    clean_env(DOORBELL_RUNTIME_DIR=str(runtime_dir)))
+    try:
+        server.wait_ready("127.0.0.1", port)
+        tls = ssl.create_default_context(cafile=str(certificate_paths(home.home.tls_dir)[0]))
+        cookie = log_in(port, tls=tls)
+        for _round in range(2):  # the second finds the first's threads free again
+            streams = [OpenStream(port, path, cookie, tls=tls)
+                       for path in ["/events"] * 10 + ["/live/stream"] * 2]
+            firsts = [stream.first_bytes() for stream in streams]
+            assert all(first and first != b"retry: 60000\n\n" for first in firsts), firsts
+            streams[0].connection.sock.settimeout(1.5)
+            with pytest.raises(socket.timeout):  # still open: nothing new, and no end
+                streams[0].response.read1(65536)
+            for stream in streams:
+                stream.close()
+            time.sleep(0.6)  # a poll or two
+    finally:
+        server.stop()
     assert "Traceback" not in server.log_path.read_text()
 
 

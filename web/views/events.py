@@ -26,7 +26,7 @@ from doorbell.storage.exchange import EventLine, load_events
 
 from .. import access
 from ..stream_budget import MAX_STREAMS as STREAM_BUDGET
-from ..stream_budget import stream_budget
+from ..stream_budget import client_gone, stream_budget
 from .common import viewer
 
 blueprint = Blueprint("events", __name__)
@@ -59,6 +59,7 @@ def stream():
     path = v.home.events_file
     last_id = request.headers.get("Last-Event-ID", "")
     budget = stream_budget(current_app)
+    gone = client_gone(request.environ)
 
     def generate():
         # Here, not in the view: a stream never read holds nothing.
@@ -80,7 +81,8 @@ def stream():
             yield f"retry: {RETRY_MS}\n\n".encode()
             started = last_sent = time.monotonic()
             signature = None
-            while v.sessions.is_alive(session_id) and time.monotonic() - started < MAX_STREAM_S:
+            while (v.sessions.is_alive(session_id) and time.monotonic() - started < MAX_STREAM_S
+                   and not gone()):
                 try:
                     info = path.stat()
                     now_signature = (info.st_mtime_ns, info.st_size, info.st_ino)

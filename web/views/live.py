@@ -7,11 +7,11 @@ streams open), not per frame or reconnection: web/coalesced_audit.py.
 
 import time
 
-from flask import Blueprint, Response, abort, current_app, g, render_template
+from flask import Blueprint, Response, abort, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
 from .. import access
-from ..stream_budget import BUSY_RETRY_S, BUSY_SENTENCE, held, stream_budget
+from ..stream_budget import BUSY_RETRY_S, BUSY_SENTENCE, client_gone, held, stream_budget
 from .common import record_access, viewer
 
 blueprint = Blueprint("live", __name__, url_prefix="/live")
@@ -74,12 +74,14 @@ def stream():
         raise
     path = v.home.live_frame_file
     interval_s = 1.0 / max(v.settings.live.fps, 0.5)
+    gone = client_gone(request.environ)
 
     def frames():
         last_mtime = None
         started = time.monotonic()
         try:
-            while v.sessions.is_alive(session_id) and time.monotonic() - started < MAX_STREAM_S:
+            while (v.sessions.is_alive(session_id) and time.monotonic() - started < MAX_STREAM_S
+                   and not gone()):
                 try:
                     mtime = path.stat().st_mtime_ns
                     if mtime != last_mtime:
