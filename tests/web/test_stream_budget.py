@@ -26,8 +26,6 @@ from tests.helpers import clean_env, free_port
 from .conftest import MEMBER, PASSPHRASE, SESSION_COOKIE, make_jpeg
 from .live_server import Server, request
 
-pytestmark = pytest.mark.slow
-
 PAGE_BUDGET_S = 1.0
 GRACEFUL_TIMEOUT_S = gunicorn_options("127.0.0.1", 8080, None)["graceful_timeout"]
 
@@ -38,6 +36,56 @@ def test_streams_leave_threads_for_pages():
     assert options["workers"] == 1
     assert MAX_STREAMS == WORKER_THREADS - HEADROOM_THREADS and HEADROOM_THREADS >= 3
     assert MAX_STREAMS >= 12  # a household's tabs: the 12-stream test below opens that many
+
+
+def test_stopping_ends_open_streams_at_once_and_opens_no_new_one(app, unlocked, runtime_dir):
+    from doorbell.web.stream_budget import stream_budget
+
+    (runtime_dir / "live.jpg").write_bytes(make_jpeg(120))
+    events = unlocked.get("/events", buffered=False)
+    live = unlocked.get("/live/stream", buffered=False)
+    event_chunks, live_chunks = iter(events.response), iter(live.response)
+    assert next(event_chunks) == b"retry: 3000\n\n"
+    assert next(live_chunks).startswith(b"--doorbell-frame\r\n")
+    budget = stream_budget(app)
+    assert budget.open_streams == 2
+    stream_budget(app).stop()  # what the gunicorn worker does on SIGTERM, SIGINT, SIGQUIT
+    started = time.monotonic()
+    assert list(event_chunks) == [] and list(live_chunks) == []
+    assert time.monotonic() - started < 1
+    events.close(), live.close()
+    assert budget.open_streams == 0 and app.extensions["doorbell"].live_viewers == 0
+    refused = unlocked.get("/live/stream")
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == str(BUSY_RETRY_S)
+    assert unlocked.get("/events").get_data() == b"retry: 60000\n\n"
+
+
+def test_the_budget_is_shared_by_both_kinds_of_stream(app, unlocked, runtime_dir):
+    from doorbell.web.stream_budget import stream_budget
+
+    (runtime_dir / "live.jpg").write_bytes(make_jpeg(120))
+    budget = stream_budget(app)
+    budget.limit = 3
+    held = [unlocked.get("/events", buffered=False), unlocked.get("/events", buffered=False)]
+    try:
+        for response in held:
+            next(iter(response.response))
+        live = unlocked.get("/live/stream", buffered=False)
+        held.append(live)
+        assert live.status_code == 200
+        refused = unlocked.get("/live/stream")
+        assert refused.status_code == 503  # the fourth stream, though only one live view
+        assert "Too many live streams are open on this doorbell at once" in refused.get_data(
+            as_text=True)
+        assert unlocked.get("/events").get_data() == b"retry: 60000\n\n"
+    finally:
+        for response in held:
+            response.close()
+    assert budget.open_streams == 0
+    again = unlocked.get("/live/stream", buffered=False)  # closed before it was ever read
+    assert again.status_code == 200 and budget.open_streams == 1
+    again.close()
+    assert budget.open_streams == 0 and app.extensions["doorbell"].live_viewers == 0
 
 
 # -- helpers
@@ -111,6 +159,7 @@ def viewer(home, tmp_path, runtime_dir):
 # -- 12 streams open, every page still answers
 
 
+@pytest.mark.slow
 def test_twelve_open_streams_leave_every_page_answering_within_a_second(viewer, home):
     server, port = viewer
     cookie = log_in(port)
@@ -193,6 +242,7 @@ serve(create_app(load_settings(home.root), home), "127.0.0.1", int(sys.argv[2]),
 """
 
 
+@pytest.mark.slow
 def test_over_tls_a_closed_tab_gives_its_stream_back(home, tmp_path, runtime_dir):
     """As on the LAN (HTTPS): streams stay open while the tab is, and end when it closes."""
     from doorbell.web.tls import certificate_paths
@@ -233,6 +283,7 @@ def wait_exit(process: subprocess.Popen, timeout_s: float) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
 def test_serve_with_open_streams_stops_promptly(viewer, how):
     server, port = viewer
@@ -258,6 +309,7 @@ def test_serve_with_open_streams_stops_promptly(viewer, how):
 PASSPHRASE_LINE = re.compile(r"unlock as '(?P<member>[^']+)' with passphrase: (?P<secret>\S+)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["Ctrl-C", "SIGTERM"])
 def test_demo_with_open_streams_stops_without_sigkill(tmp_path, how):
     port = free_port()
