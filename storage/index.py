@@ -173,6 +173,18 @@ class ClipIndex:
                 (clip.id, clip.start_us, clip.state, clip.size_bytes),
             )
 
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Several writes in one commit, so one fsync (a hub filling its index from a scan)."""
+        with _disk_full_as_enospc(self.path):
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
     def remove(self, clip_id: str) -> None:
         with _disk_full_as_enospc(self.path):
             self._db.execute("DELETE FROM clips WHERE id = ?", (clip_id,))

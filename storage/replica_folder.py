@@ -12,7 +12,9 @@ partial video (or a sealed one without metadata: an interrupted clip the device 
 "damaged".
 """
 
+import contextlib
 import os
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,8 @@ from .errors import ClipNotFound, InvalidClipId
 from .index import ClipIndex, IndexedClip
 from .inspect import inspect_file
 
+QUIET_S = 60.0  # a folder unchanged this long, with no partial in it, holds sealed files only
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaClip:
@@ -42,9 +46,21 @@ class ReplicaClip:
 
 
 @dataclass(frozen=True, slots=True)
+class Listing:
+    """One folder's clip files as (id, suffix, is_partial, size, path), its newest file's
+    time, and whether a later scan may reuse it."""
+
+    mtime_ns: int
+    clip_files: tuple[tuple[str, str, bool, int, Path], ...]
+    newest_mtime_s: float | None
+    settled: bool  # no partial in it, and unchanged for QUIET_S when it was listed
+
+
+@dataclass(frozen=True, slots=True)
 class FolderScan:
     clips: dict[str, ReplicaClip]
     newest_mtime_s: float | None  # the newest file of the replica: when it last received bytes
+    listings: dict[Path, Listing]  # per folder, for the next scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,29 +87,38 @@ class ReplicaFolder:
             return f"{self.root} cannot be read by this user"
         return None
 
-    def scan(self) -> FolderScan:
+    def scan(self, previous: FolderScan | None = None) -> FolderScan:
+        """Every clip in the replica. A day's folder that `previous` found settled and whose
+        modification time is unchanged is not listed again: its files are sealed, and any
+        new file or rename would have changed the folder's time (appends do not, so a folder
+        is settled only once nothing in it changed for QUIET_S)."""
+        old = previous.listings if previous is not None else {}
+        now_s = time.time()
+        listings: dict[Path, Listing] = {}
         clips: dict[str, dict] = {}
         newest: float | None = None
-        for path, info in _files(self.root):
-            newest = info.st_mtime if newest is None else max(newest, info.st_mtime)
-            parsed = _clip_file(path.name)
-            if parsed is None or \
-                    path.parent != clip_paths(self.clips_dir, parsed[0])["video"].parent:
-                continue
-            clip_id, suffix, partial = parsed
-            entry = clips.setdefault(clip_id, {"video": None, "partial": None,
-                                               "metadata": False, "size": 0})
-            entry["size"] += info.st_size
-            if suffix == VIDEO_SUFFIX:
-                entry["partial" if partial else "video"] = path
-            elif suffix == METADATA_SUFFIX and not partial:
-                entry["metadata"] = True
+        for directory, mtime_ns in _folders(self.root, self.clips_dir):
+            listing = old.get(directory)
+            if listing is None or not listing.settled or listing.mtime_ns != mtime_ns:
+                listing = _list(directory, mtime_ns, now_s, self.clips_dir)
+            listings[directory] = listing
+            if listing.newest_mtime_s is not None:
+                newest = listing.newest_mtime_s if newest is None else \
+                    max(newest, listing.newest_mtime_s)
+            for clip_id, suffix, partial, size, path in listing.clip_files:
+                entry = clips.setdefault(clip_id, {"video": None, "partial": None,
+                                                   "metadata": False, "size": 0})
+                entry["size"] += size
+                if suffix == VIDEO_SUFFIX:
+                    entry["partial" if partial else "video"] = path
+                elif suffix == METADATA_SUFFIX and not partial:
+                    entry["metadata"] = True
         found = {}
         for clip_id, entry in clips.items():
             video = entry["video"] or entry["partial"]
             if video is not None:
                 found[clip_id] = ReplicaClip(clip_id, video, entry["metadata"], entry["size"])
-        return FolderScan(found, newest)
+        return FolderScan(found, newest, listings)
 
     def video_path(self, clip_id: str) -> Path:
         """The clip's sealed video, else its partial one; ClipNotFound if neither exists."""
@@ -110,10 +135,12 @@ class ReplicaFolder:
 
 def refresh_index(scan: FolderScan, index: ClipIndex) -> int:
     """Make `index` (the hub's own, never a file in the replica) agree with `scan`: new clips
-    added, sizes and states updated, rows of clips no longer there dropped. Rows changed."""
-    changed = 0
+    added, sizes and states updated, rows of clips no longer there dropped, in one commit.
+    Returns the number of rows changed."""
+    rows = {row.id: row for row in index.clips()}
+    changes: list[IndexedClip] = []
     for clip in scan.clips.values():
-        row = index.get(clip.id)
+        row = rows.get(clip.id)
         if clip.video.name.endswith(PARTIAL_SUFFIX) or not clip.has_metadata:
             state = "truncated"
         else:
@@ -126,13 +153,15 @@ def refresh_index(scan: FolderScan, index: ClipIndex) -> int:
                 state = "damaged"  # no valid age header: nothing in it decrypts
         except OSError:
             continue  # renamed (sealed) since the scan: the next refresh sees it
-        index.put(IndexedClip(clip.id, clip_start_us(clip.id), state, clip.size_bytes))
-        changed += 1
-    for row in index.clips():
-        if row.id not in scan.clips:
-            index.remove(row.id)
-            changed += 1
-    return changed
+        changes.append(IndexedClip(clip.id, clip_start_us(clip.id), state, clip.size_bytes))
+    gone = [clip_id for clip_id in rows if clip_id not in scan.clips]
+    if changes or gone:
+        with index.transaction():
+            for clip in changes:
+                index.put(clip)
+            for clip_id in gone:
+                index.remove(clip_id)
+    return len(changes) + len(gone)
 
 
 def _clip_file(name: str) -> tuple[str, str, bool] | None:
@@ -147,20 +176,51 @@ def _clip_file(name: str) -> tuple[str, str, bool] | None:
     return None
 
 
-def _files(root: Path) -> Iterator[tuple[Path, os.stat_result]]:
-    """Every regular file under `root` with its stat, not following symbolic links."""
-    pending = [root]
+CLIP_FOLDER_DEPTH = 3  # clips/YYYY/MM/DD: a day's folder holds files only
+
+
+def _folders(root: Path, clips_dir: Path) -> Iterator[tuple[Path, int]]:
+    """`root` and the folders under it with their modification times, not following links;
+    a day's folder under clips/ is not looked into (it holds the clip files only)."""
+    try:
+        top = root.stat(follow_symlinks=False).st_mtime_ns
+    except OSError:
+        return
+    pending = [(root, top, -1 if root != clips_dir else 0)]
     while pending:
-        directory = pending.pop()
+        directory, mtime_ns, depth = pending.pop()
+        yield directory, mtime_ns
+        if depth >= CLIP_FOLDER_DEPTH:
+            continue
         try:
             entries = list(os.scandir(directory))
         except OSError:
             continue
         for entry in entries:
-            try:
+            with contextlib.suppress(OSError):
                 if entry.is_dir(follow_symlinks=False):
-                    pending.append(Path(entry.path))
-                elif entry.is_file(follow_symlinks=False):
-                    yield Path(entry.path), entry.stat(follow_symlinks=False)
-            except OSError:
+                    path = Path(entry.path)
+                    below = 0 if path == clips_dir else depth + 1 if depth >= 0 else -1
+                    pending.append((path, entry.stat(follow_symlinks=False).st_mtime_ns,
+                                    below))
+
+
+def _list(directory: Path, mtime_ns: int, now_s: float, clips_dir: Path) -> Listing:
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        entries = []
+    clip_files, newest, has_partial = [], None, False
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if not entry.is_file(follow_symlinks=False):
                 continue
+            info = entry.stat(follow_symlinks=False)
+            newest = info.st_mtime if newest is None else max(newest, info.st_mtime)
+            has_partial = has_partial or entry.name.endswith(PARTIAL_SUFFIX)
+            parsed = _clip_file(entry.name)
+            if parsed is not None and \
+                    directory == clip_paths(clips_dir, parsed[0])["video"].parent:
+                clip_files.append((*parsed, info.st_size, Path(entry.path)))
+    settled = now_s - mtime_ns / 1e9 >= QUIET_S and not has_partial
+    return Listing(mtime_ns, tuple(clip_files), newest, settled)

@@ -64,11 +64,18 @@ class HubCamera:
         now_s = time.monotonic() if now_s is None else now_s
         with self.lock:
             if self.last_scan is None or now_s - self.last_scan_s >= REFRESH_INTERVAL_S:
-                scan = self.folder.scan()
-                with ClipIndex(self.index_file) as index:
-                    refresh_index(scan, index)
+                scan = self.folder.scan(self.last_scan)
+                if not _same_listings(scan, self.last_scan):  # else nothing can have changed
+                    with ClipIndex(self.index_file) as index:
+                        refresh_index(scan, index)
                 self.last_scan, self.last_scan_s = scan, now_s
             return self.last_scan
+
+
+def _same_listings(scan: FolderScan, previous: FolderScan | None) -> bool:
+    """Whether `scan` reused every folder listing of `previous` (settled folders, unchanged)."""
+    return previous is not None and scan.listings.keys() == previous.listings.keys() and \
+        all(listing is previous.listings[d] for d, listing in scan.listings.items())
 
 
 @dataclass
