@@ -102,5 +102,22 @@ def gunicorn_app(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None
     return _Gunicorn(app, gunicorn_options(host, port, tls))
 
 
-def serve(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None) -> None:
-    gunicorn_app(app, host, port, tls).run()
+def log_through(handler: logging.Handler) -> dict:
+    """gunicorn's logconfig_dict: its error log goes to `handler` (the command's own, e.g. the
+    journal's format) instead of a handler of its own with a second timestamp."""
+    return {
+        "root": {"level": "INFO", "handlers": ["doorbell"]},
+        "loggers": {
+            "gunicorn.error": {"level": "WARNING", "handlers": [], "propagate": True},
+            "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
+        "handlers": {"doorbell": {"()": lambda: handler}},
+    }
+
+
+def serve(app: Flask, host: str, port: int, tls: tuple[Path, Path] | None,
+          log_handler: logging.Handler | None = None) -> None:
+    application = gunicorn_app(app, host, port, tls)
+    if log_handler is not None:
+        application.cfg.set("logconfig_dict", log_through(log_handler))
+    application.run()

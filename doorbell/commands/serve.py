@@ -30,7 +30,7 @@ def ensure_certificate(home: Home, hostnames=()) -> tuple[str, tuple]:
 
 
 def run(args) -> int:
-    configure_logging()  # journal priorities under systemd, timestamps on a terminal
+    handler = configure_logging()  # journal priorities under systemd, timestamps on a terminal
     home = Home.resolve(args.home)
     if not home.is_initialised():
         # A new device: set-up happens in the browser, guarded by a code printed below.
@@ -57,5 +57,5 @@ def run(args) -> int:
         print(f"\n{home.root} has no household member yet. Open the viewer and enter the set-up "
               f"code\n\n    {setup.display}\n\nIt works once, for {setup.minutes_left} minutes; "
               "restart the viewer for a new one.\n", flush=True)
-    serve(app, host, port, tls)
+    serve(app, host, port, tls, log_handler=handler)  # gunicorn's error log in the same form
     return 0

@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 
@@ -108,3 +109,26 @@ def test_every_line_of_a_traceback_carries_the_error_priority():
     assert lines[0] == "<3>doorbell.test-journal: it failed"
     assert len(lines) > 3 and all(line.startswith("<3>") for line in lines), lines
     assert lines[-1] == "<3>ValueError: boom"
+
+
+def test_the_web_servers_own_errors_go_the_same_way(home, tmp_path):
+    # gunicorn logs "Connection in use" (error) when the viewer's port is taken; under the
+    # journal that line, too, carries its priority and no timestamp of gunicorn's own.
+    stderr_path = tmp_path / "journal-stream"
+    stderr_path.touch()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        env = clean_env(DOORBELL_HOME=str(home.root), DOORBELL_RUNTIME_DIR=str(tmp_path / "run"),
+                        JOURNAL_STREAM=device_inode(stderr_path))
+        with stderr_path.open("wb") as stderr:
+            subprocess.run([sys.executable, "-m", "doorbell", "serve", "--bind",
+                            f"127.0.0.1:{port}"], stdout=subprocess.DEVNULL, stderr=stderr,
+                           stdin=subprocess.DEVNULL, env=env, timeout=120, check=False)
+    lines = stderr_path.read_text().splitlines()
+    in_use = [line for line in lines if "Connection in use" in line]
+    assert in_use, lines
+    assert all(line.startswith("<3>gunicorn.error: ") for line in in_use), in_use
+    assert not any(TIMESTAMP.search(line) for line in lines), lines
+    assert all(re.match(r"<[0-7]>", line) for line in lines), lines

@@ -179,7 +179,7 @@ def test_serve_uses_tls_off_loopback(home, monkeypatch, capsys, bind, tls):
     from doorbell.cli import main
 
     calls = []
-    monkeypatch.setattr(serve_command, "serve", lambda *args: calls.append(args))
+    monkeypatch.setattr(serve_command, "serve", lambda *args, **_kwargs: calls.append(args))
     assert main(["serve", "--home", str(home.root), "--bind", bind]) == 0
     (_app, host, port, given_tls), = calls
     assert host == bind.rsplit(":", 1)[0].strip("[]")
