@@ -13,6 +13,16 @@ function keepLiveViewAlive() {
   };
   img.addEventListener("error", reconnect);
   img.addEventListener("load", () => { delayMs = 2000; });
+  // A stream ends when the session locks, and a refused reconnect is just an image error: ask
+  // the device (as background, so asking keeps nothing unlocked) and show the login page
+  // instead of leaving the last picture on the screen.
+  setInterval(async () => {
+    try {
+      const response = await fetch(img.dataset.sessionCheck, {
+        credentials: "same-origin", headers: { "X-Doorbell-Background": "1" } });
+      if (response.status === 401) window.location.reload();
+    } catch (e) { /* the device is restarting: try again next time */ }
+  }, 5000);
 }
 
 // Status: refresh the figures every few seconds without reloading the page.
