@@ -28,6 +28,12 @@ from .errors import KeyringError, WrongPassphraseError
 from .passphrase import check_passphrase_strength
 from .recipients import check_member_name
 
+# The directory keeps everyone but its owner out (0700); the files are 0640 so that an ACL on
+# the directory (deploy/install.sh: the replicator's read-only group) can let one more reader
+# in. They are passphrase-wrapped, so a copy on the replica reveals nothing without one.
+DIRECTORY_MODE = 0o700
+IDENTITY_FILE_MODE = 0o640
+
 __all__ = [
     "Keyring",
     "calibrate_work_factor",
@@ -118,9 +124,10 @@ class Keyring:
         path = self.path_for(name)
         if path.exists():
             raise KeyringError(f"member {name!r} already exists")
-        self.directory.mkdir(mode=0o750, parents=True, exist_ok=True)
+        self.directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
         identity = new_identity(post_quantum)
-        write_atomically(path, encrypt_identity(identity, passphrase, work_factor), mode=0o600)
+        write_atomically(path, encrypt_identity(identity, passphrase, work_factor),
+                         mode=IDENTITY_FILE_MODE)
         return identity
 
     def unlock(self, name: str, passphrase: str) -> MemberIdentity:
@@ -143,7 +150,8 @@ class Keyring:
         """Re-wrap the same identity under a new passphrase; an interruption keeps the old file."""
         identity = self.unlock(name, old)
         check_passphrase_strength(new)
-        write_atomically(self.path_for(name), encrypt_identity(identity, new, work_factor), 0o600)
+        write_atomically(self.path_for(name), encrypt_identity(identity, new, work_factor),
+                         IDENTITY_FILE_MODE)
 
     def remove(self, name: str) -> None:
         path = self.path_for(name)

@@ -15,12 +15,14 @@ import base64
 import hashlib
 import ipaddress
 import json
+import os
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from .durable import write_atomically
 from .errors import ReplicaTargetError
 
 PIN_FILE_NAME = "replica-target.json"
@@ -94,11 +96,13 @@ class PinnedTarget:
 
     def save(self, home_root: Path) -> Path:
         path = Path(home_root) / PIN_FILE_NAME
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"url": self.target.url, "host_key_type": self.key_type,
-                                   "host_key": self.key_base64,
-                                   "fingerprint": self.fingerprint}, indent=2) + "\n")
-        tmp.replace(path)
+        data = json.dumps({"url": self.target.url, "host_key_type": self.key_type,
+                           "host_key": self.key_base64,
+                           "fingerprint": self.fingerprint}, indent=2) + "\n"
+        # 0640, whatever the umask or the directory's default ACL: the replicator reads the
+        # pin through its group, and no one but its owner may change which key is trusted.
+        write_atomically(path, data.encode(), mode=0o640)
+        os.chmod(path, 0o640)
         return path
 
     @classmethod
