@@ -202,6 +202,8 @@ def _written_error(exc: OSError, target: Path, outcome: Outcome) -> CommandError
         return CommandError(f"{target} is full: {done}; free some space there and run "
                             "export-all again, it carries on where it stopped")
     reason = exc.strerror or str(exc)
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        reason += f" for {cli_actor().removeprefix('cli:')}, the user this runs as"
     return CommandError(f"cannot write the backup to {target} ({reason}): {done}")
 
 
