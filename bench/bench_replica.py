@@ -10,7 +10,13 @@ the size the replica has now.
 
 Reported: lag median, p95 and worst; the replicator's CPU seconds per video-second and its peak
 RSS; and, as the baseline measured in the same run, the recorder's CPU per video-second and RSS
-(the replicator should cost a small fraction of what recording does). No assertions: this
+(the replicator should cost a small fraction of what recording does).
+
+Then the backlog: a home with --backlog-mb of sealed clips (10 MB each) that the replica has
+none of, as after a long outage; `doorbell replicate` catches up while its RSS is sampled. The
+baseline, in the same run, is a backlog a tenth that size: the replicator's peak RSS should not
+grow with the backlog (it streams; it never holds the pending bytes or a list of every file).
+Reported per backlog: bytes, seconds to catch up, MB/s and peak RSS. No assertions: this
 reports.
 """
 
@@ -55,6 +61,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--fps", type=int, default=15)
     parser.add_argument("--poll-interval-s", type=float, default=0.5)
+    parser.add_argument("--backlog-mb", type=int, default=200)
     args = parser.parse_args()
     base = Path(tempfile.mkdtemp(prefix="bench-replica-"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOORBELL_")}
@@ -78,7 +85,7 @@ def main() -> None:
         log = (base / "processes.log").open("ab")
         replicator = subprocess.Popen(
             [*doorbell, "replicate", "--identity-file", str(server.client_key),
-             "--poll-interval-s", str(args.poll_interval_s)],
+             "--poll-interval-s", str(args.poll_interval_s), "--state-dir", str(base / "state")],
             env=env, cwd=PROJECT, stdout=log, stderr=log)
         processes.append(replicator)
         recorder = subprocess.Popen([*doorbell, "record", "--source", "synthetic"], env=env,
@@ -124,6 +131,9 @@ def main() -> None:
             process.terminate()
             process.wait(timeout=30)
         server.stop()
+    print("backlog catch-up", file=sys.stderr)
+    backlogs = [catch_up(base / f"backlog-{mb}", doorbell, mb * 1_000_000)
+                for mb in (max(1, args.backlog_mb // 10), args.backlog_mb)]
     result = {
         "benchmark": "replica",
         "camera": f"synthetic 1280x720 at {args.fps} fps, real time",
@@ -138,9 +148,71 @@ def main() -> None:
         "baseline_recorder": {"cpu_s_per_video_s": round(cpu["recorder"] / video_s, 4),
                               "peak_rss_bytes": peak["recorder"]},
         "replicator_cpu_vs_recorder": round(cpu["replicator"] / max(cpu["recorder"], 1e-9), 4),
+        "backlog_baseline": backlogs[0],
+        "backlog": backlogs[1],
+        "backlog_rss_growth_bytes": backlogs[1]["peak_rss_bytes"] - backlogs[0]["peak_rss_bytes"],
     }
     shutil.rmtree(base, ignore_errors=True)
     print(json.dumps(result, indent=2))
+
+
+CLIP_BYTES = 10_000_000
+
+
+def catch_up(base: Path, doorbell: list[str], backlog_bytes: int) -> dict:
+    """Seconds and peak RSS of `doorbell replicate` copying `backlog_bytes` of sealed clips."""
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOORBELL_")}
+    home = base / "home"
+    env.update(DOORBELL_HOME=str(home), DOORBELL_RUNTIME_DIR=str(base / "run"),
+               PYTHONDONTWRITEBYTECODE="1")
+    server = SftpServer(base / "sshd").start()
+    try:
+        passphrase = base / "passphrase.txt"
+        passphrase.write_text(PASSPHRASE + "\n")
+        subprocess.run([*doorbell, "init", "--passphrase-file", str(passphrase), "--x25519",
+                        "--work-factor", "15"], env=env, cwd=PROJECT, check=True,
+                       capture_output=True)
+        now_us = time.time_ns() // 1000
+        block = os.urandom(1_000_000)
+        with ClipIndex(home / "index.sqlite3") as index:
+            store = ClipStore(home / "clips", index, read_recipients(home / "recipients.txt"))
+            count = max(1, backlog_bytes // CLIP_BYTES)
+            for n in range(count):  # an hour of 10 MB clips a minute apart, ending now
+                writer = store.begin_clip(now_us - (count - n) * 60_000_000)
+                for _ in range(CLIP_BYTES // len(block)):
+                    writer.video.write(block)
+                writer.finish(b"jpeg", {})
+        device_bytes = sum(p.stat().st_size for p in (home / "clips").rglob("*") if p.is_file())
+        subprocess.run([*doorbell, "replicate", "--pair", server.url], env=env, cwd=PROJECT,
+                       check=True, capture_output=True)
+        started = time.monotonic()
+        replicator = subprocess.Popen(
+            [*doorbell, "replicate", "--identity-file", str(server.client_key), "--state-dir",
+             str(base / "state")], env=env, cwd=PROJECT, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        peak_rss = 0
+        try:
+            while True:
+                if replicator.poll() is not None:
+                    sys.exit("the replicator ended during the backlog")
+                peak_rss = max(peak_rss, rss_bytes(replicator.pid))
+                copied = sum(p.stat().st_size for p in (server.root / "clips").rglob("*")
+                             if p.is_file()) if (server.root / "clips").is_dir() else 0
+                if copied >= device_bytes:
+                    break
+                time.sleep(0.05)
+            seconds = time.monotonic() - started
+        finally:
+            replicator.terminate()
+            replicator.wait(timeout=30)
+    finally:
+        server.stop()
+    return {"bytes": device_bytes, "catch_up_s": round(seconds, 2),
+            "mb_per_s": round(device_bytes / 1e6 / seconds, 1), "peak_rss_bytes": peak_rss}
 
 
 if __name__ == "__main__":

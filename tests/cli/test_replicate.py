@@ -193,7 +193,8 @@ def test_kill_9_and_a_wiped_device_leave_the_clips_on_the_replica(sshd, tmp_path
         "[recording]\nmax_clip_s = 5\n[retention]\nmin_free_bytes = 0\n")
     assert_ok(home.run("replicate", "--pair", sshd.url))
     log = tmp_path / "processes.log"
-    replicator = _start(["replicate", "--identity-file", str(sshd.client_key)], home.root, log)
+    replicator = _start(["replicate", "--identity-file", str(sshd.client_key), "--state-dir",
+                         str(tmp_path / "state")], home.root, log)
     recorder = _start(["record", "--source", str(VIDEO)], home.root, log)
     clips = home.root / "clips"
     sizes: list[tuple[float, Path, int]] = []  # (monotonic s, partial, its size) as it grows
