@@ -6,8 +6,11 @@
 
 Timestamps are the camera's, in microseconds from the first keyframe received, so they are
 monotonic and match the packets to the decoded pictures. The stream starts at the first
-keyframe. A stream that stops (the camera or the network gone, no data for `read_timeout_s`)
-raises SourceLost, so the recorder seals the open clip and reconnects with back-off.
+keyframe. A picture the network delivers in several packets with one timestamp (a keyframe cut
+in slices, each with its SPS/PPS in front, as GStreamer's payloader sends them) is put back
+together as one access unit: recorded and decoded whole, never as two broken pictures. A
+stream that stops (the camera or the network gone, no data for `read_timeout_s`) raises
+SourceLost, so the recorder seals the open clip and reconnects with back-off.
 
 A URL's user name and password never reach a log or an error message: `redact_url` removes
 them, and PyAV's errors (which quote the URL) are reduced to their reason.
@@ -25,7 +28,27 @@ from .frames import SourceLost
 log = logging.getLogger(__name__)
 
 START_CODE = b"\x00\x00\x01"
-NAL_SPS = 7
+NAL_SPS, NAL_PPS, NAL_AUD = 7, 8, 9
+
+
+def nal_units(data: bytes) -> list[bytes]:
+    """The NAL units of an Annex B buffer, each with its start code."""
+    starts, index = [], data.find(START_CODE)
+    while index != -1:
+        starts.append(index - 1 if index > 0 and data[index - 1] == 0 else index)
+        index = data.find(START_CODE, index + 3)
+    return [data[start:end] for start, end in zip(starts, starts[1:] + [len(data)],
+                                                   strict=True)]
+
+
+def without_parameter_sets(data: bytes) -> bytes:
+    """`data` without its SPS, PPS and access unit delimiters (the rest of a picture)."""
+    kept = []
+    for unit in nal_units(data):
+        header = unit.find(START_CODE) + 3
+        if header < len(unit) and unit[header] & 0x1F not in (NAL_SPS, NAL_PPS, NAL_AUD):
+            kept.append(unit)
+    return b"".join(kept)
 
 
 def nal_types(data: bytes) -> set[int]:
@@ -68,8 +91,19 @@ class H264Demuxer:
         return round((pts - self._pts0) * self._time_base * 1_000_000)
 
     def packets(self) -> Iterator[tuple[EncodedPacket, av.Packet]]:
-        """The camera's packets in decode order, from its first keyframe, each with PyAV's
-        packet for decode(); SourceLost when the stream stops."""
+        """The camera's pictures in decode order, from its first keyframe, each with PyAV's
+        packet for decode(); SourceLost when the stream stops. Held back one packet: the next
+        may be more of the same picture."""
+        held: tuple[EncodedPacket, av.Packet] | None = None
+        for encoded, raw in self._packets():
+            if held is not None and (raw.pts, raw.dts) == (held[1].pts, held[1].dts):
+                held = _joined(held, encoded)
+                continue
+            if held is not None:
+                yield held
+            held = encoded, raw
+
+    def _packets(self) -> Iterator[tuple[EncodedPacket, av.Packet]]:
         try:
             for packet in self._container.demux(self._stream):
                 if packet.size == 0 or packet.pts is None:
@@ -106,3 +140,14 @@ class H264Demuxer:
 
     def close(self) -> None:
         self._container.close()
+
+
+def _joined(first: tuple[EncodedPacket, av.Packet], more: EncodedPacket) \
+        -> tuple[EncodedPacket, av.Packet]:
+    """One access unit of a picture that came in two packets."""
+    encoded, raw = first
+    data = encoded.data + without_parameter_sets(more.data)
+    joined = av.Packet(data)
+    joined.pts, joined.dts, joined.time_base = raw.pts, raw.dts, raw.time_base
+    joined.is_keyframe = encoded.keyframe
+    return EncodedPacket(data, encoded.pts_us, encoded.keyframe, encoded.dts_us), joined

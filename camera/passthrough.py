@@ -17,6 +17,14 @@ camera's own packets again from that keyframe (marked `new_stream` too).
 
 frames() yields the Y plane at `motion.detect_width` (PixelFormat.LUMA), like picamera2's lores
 stream; full_image() converts the full picture to BGR only when asked (thumbnail, live view).
+
+With a `DetectStream` (camera.detect_source, camera/substream.py), motion is detected on the
+camera's low-resolution substream and the main stream is not decoded at all while nothing is
+masked: a substream picture at time t (on the main timeline) releases the main packets up to t,
+and full_image() is the substream's picture (masked: thumbnails and the live view). A mask drawn
+after t drops the main packets after t and re-encodes from the main stream's next keyframe (the
+decoder can only begin there), so up to one keyframe interval is not recorded at that moment;
+nothing unmasked ever is.
 """
 
 from collections import deque
@@ -34,6 +42,7 @@ from .frames import Frame, PixelFormat, SourceLost
 from .masks import Polygon, PrivacyMask
 from .pipeline import ring_duration_us
 from .preroll import PacketRing
+from .substream import ClockOffset, DetectStream, monotonic_us
 
 
 def analysis_size(width: int, height: int, detect_width: int) -> tuple[int, int]:
@@ -43,8 +52,10 @@ def analysis_size(width: int, height: int, detect_width: int) -> tuple[int, int]
 
 
 class PassthroughPipeline:
-    def __init__(self, demuxer: H264Demuxer, settings: Settings, description: str = "camera"):
+    def __init__(self, demuxer: H264Demuxer, settings: Settings, description: str = "camera",
+                 detect: DetectStream | None = None):
         self.demuxer = demuxer
+        self.detect = detect  # motion on the substream; the main stream only recorded
         self.description = description
         self.fps = demuxer.fps or float(settings.camera.fps)
         self._recording = settings.recording
@@ -63,6 +74,13 @@ class PassthroughPipeline:
         self._releasing = False
         self._released: list[EncodedPacket] = []
         self._fresh_from_us = -float("inf")
+        # with a DetectStream:
+        self._main_clock = ClockOffset()
+        self._main_dts_us = -1  # every main packet up to this time has arrived
+        self._awaiting_key = False  # re-encoding starts at the main stream's next keyframe
+        self._encoded_us = -1  # the last main picture re-encoded
+        self._last_frame_us = -1  # the last substream picture yielded
+        self._small_masks: dict[tuple[int, int], PrivacyMask] = {}
         # Another codec (H.265, MJPEG) is decoded and encoded again, as if always masked.
         self._can_pass = demuxer.codec == "h264"
         demuxer.skip_nonreference(self._can_pass and not self._polygons)
@@ -83,6 +101,9 @@ class PassthroughPipeline:
         return self._fresh_from_us
 
     def frames(self) -> Iterator[Frame]:
+        if self.detect is not None:
+            yield from self._frames_from_substream()
+            return
         demuxer = self.demuxer
         for packet, raw in demuxer.packets():
             if self._switch_due and packet.keyframe:
@@ -95,6 +116,67 @@ class PassthroughPipeline:
                 frame = self._analyse(picture, demuxer.to_us(picture.pts))
                 if frame is not None:
                     yield frame
+
+    def _frames_from_substream(self) -> Iterator[Frame]:
+        demuxer, detect = self.demuxer, self.detect
+        if not demuxer.width or not demuxer.height:
+            raise SourceLost(f"{self.description} did not say its picture size")
+        self._size = (demuxer.width - demuxer.width % 2, demuxer.height - demuxer.height % 2)
+        if self._polygons or not self._can_pass:
+            self._start_encoding()
+        detect.start()
+        for packet, raw in demuxer.packets():
+            self._main_clock.observe(packet.dts_us, monotonic_us())
+            self._main_dts_us = max(self._main_dts_us, packet.dts_us)
+            if self._switch_due and packet.keyframe:
+                self._switch_due, self._switch_at_us = False, packet.pts_us
+            if self.passthrough:
+                self._pending.append(packet)
+            else:
+                self._re_encode(packet, raw)
+            for picture, pts_us in detect.ready(self._main_dts_us, self._main_clock):
+                yield self._analyse_substream(picture, pts_us)
+
+    def _re_encode(self, packet: EncodedPacket, raw: av.Packet) -> None:
+        """A main packet while a mask is in force: decoded, masked, encoded."""
+        if self._awaiting_key:
+            if not packet.keyframe:
+                return  # the decoder cannot begin here: not recorded
+            self._awaiting_key = False
+        if self._switch_at_us is not None:
+            self._pending.append(packet)
+        for picture in self.demuxer.decode(raw):
+            if picture.pts is None:
+                continue
+            pts_us = self.demuxer.to_us(picture.pts)
+            if pts_us <= self._encoded_us:
+                continue  # left in the decoder from before the keyframe it began again at
+            if self._switch_at_us is not None and pts_us >= self._switch_at_us:
+                self._stop_encoding()  # the camera's own packets from this keyframe
+                return
+            self._encoded_us = pts_us
+            image = np.ascontiguousarray(_bgr(picture)[:self._size[1], :self._size[0]])
+            for encoded in self._encoder.encode(Frame(self._mask.apply(image), pts_us)):
+                self._keep(encoded)
+
+    def _analyse_substream(self, picture: av.VideoFrame, pts_us: int) -> Frame:
+        pts_us = max(pts_us, self._last_frame_us + 1)  # the offsets move a little
+        self._last_frame_us = pts_us
+        if self._fresh_from_us == float("inf"):
+            self._fresh_from_us = pts_us
+        self._picture, self._image = picture, None
+        if self.passthrough:
+            self._confirm(pts_us)
+        luma = _luma(picture)
+        size = analysis_size(luma.shape[1], luma.shape[0], self._detect_width)
+        small = cv2.resize(luma, size, interpolation=cv2.INTER_AREA)
+        return Frame(self._small_mask(size).apply(small), pts_us, PixelFormat.LUMA)
+
+    def _small_mask(self, size: tuple[int, int]) -> PrivacyMask:
+        """The privacy masks at a substream picture's size (analysis frame, full_image)."""
+        if size not in self._small_masks:
+            self._small_masks[size] = PrivacyMask(self._polygons, *size)
+        return self._small_masks[size]
 
     def _analyse(self, picture: av.VideoFrame, pts_us: int) -> Frame | None:
         if self._size is None:
@@ -110,8 +192,7 @@ class PassthroughPipeline:
         if self._switch_at_us is not None and pts_us >= self._switch_at_us:
             self._stop_encoding()
         if self.passthrough:
-            luma = picture.to_ndarray(format="gray") if picture.format.name not in (
-                "yuv420p", "yuvj420p") else _y_plane(picture)
+            luma = _luma(picture)
             self._confirm(pts_us)
         else:
             image = self.full_image()
@@ -141,12 +222,12 @@ class PassthroughPipeline:
             raise RuntimeError("no frame is being processed")
         if self._image is None:
             picture = self._picture
-            if picture.format.name in ("yuv420p", "yuvj420p"):
-                planes = picture.to_ndarray()  # I420 as one (h * 3/2) x w array
-                self._image = cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+            if self.detect is not None:  # the substream's picture, at its own size
+                even = (picture.width - picture.width % 2, picture.height - picture.height % 2)
+                image = np.ascontiguousarray(_bgr(picture)[:even[1], :even[0]])
+                self._image = self._small_mask(even).apply(image)
             else:
-                self._image = picture.to_ndarray(format="bgr24")
-            self._image = self._image[:self._size[1], :self._size[0]]
+                self._image = _bgr(picture)[:self._size[1], :self._size[0]]
         return self._image
 
     def open_clip(self, from_us: int) -> None:
@@ -170,6 +251,7 @@ class PassthroughPipeline:
         """Burn `polygons` in from the next frame; with a first mask, re-encode from it."""
         self._polygons = polygons
         self._fresh_from_us = float("inf")
+        self._small_masks = {}
         if self._size is None:
             self.demuxer.skip_nonreference(self._can_pass and not polygons)
             return  # no frame yet: the first one decides
@@ -195,6 +277,7 @@ class PassthroughPipeline:
         self._mask = PrivacyMask(self._polygons, *self._size)
         self._rebuild_encoder()
         self.demuxer.skip_nonreference(False)
+        self._awaiting_key = self.detect is not None  # its decoder was not fed meanwhile
 
     def _stop_encoding(self) -> None:
         """Back to the camera's own stream, from the keyframe at `_switch_at_us`."""
@@ -217,8 +300,27 @@ class PassthroughPipeline:
         if rebuild_encoder and not self.passthrough:
             self._rebuild_encoder()
 
+    def set_detect_width(self, detect_width: int) -> None:
+        """Analysis frames `detect_width` wide from the next one (no reconnection)."""
+        self._detect_width = detect_width
+
     def close(self) -> None:
+        if self.detect is not None:
+            self.detect.close()
         self.demuxer.close()
+
+
+def _luma(picture: av.VideoFrame) -> np.ndarray:
+    if picture.format.name in ("yuv420p", "yuvj420p"):
+        return _y_plane(picture)
+    return picture.to_ndarray(format="gray")
+
+
+def _bgr(picture: av.VideoFrame) -> np.ndarray:
+    if picture.format.name in ("yuv420p", "yuvj420p"):
+        planes = picture.to_ndarray()  # I420 as one (h * 3/2) x w array
+        return cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420)
+    return picture.to_ndarray(format="bgr24")
 
 
 def _y_plane(picture: av.VideoFrame) -> np.ndarray:

@@ -464,6 +464,10 @@ class PiCameraPipeline:
         self.source.set_masks(polygons)
         self._fresh_from_us = math.inf
 
+    def set_detect_width(self, detect_width: int) -> None:
+        """Nothing now: the lores stream's size is fixed when the camera is configured (the
+        detector caps its width at it); a new width takes the next start."""
+
     def set_recording(self, recording: RecordingSettings, rebuild_encoder: bool) -> None:
         self._settings = dataclasses.replace(self._settings, recording=recording)
         self._ring.buffer_duration_ms = round(ring_duration_us(recording) / 1000)

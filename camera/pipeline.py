@@ -9,6 +9,7 @@ Every camera reaches the recorder as a pipeline with the same few duties, whoeve
     close_clip()    stop releasing
     drain()         release everything still held back (shutdown, camera lost)
     set_masks(...)  new privacy masks from the next frame; `fresh_from_us` says from which
+    set_detect_width(w) analysis frames this wide from the next frame (no reconnection)
     set_recording(...)  new pre-roll length at once, a new encoder between clips
 
 Two implementations:
@@ -75,6 +76,11 @@ class VideoPipeline(Protocol):
         ...
 
     def set_masks(self, polygons: tuple[Polygon, ...]) -> None:
+        ...
+
+    def set_detect_width(self, detect_width: int) -> None:
+        """Analysis frames about `detect_width` wide from the next frame, where the pipeline
+        makes them small itself (the detector downscales the others)."""
         ...
 
     def set_recording(self, recording: RecordingSettings, rebuild_encoder: bool) -> None:

@@ -240,6 +240,8 @@ class Recorder:
                 self.live.publish_next()
         if "motion" in changed:
             self._detector = MotionDetector(new.motion)
+            if self.pipeline is not None and new.motion.detect_width != old.motion.detect_width:
+                self.pipeline.set_detect_width(new.motion.detect_width)
         if "recording" in changed:
             self._machine.settings = new.recording
             if self.pipeline is not None:

@@ -106,6 +106,9 @@ class SoftwarePipeline:
         self._ring.clear()
         self._encoder.force_keyframe()
 
+    def set_detect_width(self, detect_width: int) -> None:
+        """Nothing to do: frames() yields the full picture and the detector downscales it."""
+
     def set_recording(self, recording: RecordingSettings, rebuild_encoder: bool) -> None:
         self._recording = recording
         self._ring.duration_us = ring_duration_us(recording)

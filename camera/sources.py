@@ -64,6 +64,9 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
         )
     if spec.startswith(("rtsp://", "rtsps://")):
         return rtsp_plan(spec, settings)
+    if camera.detect_source:
+        raise ValueError("camera.detect_source works with an rtsp:// camera only; "
+                         f"{spec!r} is not one")
     path = Path(spec)
     if not path.is_file():
         raise ValueError(f"{spec!r} is not a camera or a video file")
@@ -76,13 +79,36 @@ def plan_source(spec: str, settings: Settings, until_eof: bool = False) -> Sourc
 
 
 def rtsp_plan(url: str, settings: Settings) -> SourcePlan:
-    """An RTSP camera on the LAN, recorded without re-encoding while no mask is drawn."""
+    """An RTSP camera on the LAN, recorded without re-encoding while no mask is drawn; with
+    camera.detect_source, motion is detected on that substream."""
     from .capture import check_lan_url, redact_url
-    from .demux import H264Demuxer
-    from .passthrough import PassthroughPipeline
 
     check_lan_url(url, settings.viewer.allowed_networks)
     description = f"RTSP camera {redact_url(url)}"
-    return SourcePlan(
-        lambda current: PassthroughPipeline(H264Demuxer(url), current, description),
-        NoButton(), description)
+    detect_url = settings.camera.detect_source
+    if detect_url:
+        if not detect_url.startswith(("rtsp://", "rtsps://")):
+            raise ValueError(f"camera.detect_source {redact_url(detect_url)!r} is not an "
+                             "rtsp:// URL")
+        check_lan_url(detect_url, settings.viewer.allowed_networks)
+        description += f", motion on {redact_url(detect_url)}"
+    return SourcePlan(lambda current: open_rtsp(url, detect_url, current, description),
+                      NoButton(), description)
+
+
+def open_rtsp(url: str, detect_url: str, settings: Settings, description: str) -> VideoPipeline:
+    """Connect to the camera's main stream (and its substream, if given)."""
+    from .demux import H264Demuxer
+    from .passthrough import PassthroughPipeline
+    from .substream import DetectStream
+
+    main = H264Demuxer(url)
+    if not detect_url:
+        return PassthroughPipeline(main, settings, description)
+    try:
+        substream = H264Demuxer(detect_url)
+    except BaseException:
+        main.close()
+        raise
+    return PassthroughPipeline(main, settings, description,
+                               DetectStream(substream, f"the substream {substream.description}"))

@@ -6,6 +6,7 @@ loopback, serving the H.264 of a real video file as it is (no re-encoding), in r
     server.start()          # a free port on 127.0.0.1; start() again later reuses it
     server.url()            # rtsp://door:s3cret@127.0.0.1:PORT/door
     server.stop()           # the camera vanishes: clients see their stream end
+    server.playing_s        # time.monotonic() when each client's stream began (file start)
 
 The server runs in its own process under Debian's /usr/bin/python3 (python3-gi and
 gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good for qtdemux and rtph264pay), as this
@@ -15,6 +16,8 @@ refuses clients without that user's password (RTSP Basic authentication).
 
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -64,6 +67,7 @@ class RtspServer:
         self.video = video
         self.user, self.password = user, password
         self.port = 0
+        self.playing_s: list[float] = []
         self._process: subprocess.Popen | None = None
 
     def url(self, credentials: bool = True) -> str:
@@ -80,6 +84,12 @@ class RtspServer:
             self._process.kill()
             raise RuntimeError(f"the RTSP server did not start: {self._process.stderr.read()}")
         self.port = int(line.split()[1])
+        threading.Thread(target=self._follow, args=(self._process,), daemon=True).start()
+
+    def _follow(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            if line.startswith("playing "):
+                self.playing_s.append(float(line.split()[1]))
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -114,6 +124,14 @@ def serve(port: str, video: str, user: str, password: str) -> None:
         permissions.add_permission_for_role("camera-user", "media.factory.access", True)
         permissions.add_permission_for_role("camera-user", "media.factory.construct", True)
         factory.set_permissions(permissions)
+    def media_configured(_factory, media):
+        def new_state(_media, state):
+            if state == Gst.State.PLAYING:
+                print("playing", time.monotonic(), flush=True)  # the file starts now
+
+        media.connect("new-state", new_state)
+
+    factory.connect("media-configure", media_configured)
     server.get_mount_points().add_factory(MOUNT, factory)
     server.attach(None)
     print("ready", server.get_bound_port(), flush=True)

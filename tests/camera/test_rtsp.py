@@ -5,7 +5,6 @@ goes, backs off, reconnects when it returns, and never logs the URL's password.
 """
 
 import logging
-import threading
 import time
 
 import av
@@ -14,7 +13,7 @@ import pytest
 
 from doorbell.camera.demux import H264Demuxer
 from doorbell.camera.frames import SourceLost
-from doorbell.camera.sources import plan_source
+from tests.camera.rtsp_recorder import start_recorder, wait_for
 from tests.camera.rtsp_server import RtspServer, looped_h264, missing_gstreamer
 from tests.recorder_home import decode_mp4, video_file
 
@@ -42,52 +41,6 @@ def camera_pictures():
     """Every picture of bikes.mp4, as the camera's H.264 decodes."""
     with av.open(str(video_file("bikes.mp4"))) as container:
         return [f.to_ndarray(format="bgr24") for f in container.decode(video=0)]
-
-
-def start_recorder(home, url, watcher=None):
-    """The recorder in a thread over the RTSP plan `doorbell record --source URL` uses;
-    with a `watcher`, it follows the home's config.toml as `doorbell record` does."""
-    from doorbell.camera.live import StatusPublisher, prepare_runtime_dir
-    from doorbell.camera.recorder import Recorder
-    from doorbell.storage.clipwriter import ClipStore
-    from doorbell.storage.index import ClipIndex
-    from doorbell.storage.recipients import read_recipients
-
-    settings = home.settings()
-    plan = plan_source(url, settings)
-    prepare_runtime_dir(home.run_dir)
-    stop, started = threading.Event(), threading.Event()
-    made = []
-
-    def run():  # SQLite objects belong to the thread that made them
-        with ClipIndex(home.root / "index.sqlite3") as index:
-            store = ClipStore(home.clips_dir, index,
-                              read_recipients(home.root / "recipients.txt"))
-            made.append(Recorder(settings, store, None, None, None,
-                                 StatusPublisher(home.run_dir / "recorder.json"),
-                                 watcher=watcher))
-            started.set()
-            made[0].run(plan.open, stop)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    started.wait(10)
-    recorder = made[0]
-
-    def finish():
-        stop.set()
-        thread.join(timeout=30)
-
-    return recorder, finish
-
-
-def wait_for(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_wrong_password_is_one_sentence_without_the_password(camera):
