@@ -45,6 +45,7 @@ a camera that moves (or a frame below ~640 px wide in heavy rain) makes most pix
 """
 
 import math
+import time
 from dataclasses import dataclass, field
 
 import cv2
@@ -54,38 +55,15 @@ from doorbell.camera.frames import Frame
 from doorbell.camera.masks import ZoneMask
 from doorbell.config import MotionSettings
 
+from .motion_background import Background, Downscaler, LightMeter
+from .motion_blobs import BlobTests, Tracks, qualifying_blobs
+from .motion_shake import EXPLAINED_FRACTION, CameraMotion, CameraMove
+
 NOMINAL_FRAME_INTERVAL_S = 1 / 15  # assumed when update() gets a bare image without a timestamp
-
-# Time constants (seconds) of the background model; per-frame rates follow from the frame interval.
 WARMUP_S = 1.5  # the first moments only learn the scene
-WARMUP_TAU_S = 0.3
-BACKGROUND_TAU_S = 2.0  # still pixels
-FOREGROUND_TAU_S = 30.0  # pixels under motion: someone who stops is learnt slowly
-REFERENCE_TAU_S = 20.0  # the long-term background used to forget ghosts
-DEVIATION_TAU_S = 4.0  # the per-pixel noise level
-OSCILLATION_TAU_S = 2.0  # memory of recent flips between foreground and background
-
-# A pixel that flipped between foreground and background this many times within about
-# OSCILLATION_TAU_S is going back and forth (a branch in a gust, leaves) and does not count.
-OSCILLATION_FLIPS = 2.0
-# A blob counts only if at least this fraction of its moving pixels is steady. Measured on the
-# synthetic scene: visitors 0.65 or more in 95% of frames (outline and legs are the rest); a branch
-# in a gust about 0.01 (median), except in its first swings, which the restless test catches.
-STEADY_FRACTION = 0.5
-# A pixel whose usual deviation (learnt while nothing moved there) is this high, in grey levels,
-# is restless: the edge of a swaying branch, leaves (sensor noise is ~1-2 after the downscale).
-# A blob with this fraction on restless pixels is not a visitor. Measured on the synthetic scene:
-# visitors 0.12 or less in 95% of frames (rain raises some to 0.35: those frames are lost), the
-# first swings of a gust 0.28 to 0.52.
-RESTLESS_DEVIATION = 5.0
-RESTLESS_FRACTION = 0.2
-
-MIN_DEVIATION = 1.0  # grey levels: never trust a pixel to be quieter than this
-LIGHT_STEP = 0.04  # a brightness change of 4% between two frames is reported as light change
-LIGHT_DRIFT = 0.08  # ... and so is 8% against the last second's average (a cloud, over ~1 s)
-LIGHT_AVERAGE_TAU_S = 1.0
-GAIN_SAMPLE_STEP = 3  # estimate the gain from every 3rd pixel in each direction (speed)
-TEXTURE_CHANGED_FRACTION = 0.04  # a blob is an object if this much of it changed texture
+# Only when this much of the frame changed is the camera-motion test run (it costs ~0.1 ms).
+CAMERA_CHECK_FRACTION = 0.1
+STEPS = ("downscale", "light", "foreground", "learn", "blobs")
 
 
 @dataclass(slots=True)
@@ -95,11 +73,7 @@ class Motion:
     score: float = 0.0  # fraction of the zone area that moved, 0..1
     triggered: bool = False  # trigger_frames consecutive frames had qualifying motion
     light_change: bool = False  # a global light change was seen (and absorbed) in this frame
-
-
-def _rate(dt_s: float, tau_s: float) -> float:
-    """Per-frame learning rate of an exponential moving average with time constant tau_s."""
-    return 1.0 - math.exp(-dt_s / tau_s)
+    camera_moved: bool = False  # the whole picture was displaced: the background restarted
 
 
 class _Thresholds:
@@ -112,126 +86,47 @@ class _Thresholds:
         self.texture = 0.5 * self.base  # a texture (high-pass) difference that counts
 
 
-class _LightMeter:
-    """Follows the global brightness (the product of per-frame gains) to flag light changes."""
+class StepTimes:
+    """Seconds of wall time spent in each step of update(), summed (for bench/)."""
 
     def __init__(self) -> None:
-        self.level = 1.0  # brightness relative to the first frame
-        self.average = 1.0  # its moving average over about LIGHT_AVERAGE_TAU_S
+        self.seconds = dict.fromkeys(STEPS, 0.0)
+        self._last = 0.0
 
-    def update(self, gain: float, dt_s: float) -> bool:
-        self.level *= gain
-        self.average += _rate(dt_s, LIGHT_AVERAGE_TAU_S) * (self.level - self.average)
-        return abs(gain - 1.0) > LIGHT_STEP or abs(self.level / self.average - 1.0) > LIGHT_DRIFT
+    def start(self) -> None:
+        self._last = time.perf_counter()
 
-
-class _Downscaler:
-    """Full BGR frame -> small blurred grayscale float32, the only full-frame work per frame."""
-
-    def __init__(self, width: int, height: int, detect_width: int) -> None:
-        self.full_size = (width, height)
-        detect_width = min(detect_width, width)
-        self.size = (detect_width, max(8, round(height * detect_width / width)))
-        # INTER_AREA averages factor^2 pixels, which already smooths noise, rain and aliasing;
-        # a frame that is hardly reduced (a small camera) gets a stronger blur instead.
-        self.blur = (3, 3) if width / detect_width >= 2.5 else (5, 5)
-
-    def __call__(self, image: np.ndarray) -> np.ndarray:
-        # Grey first: INTER_AREA then averages one channel instead of three.
-        gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
-        small = cv2.resize(gray, self.size, interpolation=cv2.INTER_AREA)
-        return cv2.GaussianBlur(small, self.blur, 0).astype(np.float32)
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.seconds[step] += now - self._last
+        self._last = now
 
 
-class _Background:
-    """What the scene looks like without motion, per pixel, and how each pixel behaves."""
+class _Buffers:
+    """Per-frame arrays at detection size, allocated once per frame size."""
 
-    def __init__(self, first: np.ndarray) -> None:
-        self.mean = first.copy()  # the background
-        self.reference = first.copy()  # slower, updated only where nothing moves
-        self.deviation = np.full_like(first, 2.0)  # mean absolute difference, grey levels
-        self.recent_flips = np.zeros_like(first)  # flips, fading with OSCILLATION_TAU_S
-        self.previous_fg = np.zeros(first.shape, np.uint8)  # raw foreground of the last frame
-        self.previous_blobs = np.zeros(first.shape, np.uint8)  # ... after the open, for flips
-        h, w = first.shape
-        self._samples = (slice(1, h, GAIN_SAMPLE_STEP), slice(1, w, GAIN_SAMPLE_STEP))
-
-    def gain(self, small: np.ndarray) -> float:
-        """Median brightness ratio frame/background over pixels that were not moving."""
-        frame = small[self._samples]
-        background = self.mean[self._samples]
-        still = (self.previous_fg[self._samples] == 0) & (background > 12.0)
-        if np.count_nonzero(still) < 50:
-            return 1.0
-        return float(np.median(frame[still] / background[still]))
-
-    def rescale(self, gain: float) -> None:
-        self.mean *= gain
-        self.reference *= gain
-
-    def reset(self, small: np.ndarray) -> None:
-        self.mean[:] = small
-        self.reference[:] = small
-
-    def learn(self, small: np.ndarray, diff: np.ndarray, fg: np.ndarray, opened: np.ndarray,
-              dt_s: float, warming_up: bool) -> None:
-        """Update the model with this frame; fg is the raw foreground, opened the same without
-        specks (rain, noise), which must not count as pixels going back and forth."""
-        moving = fg > 0
-        if warming_up:
-            rate = np.float32(_rate(dt_s, WARMUP_TAU_S))
-            cv2.accumulateWeighted(small, self.mean, float(rate))
-            self.reference[:] = self.mean
-            cv2.accumulateWeighted(diff, self.deviation, float(rate))
-            np.maximum(self.deviation, MIN_DEVIATION, out=self.deviation)
-            self.previous_fg[:] = 0
-            self.previous_blobs[:] = 0
-            return
-        # Background: fast where still, slow under motion (so a visitor is not learnt in passing).
-        rates = np.where(moving, _rate(dt_s, FOREGROUND_TAU_S),
-                         _rate(dt_s, BACKGROUND_TAU_S)).astype(np.float32)
-        self.mean += rates * (small - self.mean)
-        still = (~moving).astype(np.uint8)
-        cv2.accumulateWeighted(small, self.reference, _rate(dt_s, REFERENCE_TAU_S), mask=still)
-
-        # Deviation: the usual difference of still pixels (noise, shimmer). Only still pixels
-        # teach it, or a visitor would raise the threshold over themselves.
-        cv2.accumulateWeighted(diff, self.deviation, _rate(dt_s, DEVIATION_TAU_S), mask=still)
-        np.maximum(self.deviation, MIN_DEVIATION, out=self.deviation)
-
-        # Recent flips between foreground and background: a fading count per pixel.
-        self.recent_flips *= np.float32(math.exp(-dt_s / OSCILLATION_TAU_S))
-        flipped = cv2.bitwise_xor(opened, self.previous_blobs)
-        self.recent_flips[flipped > 0] += 1.0
-        self.previous_fg = fg
-        self.previous_blobs = opened
-
-    def forget_ghosts(self, small: np.ndarray, fg: np.ndarray, threshold: np.ndarray) -> None:
-        """Pixels back to their long-term look are background again: clear them from fg."""
-        ghost = (fg > 0) & (np.abs(small - self.reference) < threshold)
-        if ghost.any():
-            self.mean[ghost] = small[ghost]
-            fg[ghost] = 0
-
-    def oscillating(self) -> np.ndarray:
-        """bool mask of pixels going back and forth between foreground and background."""
-        return self.recent_flips >= OSCILLATION_FLIPS
-
-
-def _high_pass(image: np.ndarray) -> np.ndarray:
-    """Edges and texture: the image minus a local mean (removes soft light gradients)."""
-    return image - cv2.blur(image, (7, 7))
+    def __init__(self, width: int, height: int) -> None:
+        self.diff = np.empty((height, width), np.float32)
+        self.threshold = np.empty((height, width), np.float32)
+        self.fg = np.empty((height, width), np.uint8)
+        self.opened = np.empty((height, width), np.uint8)
 
 
 class MotionDetector:
     """Decides, frame by frame, whether something is moving (see the module docstring)."""
 
-    def __init__(self, settings: MotionSettings | None = None) -> None:
+    def __init__(self, settings: MotionSettings | None = None,
+                 step_times: StepTimes | None = None) -> None:
         self.settings = settings if settings is not None else MotionSettings()
         self.thresholds = _Thresholds(self.settings.sensitivity)
-        self._downscale: _Downscaler | None = None
-        self._background: _Background | None = None
+        self.step_times = step_times
+        self._downscale: Downscaler | None = None
+        self._background: Background | None = None
+        self._buffers: _Buffers | None = None
+        self._camera: CameraMotion | None = None
+        self._tracks = Tracks()
         self._zone: np.ndarray | None = None
+        self._whole_frame = True
         self._zone_area_px = 1
         self._min_area_px = 0.0
         self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
@@ -239,7 +134,7 @@ class MotionDetector:
         self._elapsed_s = 0.0
         self._last_pts_us: int | None = None
         self._consecutive = 0
-        self._light = _LightMeter()
+        self._light = LightMeter()
 
     @property
     def detection_size(self) -> tuple[int, int] | None:
@@ -253,43 +148,67 @@ class MotionDetector:
         self._elapsed_s = 0.0
         self._last_pts_us = None
         self._consecutive = 0
-        self._light = _LightMeter()
+        self._light = LightMeter()
+        self._tracks.clear()
 
     def update(self, frame: Frame | np.ndarray) -> Motion:
         image, dt_s = self._unpack(frame)
+        timer = self.step_times
+        if timer:
+            timer.start()
         if self._downscale is None or self._downscale.full_size != (image.shape[1],
                                                                      image.shape[0]):
             self._start(image)
-        assert self._downscale is not None and self._background is not None
+        assert self._downscale and self._background and self._buffers and self._camera
         small = self._downscale(image)
+        if timer:
+            timer.lap("downscale")
         self._elapsed_s += dt_s
-        background = self._background
+        background, buffers = self._background, self._buffers
         warming_up = self._elapsed_s < WARMUP_S
 
         gain = background.gain(small)
         background.rescale(gain)
         light_change = self._light.update(gain, dt_s)
+        if timer:
+            timer.lap("light")
 
-        diff = cv2.absdiff(small, background.mean)
-        threshold = self.thresholds.base + self.thresholds.deviations * background.deviation
-        fg = (diff > threshold).astype(np.uint8) * 255
-        changed_fraction = cv2.countNonZero(fg) / fg.size
+        diff, threshold, fg, changed_fraction = self._foreground(small)
+        move = self._camera_move(small, dt_s, changed_fraction, warming_up)
+        if move is not None and move.panning:
+            return self._restart(small, light_change=light_change, camera_moved=True)
+        if move is not None:  # shake: move the background with the picture
+            background.follow_camera(move.dx, move.dy)
+            self._tracks.follow_camera(move.dx, move.dy)
+            diff, threshold, fg, changed_fraction = self._foreground(small)
         if changed_fraction > self.settings.light_change_fraction:
             # Too much changed at once for anything but light: start from this frame.
-            background.reset(small)
-            self._consecutive = 0
-            return self._quiet(light_change=True)
+            return self._restart(small, light_change=True, camera_moved=move is not None)
         background.forget_ghosts(small, fg, threshold)
-        opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open)
+        opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open, dst=buffers.opened)
+        if timer:
+            timer.lap("foreground")
         background.learn(small, diff, fg, opened, dt_s, warming_up)
+        if timer:
+            timer.lap("learn")
         if warming_up:
             return self._quiet(light_change=light_change)
 
-        mask = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, self._close)
-        cv2.bitwise_and(mask, self._zone, dst=mask)
-        mask, boxes = self._qualifying_blobs(mask, opened, small, background)
-
-        moved_px = cv2.countNonZero(mask)
+        boxes: list[tuple[int, int, int, int]] = []
+        if cv2.countNonZero(opened):
+            mask = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, self._close)
+            if not self._whole_frame:
+                cv2.bitwise_and(mask, self._zone, dst=mask)
+            tests = BlobTests(small, background.mean, opened, background.recent_flips,
+                              background.deviation, self.thresholds.texture)
+            boxes = [self._full_frame_box(box) for box in
+                     qualifying_blobs(mask, tests, self._tracks, self._min_area_px)]
+        else:
+            self._tracks.clear()
+            mask = np.zeros_like(opened)
+        moved_px = cv2.countNonZero(mask) if boxes else 0
+        if timer:
+            timer.lap("blobs")
         self._consecutive = self._consecutive + 1 if boxes else 0
         return Motion(
             mask=mask,
@@ -297,9 +216,39 @@ class MotionDetector:
             score=moved_px / self._zone_area_px,
             triggered=self._consecutive >= self.settings.trigger_frames,
             light_change=light_change,
+            camera_moved=move is not None,
         )
 
     # -- steps -------------------------------------------------------------------------------
+
+    def _camera_move(self, small: np.ndarray, dt_s: float, changed_fraction: float,
+                     warming_up: bool) -> CameraMove | None:
+        """Did the camera move (step 3)? Only a shift that explains the change counts."""
+        assert self._camera and self._background and self._buffers
+        shift = self._camera.propose(small, self._background.mean, dt_s,
+                                     check=changed_fraction > CAMERA_CHECK_FRACTION
+                                     and not warming_up)
+        if shift is None:
+            return None
+        buffers = self._buffers
+        cv2.absdiff(small, self._background.shifted_mean(*shift), dst=buffers.diff)
+        cv2.compare(buffers.diff, buffers.threshold, cv2.CMP_GT, dst=buffers.opened)
+        still_changed = cv2.countNonZero(buffers.opened) / buffers.opened.size
+        if still_changed > EXPLAINED_FRACTION * changed_fraction:
+            return None
+        return self._camera.accept(*shift)
+
+    def _foreground(self, small: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        """diff, threshold and foreground against the background; the changed fraction."""
+        assert self._background and self._buffers
+        background, buffers = self._background, self._buffers
+        diff = cv2.absdiff(small, background.mean, dst=buffers.diff)
+        threshold = cv2.addWeighted(background.deviation, self.thresholds.deviations,
+                                    background.deviation, 0.0, self.thresholds.base,
+                                    dst=buffers.threshold)
+        fg = cv2.compare(diff, threshold, cv2.CMP_GT, dst=buffers.fg)
+        return diff, threshold, fg, cv2.countNonZero(fg) / fg.size
 
     def _unpack(self, frame: Frame | np.ndarray) -> tuple[np.ndarray, float]:
         if isinstance(frame, Frame):
@@ -318,65 +267,37 @@ class MotionDetector:
 
     def _start(self, image: np.ndarray) -> None:
         height, width = image.shape[:2]
-        self._downscale = _Downscaler(width, height, self.settings.detect_width)
+        self._downscale = Downscaler(width, height, self.settings.detect_width)
         det_w, det_h = self._downscale.size
-        self._background = _Background(self._downscale(image))
+        self._background = Background(self._downscale(image).copy())
+        self._buffers = _Buffers(det_w, det_h)
+        self._camera = CameraMotion(det_w, det_h)
+        self._tracks.clear()
         self._zone = ZoneMask(self.settings.zones, det_w, det_h)
+        self._whole_frame = not self.settings.zones
         self._zone_area_px = max(1, cv2.countNonZero(self._zone))
         self._min_area_px = self.settings.min_area * det_w * det_h
         self._elapsed_s = 0.0
         self._consecutive = 0
+
+    def _restart(self, small: np.ndarray, light_change: bool, camera_moved: bool) -> Motion:
+        assert self._background is not None
+        self._background.reset(small)
+        self._tracks.clear()
+        motion = self._quiet(light_change=light_change)
+        motion.camera_moved = camera_moved
+        return motion
 
     def _quiet(self, light_change: bool) -> Motion:
         w, h = self._downscale.size if self._downscale else (1, 1)
         self._consecutive = 0
         return Motion(mask=np.zeros((h, w), np.uint8), light_change=light_change)
 
-    def _qualifying_blobs(self, mask: np.ndarray, opened: np.ndarray, small: np.ndarray,
-                          background: _Background
-                          ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-        """The mask and full-frame boxes of the blobs that count (step 5 of the module doc).
-
-        mask is the cleaned foreground (holes closed, zones applied), opened the foreground
-        before the close: the pixels that really differ.
-        """
-        count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-        if count <= 1:
-            return mask, []
-        big = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] >= self._min_area_px]
-        if not big:
-            return np.zeros_like(mask), []
-
-        hp_frame, hp_background = _high_pass(small), _high_pass(background.mean)
-        texture_changed = np.abs(hp_frame - hp_background) > (
-            self.thresholds.texture + 0.5 * np.abs(hp_background))
-        texture_px = np.bincount(labels[texture_changed], minlength=count)
-        # Steadiness is judged on the pixels that really differ (not the holes the close filled,
-        # where rain on a low-resolution picture flickers).
-        moving = opened > 0
-        moving_px = np.bincount(labels[moving], minlength=count)
-        steady_px = np.bincount(labels[moving & ~background.oscillating()], minlength=count)
-        restless_px = np.bincount(labels[background.deviation >= RESTLESS_DEVIATION],
-                                  minlength=count)
-
-        keep = np.zeros(count, bool)
-        for i in big:
-            area = stats[i, cv2.CC_STAT_AREA]
-            keep[i] = (texture_px[i] >= TEXTURE_CHANGED_FRACTION * area
-                       and steady_px[i] >= STEADY_FRACTION * moving_px[i]
-                       and restless_px[i] < RESTLESS_FRACTION * area)
-        kept = np.flatnonzero(keep)
-        if kept.size == 0:
-            return np.zeros_like(mask), []
-        out = np.where(keep[labels], np.uint8(255), np.uint8(0))
-        return out, [self._full_frame_box(stats[i]) for i in kept]
-
-    def _full_frame_box(self, stat: np.ndarray) -> tuple[int, int, int, int]:
+    def _full_frame_box(self, box: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
         assert self._downscale is not None
         (full_w, full_h), (det_w, det_h) = self._downscale.full_size, self._downscale.size
         sx, sy = full_w / det_w, full_h / det_h
-        x, y = int(stat[cv2.CC_STAT_LEFT]), int(stat[cv2.CC_STAT_TOP])
-        w, h = int(stat[cv2.CC_STAT_WIDTH]), int(stat[cv2.CC_STAT_HEIGHT])
+        x, y, w, h = box
         x0, y0 = math.floor(x * sx), math.floor(y * sy)
         x1, y1 = min(full_w, math.ceil((x + w) * sx)), min(full_h, math.ceil((y + h) * sy))
         return x0, y0, x1 - x0, y1 - y0
