@@ -27,7 +27,7 @@ from doorbell.storage.keyring import Keyring, decrypt_identity
 from doorbell.storage.recipients import check_member_name, read_recipients
 from doorbell.storage.replica_folder import FolderScan, ReplicaFolder, refresh_index
 
-from .unlock import UnlockBusy, Unlocker
+from .unlock import UnlockBusy, Unlocker, decoy_identity_file
 
 REFRESH_INTERVAL_S = 2.0  # a replica is scanned at most this often (a growing clip's pace)
 
@@ -116,39 +116,51 @@ def hub_dir(home: Home) -> Path:
 
 class HubUnlocker:
     """`Unlocker.unlock` over the cameras' replicas: the member's identity files (the same file
-    copied from one household is opened once), as a KeySet. An unknown name costs a decoy
-    scrypt as on the device, so the answer does not say which names exist."""
+    copied from one household is opened once), as a KeySet. Every unlock costs as many scrypts
+    as the member with the most distinct identity files needs (decoys make up the rest, at the
+    slowest work factor, as on the device), so the time taken does not say which names exist
+    or in how many households."""
 
     def __init__(self, hub: Hub, wait_s: float = 5.0) -> None:
-        self._hub = hub
         self._keyrings = [Keyring(c.folder.identities_dir) for c in hub.cameras.values()]
-        # The decoy is the device's: the slowest work factor among the first camera's members.
-        self._decoy = Unlocker(next(iter(hub.cameras.values())).folder.identities_dir, wait_s)
+        self._unlockers = [Unlocker(c.folder.identities_dir, wait_s) for c in hub.cameras.values()]
         self._lock = threading.Lock()
         self._wait_s = wait_s
 
     @property
     def decoy_work_factor(self) -> int:
-        return self._decoy.decoy_work_factor
+        """The slowest work factor among every camera's identity files (read now)."""
+        return max(u.slowest_work_factor() for u in self._unlockers)
+
+    def _files_of(self, member: str) -> list[bytes]:
+        files: list[bytes] = []
+        for keyring in self._keyrings:
+            with contextlib.suppress(OSError, KeyringError, RecipientsError):
+                data = keyring.path_for(member).read_bytes()
+                if data not in files:
+                    files.append(data)
+        return files
+
+    def _most_files(self) -> int:
+        names = {name for keyring in self._keyrings for name in keyring.members()}
+        return max((len(self._files_of(name)) for name in names), default=1)
 
     def unlock(self, member: str, passphrase: str) -> KeySet:
-        files = []
-        with contextlib.suppress(RecipientsError):
-            check_member_name(member)
-            for keyring in self._keyrings:
-                with contextlib.suppress(OSError, KeyringError, RecipientsError):
-                    data = keyring.path_for(member).read_bytes()
-                    if data not in files:
-                        files.append(data)
-        if not files:
-            return KeySet([self._decoy.unlock(member, passphrase)])  # raises WrongPassphrase
         if not self._lock.acquire(timeout=self._wait_s):
             raise UnlockBusy("another unlock is in progress")
         try:
+            try:
+                files = self._files_of(check_member_name(member))
+            except RecipientsError:
+                files = []
             opened = []
             for data in files:
                 with contextlib.suppress(WrongPassphraseError, AgeError):
                     opened.append(decrypt_identity(data, passphrase))
+            decoy = decoy_identity_file(self.decoy_work_factor)
+            for _ in range(max(1, self._most_files()) - len(files)):
+                with contextlib.suppress(WrongPassphraseError):  # same cost, always fails
+                    decrypt_identity(decoy, passphrase)
         finally:
             self._lock.release()
         if not opened:

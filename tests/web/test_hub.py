@@ -20,6 +20,7 @@ from doorbell.web import create_app
 from tests.sftp_server import SftpServer
 from tests.web.conftest import (
     ORIGIN,
+    PASSPHRASE,
     doorbell,
     local_today_at,
     login,
@@ -241,3 +242,25 @@ def test_a_camera_the_hub_does_not_have_is_a_404_never_a_500(replicas, hub_app, 
     # the timeline shows every camera rather than none
     assert f"/clips/{clip_id}?camera=front" in client.get(
         "/", query_string={"camera": camera}).get_data(as_text=True)
+
+
+def test_every_hub_unlock_costs_the_same_number_of_scrypts(hub_app, monkeypatch):
+    """alice has an identity in both households; an unknown name and a wrong passphrase must
+    take as long, so that the answer's time does not tell which names exist, or where."""
+    from doorbell.web import hub as hub_module
+
+    calls = []
+    real = hub_module.decrypt_identity
+
+    def counted(data, passphrase):
+        calls.append(1)
+        return real(data, passphrase)
+
+    monkeypatch.setattr(hub_module, "decrypt_identity", counted)
+    counts = {}
+    for member, passphrase in (("alice", PASSPHRASE), ("mallory", PASSPHRASE),
+                               ("alice", "not-the-passphrase-at-all")):
+        calls.clear()
+        login(new_client(hub_app), member=member, passphrase=passphrase)
+        counts[(member, passphrase == PASSPHRASE)] = len(calls)
+    assert set(counts.values()) == {2}, counts
