@@ -3,6 +3,7 @@ real OpenSSH sshd on loopback. One timeline holds both cameras' clips, both play
 a growing (unsealed) clip plays up to its authenticated prefix, members and a recovery key
 unlock, and nothing in a replica folder changes, whatever the session does."""
 
+import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 
 from doorbell.config import ConfigError, load_settings
 from doorbell.storage.age.stream import CHUNK_SIZE
+from doorbell.storage.audit import AuditLog
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
@@ -264,3 +266,20 @@ def test_every_hub_unlock_costs_the_same_number_of_scrypts(hub_app, monkeypatch)
         login(new_client(hub_app), member=member, passphrase=passphrase)
         counts[(member, passphrase == PASSPHRASE)] = len(calls)
     assert set(counts.values()) == {2}, counts
+
+
+def test_a_replica_clip_exports_and_downloads_on_the_hub(replicas, hub_app, hub_home):
+    client = new_client(hub_app)
+    assert login(client).status_code == 303
+    clip = replicas.back_clip
+    page = post_form(client, f"/clips/{clip.id}/export?camera=back")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert hashlib.sha256(clip.video).hexdigest() in text
+    link = re.search(r'href="([^"]*download=1[^"]*)"', text)[1].replace("&amp;", "&")
+    assert "camera=back" in link
+    download = client.get(link)
+    assert download.status_code == 200 and download.data == clip.video
+    exports = [e for e in AuditLog(hub_home / "audit.jsonl").entries()
+               if e.action == "clip.export"]
+    assert [(e.details["clip"], e.details["camera"]) for e in exports] == [(clip.id, "back")]

@@ -176,6 +176,7 @@ def export(clip_id: str):
                           sha256=digest.hexdigest(), truncated=clip_video.truncated,
                           address=request.remote_addr, **_camera(source))
     return render_template("export.html", clip_id=clip_id, sha256=digest.hexdigest(),
+                           camera=source.camera,
                            size_bytes=clip_video.size_bytes, truncated=clip_video.truncated)
 
 
