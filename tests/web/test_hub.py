@@ -283,3 +283,13 @@ def test_a_replica_clip_exports_and_downloads_on_the_hub(replicas, hub_app, hub_
     exports = [e for e in AuditLog(hub_home / "audit.jsonl").entries()
                if e.action == "clip.export"]
     assert [(e.details["clip"], e.details["camera"]) for e in exports] == [(clip.id, "back")]
+
+
+@pytest.mark.parametrize("value", ["", " ", "AGE-SECRET-KEY-1" + "Q" * 5000, "\x00" * 100,
+                                   "age1notasecretkey", "AGE-SECRET-KEY-PQ-1ABC"])
+def test_a_hostile_recovery_key_is_a_sentence_never_a_500(hub_app, value):
+    refused = new_client(hub_app).post(
+        "/hub/recovery-key", data={"recovery_key": value},
+        headers={"Origin": ORIGIN, "Sec-Fetch-Site": "same-origin"})
+    assert refused.status_code == 401
+    assert "not the recovery key of any camera" in refused.get_data(as_text=True)
