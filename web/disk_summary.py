@@ -27,8 +27,8 @@ def disk_words(status: dict, retention) -> dict:
         "free": human_bytes(status["disk_free_bytes"]),
         "total": human_bytes(status["disk_total_bytes"]),
         "other": human_bytes(max(0, used - status["clips_total_bytes"])),
-        "per_day": (f"about {human_bytes(per_day)} a day (from the last {RECENT_DAYS} days' clips)" if per_day
-                    else "nothing recorded lately"),
+        "per_day": (f"about {human_bytes(per_day)} a day (from the last {RECENT_DAYS} days' clips)"
+                    if per_day else "nothing recorded lately"),
         "reserve": human_bytes(retention.min_free_bytes),
         "kept": (f"{retention.max_age_days} days, then deleted" if retention.max_age_days
                  else "until space runs out (no age limit)"),
