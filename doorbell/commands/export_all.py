@@ -18,8 +18,9 @@ is left for the next run.
 Resumable: a file already in DIR with the same size and SHA-256 is not copied again; one that
 is missing or shorter (and a prefix of the device's) is copied. A clip or audit log in DIR that
 differs otherwise is left alone and reported: a backup is never overwritten by a file that may
-be the damaged one. Each file is written to a temporary name, fsynced, read back and compared,
-then renamed over its final name and the directory fsynced: DIR never holds half a file.
+be the damaged one. Each file is written to a temporary name, fsynced, read back from the disk
+(its cached pages dropped first) and compared, then renamed over its final name and the
+directory fsynced: DIR never holds half a file.
 """
 
 import errno
@@ -124,6 +125,8 @@ def _copy_atomically(source: Path, destination: Path) -> int:
                 size += len(block)
             out.flush()
             os.fsync(out.fileno())
+            # Drop the (now clean) cached pages, so the read-back below comes from the disk.
+            os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         if _sha256(temporary) != digest.hexdigest():
             raise OSError(errno.EIO, "the copy read back differs from what was written",
                           str(destination))
