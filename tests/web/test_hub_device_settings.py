@@ -4,6 +4,8 @@ sentence (never a 500) when the file cannot be used."""
 
 import html
 import json
+import re
+import time
 
 import pytest
 
@@ -20,15 +22,20 @@ def state_dir(tmp_path):
 
 
 @pytest.fixture
-def settings_page(make_app, identity, state_dir):
-    def fetch() -> tuple[int, str]:
+def device_page(make_app, identity, state_dir):
+    def fetch(path: str) -> tuple[int, str]:
         app = make_app({"replica.state_dir": str(state_dir)})
         client = new_client(app)
         unlock_directly(app, client, identity)
-        page = client.get("/settings")
+        page = client.get(path)
         return page.status_code, html.unescape(page.get_data(as_text=True))
 
     return fetch
+
+
+@pytest.fixture
+def settings_page(device_page):
+    return lambda: device_page("/settings")
 
 
 def test_a_paired_replicator_shows_its_target_key_and_last_copy(settings_page, state_dir):
@@ -57,3 +64,18 @@ def test_a_damaged_progress_file_is_one_sentence_not_a_500(settings_page, state_
     status, page = settings_page()
     assert status == 200
     assert 'id="replica-problem"' in page and "is not the replicator's progress file" in page
+
+
+def test_the_status_page_says_how_long_ago_everything_was_copied(device_page, state_dir):
+    now_us = time.time_ns() // 1000
+    (state_dir / "progress.json").write_text(json.dumps({
+        "target": "sftp://doorbell@192.168.1.20:22/srv/doorbell/front",
+        "host_key_fingerprint": FINGERPRINT, "last_copy_wall_us": now_us - 42_000_000,
+        "pending_files": 0, "last_error": None, "updated_wall_us": now_us}))
+    status, page = device_page("/status")
+    assert status == 200
+    assert re.search(r'id="st-replica">everything copied 4[2-9] s ago<', page), page[-3000:]
+    status, data = device_page("/status.json")
+    assert json.loads(data)["replica"]["paired"] is True
+    (state_dir / "progress.json").unlink()
+    assert 'id="st-replica">not paired<' in device_page("/status")[1]

@@ -16,6 +16,7 @@ from .. import access
 from ..capacity import days_that_fit, measure_usage
 from ..disk_summary import disk_picture, disk_words
 from ..display import local_time, zone_sentence
+from ..replica_summary import replica_summary
 from .common import viewer
 
 blueprint = Blueprint("status", __name__)
@@ -49,6 +50,7 @@ def collect_status() -> dict:
         "oldest_clip_time": usage.oldest_clip_us / 1e6 if usage.oldest_clip_us else None,
         "last_frame_text": last_frame_text(recorder.last_frame_time if recorder else None),
         "time_zone": zone_sentence(),
+        "replica": replica_summary(v.settings),
     }
 
 
