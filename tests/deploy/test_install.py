@@ -590,6 +590,23 @@ def test_booted_services_run_sandboxed_and_serve(booted):
     assert "Traceback" not in logs, logs[-3000:]
 
 
+def test_booted_logs_are_journal_native(booted):
+    """Under systemd stderr is the journal: the services' lines reach it with their priority
+    parsed (no "<N>" left in the message) and without a timestamp of their own."""
+    machine, _state = booted
+    out = machine.run("journalctl", "-u", "doorbell-recorder", "-u", "doorbell-viewer",
+                      "--no-pager", "-o", "json", "--output-fields=MESSAGE,PRIORITY").stdout
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    ours = [e for e in entries if isinstance(e.get("MESSAGE"), str)
+            and re.match(r"(<\d>)?doorbell\.(recorder|viewer): ", e["MESSAGE"])]
+    assert ours, out[-2000:]
+    for entry in ours:
+        assert not entry["MESSAGE"].startswith("<"), entry  # journald took the priority
+        assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", entry["MESSAGE"]), entry
+    assert any(e["MESSAGE"].startswith("doorbell.recorder: recording from ")
+               and e["PRIORITY"] == "6" for e in ours), ours[-10:]
+
+
 def test_booted_recorder_has_no_network_and_feeds_the_watchdog(booted):
     machine, _state = booted
     recorder = machine.show("doorbell-recorder.service", "ActiveState", "MainPID", "NRestarts")
