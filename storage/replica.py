@@ -32,7 +32,7 @@ import os
 import posixpath
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from .replica_retention import ReplicaRetention, RetentionResult, clip_id_of
 log = logging.getLogger(__name__)
 
 OVERLAP_BYTES = 4096
+SETTLE_AFTER_NS = 2_000_000_000
 COPY_BLOCK_BYTES = 256 * 1024
 UPLOAD_SUFFIX = ".upload"
 SMALL_FILES = ("recipients.txt", "audit.jsonl.head")
@@ -57,6 +58,8 @@ class SourceFile:
     relative: str  # POSIX path relative to the home
     path: Path
     append_only: bool
+    day: str | None = None  # clips/YYYY/MM/DD of a sealed clip's file
+    day_mtime_ns: int | None = None  # that directory's mtime before it was listed
 
 
 @dataclass(slots=True)
@@ -78,48 +81,73 @@ class PassResult:
         return len(self.conflicts)
 
 
-def source_files(home_root: Path) -> Iterator[SourceFile]:
+def source_files(home_root: Path, settled: Mapping[str, int] | None = None
+                 ) -> Iterator[SourceFile]:
     """Every file to replicate, growing `.partial` videos first, then the small files, then the
     clips oldest first (clip paths are dated, clips/YYYY/MM/DD/<start time>-..., so path order
-    is time order). A generator: one directory's listing is held at a time."""
-    clips = home_root / "clips"
-    for path in sorted(clips.glob("*/*/*/*" + VIDEO_SUFFIX + PARTIAL_SUFFIX)):
-        yield SourceFile(path.relative_to(home_root).as_posix(), path, True)
+    is time order). A generator: one directory's listing is held at a time.
+
+    `settled` maps day directories (clips/YYYY/MM/DD) to an mtime: a day whose directory still
+    has that mtime is not listed (its files were all copied then, and any file made, renamed or
+    removed in it since would have changed the mtime)."""
+    settled = settled or {}
+    days = [(relative, path, mtime_ns) for relative, path, mtime_ns in _clip_days(home_root)
+            if settled.get(relative) != mtime_ns]
+    for relative, path, _ in days:
+        for name in _sorted_names(path):
+            if name.endswith(VIDEO_SUFFIX + PARTIAL_SUFFIX):
+                yield SourceFile(f"{relative}/{name}", path / name, True)
     for name in SMALL_FILES + APPEND_FILES:
         path = home_root / name
         if path.is_file():
             yield SourceFile(name, path, name in APPEND_FILES)
     for directory in SMALL_DIRS:
-        for path in _walk_sorted(home_root / directory):
-            if not path.name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)):
-                yield SourceFile(path.relative_to(home_root).as_posix(), path, False)
-    for directory in APPEND_DIRS:
-        for path in _walk_sorted(home_root / directory):
-            if not path.name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)):
-                yield SourceFile(path.relative_to(home_root).as_posix(), path, True)
+        for name in _sorted_names(home_root / directory):
+            path = home_root / directory / name
+            if not name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)) and path.is_file():
+                yield SourceFile(f"{directory}/{name}", path, False)
+    for relative, path, mtime_ns in days:
+        for name in _sorted_names(path):
+            if not name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)):
+                yield SourceFile(f"{relative}/{name}", path / name, True, relative, mtime_ns)
 
 
-def _walk_sorted(directory: Path) -> Iterator[Path]:
-    """The files below `directory`, in sorted path order, listing one directory at a time."""
+def _sorted_names(directory: Path) -> list[str]:
     try:
-        entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        return sorted(entry.name for entry in os.scandir(directory)
+                      if entry.is_file(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return
-    for entry in entries:
-        try:
-            if entry.is_dir(follow_symlinks=False):
-                yield from _walk_sorted(Path(entry.path))
-            elif entry.is_file(follow_symlinks=False):
-                yield Path(entry.path)
-        except OSError:
-            continue
+        return []
+
+
+def _sorted_directories(directory: Path, digits: int) -> list[Path]:
+    try:
+        return sorted(Path(entry.path) for entry in os.scandir(directory)
+                      if len(entry.name) == digits and entry.name.isdigit()
+                      and entry.is_dir(follow_symlinks=False))
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+
+
+def _clip_days(home_root: Path) -> Iterator[tuple[str, Path, int]]:
+    """(clips/YYYY/MM/DD, its path, its mtime_ns), oldest day first."""
+    for year in _sorted_directories(home_root / APPEND_DIRS[0], 4):
+        for month in _sorted_directories(year, 2):
+            for day in _sorted_directories(month, 2):
+                try:
+                    mtime_ns = day.stat().st_mtime_ns
+                except OSError:
+                    continue
+                yield day.relative_to(home_root).as_posix(), day, mtime_ns
 
 
 class Replicator:
     """One pass over the home copies what changed since the last pass over `sftp` (a paramiko
     SFTPClient). `_copied` holds each file's (size, mtime) after its last copy, for the files
-    on the device now, so an unchanged file costs a local stat only; after a reconnect every
-    file is checked against the server once (`forget_remote_state`)."""
+    on the device now, so an unchanged file costs a local stat only, and a day directory whose
+    files were all copied and whose mtime has not changed since is not even listed (`_settled`):
+    a pass costs about one stat per day on the device plus the files of the days that change.
+    After a reconnect every file is checked against the server once (`forget_remote_state`)."""
 
     def __init__(self, home_root: Path, remote_root: str,
                  retention: ReplicaRetention | None = None,
@@ -133,6 +161,8 @@ class Replicator:
         self._retention_due_us: int | None = None  # at once after connecting
         self._copied: dict[str, tuple[int, int]] = {}
         self._checked: set[str] = set()
+        self._settled: dict[str, int] = {}  # clips/YYYY/MM/DD -> its mtime when all was copied
+        self._verify_all = True  # the first pass of a connection lists every day
         # append-only files whose last append failed: relative path -> where it started
         self._unsure: dict[str, int] = {}
         self._made_dirs: set[str] = set()
@@ -141,11 +171,12 @@ class Replicator:
         self._checked.clear()
         self._made_dirs.clear()
         self._retention_due_us = None
+        self._verify_all = True
 
     def pending_files(self) -> int:
         """Files changed on the device since their last copy (local stats only: no server)."""
         pending = 0
-        for source in source_files(self.home_root):
+        for source in source_files(self.home_root, self._settled):
             try:
                 info = source.path.stat()
             except OSError:
@@ -165,36 +196,28 @@ class Replicator:
         result = PassResult()
         copied: dict[str, tuple[int, int]] = {}
         growing: set[str] = set()
-        for source in source_files(self.home_root):
+        days: dict[str, int | None] = {}  # listed this pass -> mtime, None if not all copied
+        settled = {} if self._verify_all else self._settled
+        for source in source_files(self.home_root, settled):
             if source.relative.endswith(PARTIAL_SUFFIX):
                 growing.add(clip_id_of(source.path.name) or "")
-            try:
-                info = source.path.stat()
-            except (FileNotFoundError, PermissionError):
-                continue  # renamed (sealed) or deleted since the scan: the next pass sees it
-            mark = (info.st_size, info.st_mtime_ns)
-            if self._copied.get(source.relative) == mark and source.relative in self._checked:
-                copied[source.relative] = mark
-                continue
-            if not self._wanted(source):
-                continue  # outside the replica's own retention: it would be deleted there
-            try:
-                changed = (self._append(sftp, source) if source.append_only
-                           else self._replace(sftp, source))
-            except FileNotFoundError:
-                continue
-            except PermissionError as exc:  # a file this user may not read (or write there)
-                result.conflicts.append(Conflict(source.relative, f"not copied: {exc}"))
-                continue
-            except ReplicaCopyConflict as exc:
-                result.conflicts.append(Conflict(source.relative, str(exc)))
-                continue
-            copied[source.relative] = mark
-            self._checked.add(source.relative)
-            if changed:
-                result.copied_bytes += changed
-                result.files_changed += 1
-        self._copied = copied  # files gone from the device are forgotten
+                days[_day_of(source.relative)] = None  # it grows without touching the mtime
+            if source.day is not None:
+                days.setdefault(source.day, source.day_mtime_ns)
+            if not self._copy(sftp, source, copied, result) and source.day is not None:
+                days[source.day] = None
+        # Files and days gone from the device are forgotten; a day left unlisted keeps its
+        # marks.
+        unlisted = {day: mtime for day, mtime in settled.items()
+                    if day not in days and (self.home_root / day).is_dir()}
+        self._copied = {relative: mark for relative, mark in self._copied.items()
+                        if relative in copied or _day_of(relative) in unlisted} | copied
+        # A day is settled when all its files were copied and its mtime is old enough that a
+        # file made after the listing cannot share it (the clock ticks coarsely).
+        old_enough_ns = time.time_ns() - SETTLE_AFTER_NS
+        self._settled = unlisted | {day: mtime for day, mtime in days.items()
+                                    if mtime is not None and mtime < old_enough_ns}
+        self._verify_all = False
         now_us = self._clock_us()
         if self._retention_due_us is None or now_us >= self._retention_due_us:
             self._retention_due_us = now_us + self._retention_interval_us
@@ -203,6 +226,37 @@ class Replicator:
             for clip_id in result.retention.deleted_clips:
                 log.info("replica retention: deleted clip %s on the replica", clip_id)
         return result
+
+    def _copy(self, sftp, source: SourceFile, copied: dict[str, tuple[int, int]],
+              result: PassResult) -> bool:
+        """Bring one file up to date on the server; False if it is not (retried next pass)."""
+        try:
+            info = source.path.stat()
+        except (FileNotFoundError, PermissionError):
+            return False  # renamed (sealed) or deleted since the scan: the next pass sees it
+        mark = (info.st_size, info.st_mtime_ns)
+        if self._copied.get(source.relative) == mark and source.relative in self._checked:
+            copied[source.relative] = mark
+            return True
+        if not self._wanted(source):
+            return True  # outside the replica's own retention: it would be deleted there
+        try:
+            changed = (self._append(sftp, source) if source.append_only
+                       else self._replace(sftp, source))
+        except FileNotFoundError:
+            return False
+        except PermissionError as exc:  # a file this user may not read (or write there)
+            result.conflicts.append(Conflict(source.relative, f"not copied: {exc}"))
+            return False
+        except ReplicaCopyConflict as exc:
+            result.conflicts.append(Conflict(source.relative, str(exc)))
+            return False
+        copied[source.relative] = mark
+        self._checked.add(source.relative)
+        if changed:
+            result.copied_bytes += changed
+            result.files_changed += 1
+        return True
 
     def _remote(self, relative: str) -> str:
         return posixpath.join(self.remote_root, relative)
@@ -350,6 +404,10 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
         finally:
             _close(sftp)
         _sleep(retry_interval_s, should_stop)
+
+
+def _day_of(relative: str) -> str:
+    return relative.rpartition("/")[0]
 
 
 def _ticks(interval_s: float, should_stop: Callable[[], bool]) -> Iterator[None]:

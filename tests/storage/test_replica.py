@@ -3,6 +3,7 @@ the growing clip as it is written, resumption after the server goes away, never 
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import tracemalloc
@@ -137,12 +138,13 @@ def test_every_file_reaches_the_replica_byte_identical_across_an_outage(home, ss
 
 
 def test_a_replica_copy_that_differs_is_left_alone_not_overwritten(home, sshd):
-    (home / "clips" / "2024").mkdir(parents=True)
-    source = home / "clips" / "2024" / "x.mp4.age"
+    day = "clips/2024/05/01"
+    (home / day).mkdir(parents=True)
+    source = home / day / "20240501T120000Z-abcdef.mp4.age"
     source.write_bytes(b"A" * 10_000)
     running = Running(home, sshd)
     try:
-        copy = sshd.root / "clips" / "2024" / "x.mp4.age"
+        copy = sshd.root / day / source.name
         assert wait_until(lambda: copy.exists() and copy.stat().st_size == 10_000, 5.0)
         copy.write_bytes(b"B" * 10_000)  # someone edited the copy
         with open(source, "ab") as handle:
@@ -251,3 +253,37 @@ def test_a_backlog_is_copied_oldest_first_without_holding_it_in_memory(home, ssh
     # oldest first: the copies' modification times follow the clips' start times
     videos = sorted((sshd.root / "clips").rglob("*.mp4.age"), key=lambda p: p.stat().st_mtime_ns)
     assert [p.name.split(".")[0] for p in videos] == sorted(ids)
+
+
+def test_a_day_already_copied_is_copied_again_when_a_clip_is_added_to_it(home, sshd):
+    """Days whose files are all copied are no longer listed on every pass (the cost of a pass
+    stays one stat per day); a new clip in such a day, growing then sealed, still arrives."""
+    index = ClipIndex(home / "index.sqlite3")
+    store = ClipStore(home / "clips", index, [X25519Identity.generate().recipient])
+    day_us = time.time_ns() // 1000 - 3 * US_PER_DAY
+    first = store.begin_clip(day_us)
+    first.video.write(b"a" * 100_000)
+    first.finish(None, {})
+    day = next((home / "clips").rglob("*.mp4.age")).parent
+    os.utime(day, (time.time() - 60, time.time() - 60))  # settled: older than a tick
+    running = Running(home, sshd)
+    try:
+        assert wait_until(lambda: digests(sshd.root) == replicated_digests(home), 10.0)
+        passes = running.passes
+        assert wait_until(lambda: running.passes >= passes + 3, 5.0)
+        late = store.begin_clip(day_us + 3_600_000_000, fsync_interval_s=0.1)
+        late.video.write(b"b" * 300_000)
+        late.sync()
+        partial = next(day.glob("*.partial"))
+        copy = sshd.root / partial.relative_to(home)
+        assert wait_until(lambda: copy.exists() and
+                          copy.stat().st_size == partial.stat().st_size, 10.0)
+        time.sleep(2.5)  # the day's mtime (the partial's creation) is now old enough
+        late.video.write(b"c" * 300_000)
+        late.sync()
+        assert wait_until(lambda: copy.stat().st_size == partial.stat().st_size, 10.0)
+        late.finish(None, {})
+        assert wait_until(lambda: digests(sshd.root) == replicated_digests(home), 10.0)
+    finally:
+        running.close()
+        index.close()
