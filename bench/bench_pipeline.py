@@ -8,8 +8,19 @@
 3. The whole pipeline in-process (file source -> privacy mask -> motion -> state machine ->
    H.264 -> fragmented MP4 -> age writer -> store), as fast as it goes: multiple of real time
    and CPU seconds per video second (resource.getrusage of this process, all threads).
-4. Peak RSS of `doorbell record --source FILE --until-eof` as a subprocess (ru_maxrss of that
-   child, from wait4). Target: under 150 MB, so it fits a Pi Zero 2 W.
+4. Peak RSS of `doorbell record --source FILE --until-eof` as a subprocess (VmHWM of that
+   child, /proc/PID/status, polled: wait4's ru_maxrss would count this process's memory, which
+   a child has before it execs). Target: under 150 MB, so it fits a Pi Zero 2 W.
+5. An IP camera: the same file served by GStreamer's RTSP server on loopback (real time,
+   tests/camera/rtsp_server.py; skipped without it), with a 320x180 substream of the same scene
+   on a second server. Each case is a child process streaming for `--rtsp-seconds`; CPU seconds
+   per video second are read from /proc/PID/stat over that window only (start-up excluded),
+   peak RSS is its VmHWM:
+     rtsp_decode_only_opencv   OpenCV (FFmpeg) reading and decoding the main stream: the baseline
+     rtsp_passthrough          `doorbell record --source rtsp://...`: the camera's H.264 recorded
+     rtsp_main_and_substream   the same with camera.detect_source = the substream
+     rtsp_re_encode_masked     the same as passthrough with a privacy mask (re-encoding)
+   Target: passthrough <= 1.5x the decode-only CPU.
 
 No timed assertions: this reports; bench/README.md has the targets. Everything lives in a temporary
 directory that is deleted at the end (unless --keep).
@@ -36,6 +47,8 @@ import av  # noqa: E402
 import cv2  # noqa: E402
 
 WIDTH, HEIGHT, FPS = 1280, 720, 15
+SUB_WIDTH, SUB_HEIGHT = 320, 180
+PASSTHROUGH_CPU_TARGET = 1.5  # x the decode-only CPU
 PASSPHRASE = "bench-passphrase-not-a-secret-9"  # noqa: S105 - a throwaway test key
 RSS_TARGET_MB = 150
 
@@ -49,16 +62,17 @@ def cpu_seconds(who: int = resource.RUSAGE_SELF) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def make_test_file(path: Path, seconds: float) -> int:
-    """The synthetic scene's first `seconds` (a visit at 8-24 s) as 720p15 H.264 MP4."""
+def make_test_file(path: Path, seconds: float, size: tuple[int, int] = (WIDTH, HEIGHT)) -> int:
+    """The synthetic scene's first `seconds` (a visit at 8-24 s) as 720p15 H.264 MP4 (or at
+    `size`: the substream), a keyframe a second and no B-frames, as IP cameras send."""
     from doorbell.camera.synthetic import SyntheticScene
 
-    scene = SyntheticScene(WIDTH, HEIGHT, FPS, duration_s=seconds)
+    scene = SyntheticScene(*size, FPS, duration_s=seconds)
     frames = 0
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "20"}
+        stream.width, stream.height, stream.pix_fmt = *size, "yuv420p"
+        stream.options = {"preset": "veryfast", "crf": "20", "g": str(FPS), "bf": "0"}
         stream.codec_context.time_base = Fraction(1, FPS)
         for index, frame in enumerate(scene.frames()):
             planes = cv2.cvtColor(frame.image, cv2.COLOR_BGR2YUV_I420)
@@ -146,6 +160,7 @@ def recorder_subprocess(home: Path, path: Path, env: dict, video_s: float) -> di
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, cwd=PROJECT,
         stdin=subprocess.DEVNULL,
     )
+    peak = PeakRss(process.pid)
     stderr_thread_output: list[bytes] = []
     reader = threading.Thread(target=lambda: stderr_thread_output.append(process.stderr.read()))
     reader.start()
@@ -153,7 +168,7 @@ def recorder_subprocess(home: Path, path: Path, env: dict, video_s: float) -> di
     process.returncode = os.waitstatus_to_exitcode(status)
     reader.join()
     wall = time.perf_counter() - wall0
-    peak_mb = usage.ru_maxrss / 1024  # kilobytes on Linux
+    peak_mb = peak.stop()
     result = {
         "exit_code": process.returncode, "wall_s": round(wall, 3),
         "x_realtime": round(video_s / wall, 2),
@@ -166,10 +181,161 @@ def recorder_subprocess(home: Path, path: Path, env: dict, video_s: float) -> di
     return result
 
 
+# -- an IP camera over RTSP ------------------------------------------------------------------------
+
+BASELINE_SCRIPT = """
+import os, sys, time
+os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = "rtsp_transport;tcp"
+import cv2
+capture = cv2.VideoCapture(sys.argv[1], cv2.CAP_FFMPEG)
+if not capture.isOpened():
+    sys.exit("cannot open the stream")
+print("camera open", file=sys.stderr, flush=True)
+while capture.read()[0]:
+    pass
+"""
+
+
+def peak_rss_mb(pid: int) -> float | None:
+    """The peak resident set size of process `pid` since it exec'd (None: it has gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    for line in status.splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return None
+
+
+class PeakRss:
+    """Polls a child's VmHWM until it exits; `mb` is the last (highest) value read."""
+
+    def __init__(self, pid: int, interval_s: float = 0.1):
+        self.mb = 0.0
+        self._pid, self._interval_s = pid, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            value = peak_rss_mb(self._pid)
+            if value is None:
+                return
+            self.mb = max(self.mb, value)
+            self._stop.wait(self._interval_s)
+
+    def stop(self) -> float:
+        self._stop.set()
+        self._thread.join()
+        return round(self.mb, 1)
+
+
+def process_cpu_s(pid: int) -> float:
+    """CPU seconds used so far by process `pid`, all its threads (utime + stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def streaming_child(command: list[str], env: dict, seconds: float, log_path: Path) -> dict:
+    """Run `command` until it says "camera open", let it settle 2 s, measure its CPU over
+    `seconds` of real-time streaming, then SIGTERM it: CPU s per video second, peak RSS."""
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log_file, env=env,
+                                   cwd=PROJECT, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while b"camera open" not in log_path.read_bytes():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            return {"error": log_path.read_bytes().decode(errors="replace")[-600:]}
+        time.sleep(0.1)
+    time.sleep(2.0)
+    cpu0, wall0 = process_cpu_s(process.pid), time.monotonic()
+    time.sleep(seconds)
+    cpu1, wall1 = process_cpu_s(process.pid), time.monotonic()
+    peak_mb = peak_rss_mb(process.pid)
+    alive = process.poll() is None
+    process.terminate()
+    process.wait()
+    result = {"seconds": round(wall1 - wall0, 2),
+              "cpu_s_per_video_s": round((cpu1 - cpu0) / (wall1 - wall0), 3),
+              "peak_rss_mb": round(peak_mb or 0.0, 1), "target_mb": RSS_TARGET_MB}
+    if not alive:
+        result["error"] = "it stopped before the end: " + \
+            log_path.read_bytes().decode(errors="replace")[-600:]
+    return result
+
+
+def rtsp_cases(work: Path, video: Path, env: dict, seconds: float) -> dict:
+    """The four RTSP cases of the docstring, against real GStreamer RTSP servers."""
+    from doorbell.storage.clipid import VIDEO_SUFFIX
+    from tests.camera.rtsp_server import RtspServer, looped_h264, missing_gstreamer
+
+    if (reason := missing_gstreamer()) is not None:
+        return {"skipped": reason}
+    repeats = max(2, int((seconds + 30) // (video_s_of(video))) + 1)
+    sub_video = work / "synthetic-180p15.mp4"
+    make_test_file(sub_video, video_s_of(video), (SUB_WIDTH, SUB_HEIGHT))
+    main_server = RtspServer(looped_h264(video, work, repeats))
+    sub_server = RtspServer(looped_h264(sub_video, work, repeats))
+    main_server.start()
+    sub_server.start()
+    results = {}
+    try:
+        log("RTSP: decode only with OpenCV (baseline)")
+        results["rtsp_decode_only_opencv"] = streaming_child(
+            [sys.executable, "-c", BASELINE_SCRIPT, main_server.url()], env, seconds,
+            work / "baseline.log")
+        cases = {
+            "rtsp_passthrough": "",
+            "rtsp_main_and_substream": f'detect_source = "{sub_server.url()}"\n',
+            "rtsp_re_encode_masked": "",
+        }
+        for name, camera_extra in cases.items():
+            log(f"RTSP: {name}")
+            home = work / name / "home"
+            shutil.copytree(work / "template" / "home", home)
+            config = (f"[camera]\nwidth = {WIDTH}\nheight = {HEIGHT}\nfps = {FPS}\n"
+                      f"{camera_extra}\n[retention]\nmin_free_bytes = 0\n")
+            if name == "rtsp_re_encode_masked":  # the top-left corner
+                config += ("\n[privacy]\n"
+                           "masks = [[[0.0, 0.0], [0.3, 0.0], [0.3, 0.2], [0.0, 0.2]]]\n")
+            (home / "config.toml").write_text(config)
+            results[name] = streaming_child(
+                [sys.executable, "-m", "doorbell", "record", "--home", str(home), "--source",
+                 main_server.url()], env, seconds, work / f"{name}.log")
+            results[name]["clips_saved"] = len(list((home / "clips").rglob(
+                "*" + VIDEO_SUFFIX)))
+    finally:
+        main_server.stop()
+        sub_server.stop()
+    baseline_cpu = results["rtsp_decode_only_opencv"].get("cpu_s_per_video_s")
+    if baseline_cpu:
+        for name in cases:
+            cpu = results[name].get("cpu_s_per_video_s")
+            if cpu is not None:
+                results[name]["cpu_vs_decode_only"] = round(cpu / baseline_cpu, 2)
+        passthrough = results["rtsp_passthrough"].get("cpu_vs_decode_only")
+        results["passthrough_cpu_target"] = PASSTHROUGH_CPU_TARGET
+        results["passthrough_within_target"] = passthrough is not None and \
+            passthrough <= PASSTHROUGH_CPU_TARGET
+    return results
+
+
+def video_s_of(video: Path) -> float:
+    with av.open(str(video)) as container:
+        stream = container.streams.video[0]
+        return float(stream.frames / FPS)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of the test file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument("--rtsp-seconds", type=float, default=20.0,
+                        help="real-time seconds measured per RTSP case (0: skip them)")
     args = parser.parse_args()
 
     load_1m = os.getloadavg()[0]
@@ -190,6 +356,7 @@ def main() -> None:
         init_home(work / "a" / "home", env)
         (work / "b").mkdir()
         shutil.copytree(work / "a" / "home", work / "b" / "home")
+        shutil.copytree(work / "a" / "home", work / "template" / "home")
         shutil.copy(work / "a" / "passphrase.txt", work / "b" / "passphrase.txt")
 
         log("whole pipeline in-process, as fast as possible")
@@ -197,6 +364,9 @@ def main() -> None:
 
         log("peak RSS of `doorbell record --source FILE --until-eof`")
         subprocess_result = recorder_subprocess(work / "b" / "home", video, env, video_s)
+
+        rtsp = rtsp_cases(work, video, env, args.rtsp_seconds) if args.rtsp_seconds > 0 \
+            else {"skipped": "--rtsp-seconds 0"}
 
         result = {
             "benchmark": "recorder pipeline",
@@ -208,6 +378,7 @@ def main() -> None:
             "pipeline_vs_decode_only_cpu": round(
                 in_process["cpu_s_per_video_s"] / max(baseline["cpu_s_per_video_s"], 1e-9), 2),
             "recorder_subprocess": subprocess_result,
+            "ip_camera": rtsp,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                         "av": av.__version__, "opencv": cv2.__version__,
                         "load_average_1m_at_start": round(load_1m, 2)},
