@@ -46,8 +46,12 @@ class ProgressFile:
     def pass_complete(self, pending_files: int, error: str | None) -> None:
         self._set(last_copy_wall_us=wall_us(), pending_files=pending_files, last_error=error)
 
-    def failed(self, error: str, pending_files: int) -> None:
-        self._set(last_error=error, pending_files=pending_files)
+    def failed(self, error: str, pending_files: int | None = None) -> None:
+        """A sentence for the status page; `pending_files` None keeps the last count."""
+        if pending_files is None:
+            self._set(last_error=error)
+        else:
+            self._set(last_error=error, pending_files=pending_files)
 
     def _set(self, **values) -> None:
         self._state.update(values)

@@ -107,29 +107,38 @@ def _replicate(home: Home, settings, args) -> int:
     configure_logging("doorbell replicate: %(message)s")  # journal priorities under systemd
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
-    # A wrong key or login fails here, at start; the connection is the loop's first one.
-    first = [open_sftp(pinned, identity, networks)]
-
-    def connect():
-        return first.pop() if first else open_sftp(pinned, identity, networks)
-
     progress = ProgressFile(state_dir, pinned.target.url, pinned.fingerprint)
     retention = ReplicaRetention.load(state_dir, settings.replica.max_age_days,
                                       settings.replica.max_total_bytes)
-    print(f"replicating {home.root} to {pinned.target.url}", flush=True)
 
     def on_pass(result: PassResult) -> None:
         error = None
         if result.conflicts:
-            first = result.conflicts[0]
-            error = f"{len(result.conflicts)} file(s) not copied, {first.relative}: {first.reason}"
+            conflict = result.conflicts[0]
+            error = (f"{len(result.conflicts)} file(s) not copied, {conflict.relative}: "
+                     f"{conflict.reason}")
         progress.pass_complete(result.pending_files, error)
 
     try:
+        # A changed host key, a wrong SSH key or a refused login fails here, at start (an
+        # unreachable server is retried); the connection is the loop's first one.
+        first = []
+        try:
+            first.append(open_sftp(pinned, identity, networks))
+        except connection_errors():
+            pass
+
+        def connect():
+            return first.pop() if first else open_sftp(pinned, identity, networks)
+
+        print(f"replicating {home.root} to {pinned.target.url}", flush=True)
         run_forever(home.root, pinned.target.path, connect,
                     poll_interval_s=poll_interval_s, should_stop=lambda: bool(stopping),
                     on_pass=on_pass, on_error=progress.failed,
                     connection_errors=connection_errors(), retention=retention)
+    except ReplicaTargetError as exc:  # the status page says so too
+        progress.failed(str(exc))
+        raise
     finally:
         progress.write()
     return 0

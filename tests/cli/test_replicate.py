@@ -52,6 +52,32 @@ def test_a_changed_host_key_is_refused(home, sshd):
     assert pinned["fingerprint"] != sshd.host_key_fingerprint()
 
 
+def test_a_running_replicator_stops_at_a_changed_host_key_and_says_so(home, sshd, tmp_path):
+    assert_ok(home.run("replicate", "--pair", sshd.url))
+    sshd.stop()  # it starts while the server is away: it waits for it
+    state_dir = tmp_path / "state"
+    log = tmp_path / "replicate.log"
+    replicator = _start(["replicate", "--identity-file", str(sshd.client_key), "--state-dir",
+                         str(state_dir)], home.root, log)
+    try:
+        assert _wait_for(lambda: (p := _progress(state_dir)) and p["last_error"], 20), \
+            log.read_text()
+        assert replicator.poll() is None
+        sshd.new_host_key()  # an impostor where the NAS was
+        sshd.start()
+        replicator.wait(timeout=30)
+    finally:
+        if replicator.poll() is None:
+            replicator.kill()
+            replicator.wait()
+    assert replicator.returncode == 1
+    assert "not the pinned" in log.read_text() and "Traceback" not in log.read_text()
+    progress = _progress(state_dir)
+    assert "not the pinned" in progress["last_error"]
+    assert sshd.host_key_fingerprint() in progress["last_error"]
+    assert not list(sshd.root.iterdir())  # nothing was sent to it
+
+
 def test_check_before_pairing_is_refused(home):
     assert "--pair" in assert_one_sentence(home.run("replicate", "--check"))
 
