@@ -23,12 +23,19 @@
 #                             visible), the project installed from this checkout with
 #                             venv/pip-constraints.txt: pip never replaces apt's numpy
 #   users doorbell-rec, doorbell-view, primary group doorbell
+#   user doorbell-replica, its own group doorbell-replica (the viewer is a member: it reads
+#                             the replicator's progress.json); it READS what it copies through
+#                             ACLs (group doorbell-replica: r on files, r-x on directories,
+#                             default ACLs for what is made later) and writes nothing there
 #   /var/lib/doorbell         2770 doorbell-view:doorbell  (the data directory)
-#     identities/, tls/       0700 doorbell-view           (the recorder cannot read them)
+#     identities/, tls/       0700 doorbell-view           (the recorder cannot read them;
+#                                                          identities/: doorbell-replica r too)
 #     clips/                  2770 group doorbell          (recorder writes, viewer reads/deletes)
 #     index.sqlite3, audit.jsonl  0660 group doorbell      (both write)
 #     config.toml, recipients.txt readable by the group
 #   /etc/systemd/system/doorbell-{recorder,viewer}.service (enabled)
+#   /etc/systemd/system/doorbell-replicate.service (enabled; starts once paired and keyed)
+#   /var/lib/doorbell-replica 0750 doorbell-replica        (its progress.json)
 #   /usr/local/bin/doorbell   the admin's command: runs the venv's doorbell as doorbell-view
 #                             (sudo doorbell clips list, sudo doorbell export-all --to DIR)
 #   /etc/avahi/services/doorbell.service  when avahi-daemon is installed (Raspberry Pi OS
@@ -45,6 +52,10 @@ CONF_DIR=/etc/doorbell
 GROUP=doorbell
 REC_USER=doorbell-rec
 VIEW_USER=doorbell-view
+REPLICA_USER=doorbell-replica
+REPLICA_GROUP=doorbell-replica  # the replicator's own group: read-only on the data (ACLs)
+REPLICA_STATE=/var/lib/doorbell-replica
+REPLICA_UNIT=doorbell-replicate.service  # not behind the firewall unit: it needs the LAN
 UNITS=(doorbell-recorder.service doorbell-viewer.service)
 FIREWALL_UNIT=doorbell-firewall.service
 ADMIN_COMMAND=/usr/local/bin/doorbell
@@ -141,7 +152,7 @@ install_packages() {
   export DEBIAN_FRONTEND=noninteractive
   say "updating the package lists"
   apt-get update -q >/dev/null
-  local packages=(python3 python3-venv age ca-certificates)
+  local packages=(python3 python3-venv age ca-certificates acl)
   [ "$firewall" = yes ] && packages+=(nftables)
   if apt_available python3-picamera2; then
     packages+=(python3-picamera2)
@@ -162,11 +173,11 @@ install_packages() {
 
 # -- users -------------------------------------------------------------------------------------
 ensure_user() {
-  local user=$1 comment=$2
+  local user=$1 comment=$2 group=${3:-$GROUP}
   if getent passwd "$user" >/dev/null; then
-    usermod --gid "$GROUP" --shell /usr/sbin/nologin "$user"
+    usermod --gid "$group" --shell /usr/sbin/nologin "$user"
   else
-    useradd --system --gid "$GROUP" --no-create-home --home-dir /nonexistent \
+    useradd --system --gid "$group" --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin --comment "$comment" "$user"
     say "created user $user"
   fi
@@ -176,6 +187,10 @@ create_users() {
   getent group "$GROUP" >/dev/null || { groupadd --system "$GROUP"; say "created group $GROUP"; }
   ensure_user "$REC_USER" "Doorbell recorder (public keys only)"
   ensure_user "$VIEW_USER" "Doorbell viewer"
+  # The replicator is not in group doorbell, which may write the clips and the audit log.
+  getent group "$REPLICA_GROUP" >/dev/null || groupadd --system "$REPLICA_GROUP"
+  ensure_user "$REPLICA_USER" "Doorbell replicator (reads ciphertext only)" "$REPLICA_GROUP"
+  usermod --append --groups "$REPLICA_GROUP" "$VIEW_USER"  # reads its progress.json
   # Camera and GPIO device nodes belong to these groups on Raspberry Pi OS.
   local group
   for group in video gpio; do
@@ -342,17 +357,51 @@ prepare_home() {
     chown "$VIEW_USER:$GROUP" "$HOME_DIR/config.toml"
     chmod 0640 "$HOME_DIR/config.toml"
   fi
+  if [ ! -e "$HOME_DIR/viewer.sqlite3" ]; then  # the viewer's alone (its -wal, -shm follow it)
+    install -m 0600 -o "$VIEW_USER" -g "$GROUP" /dev/null "$HOME_DIR/viewer.sqlite3"
+  fi
   for file in viewer.sqlite3 viewer.sqlite3-wal viewer.sqlite3-shm; do
     [ -e "$HOME_DIR/$file" ] && { chown "$VIEW_USER" "$HOME_DIR/$file"; chmod 0600 "$HOME_DIR/$file"; }
   done
+  grant_replica_read
   return 0
+}
+
+# The replicator (doorbell-replica) reads what it copies and writes nothing: ACL entries for its
+# group, r on files and r-x on directories, and default ACLs so that what the recorder and the
+# viewer make later (day directories, sealed clips, a rewritten audit.jsonl.head or
+# recipients.txt, a new member's identity) is readable too. A new file gets at most the group
+# bits of the mode it is created with (the ACL mask): the clips' and identities' 0640 give it
+# r, the viewer's 0600 files (viewer.sqlite3, tls/) nothing. Nothing becomes world-readable
+# (the default ACLs' "other" entry is empty) and the recorder (group doorbell) gains nothing:
+# identities/ stays closed to the owning group.
+grant_replica_read() {
+  local g=$REPLICA_GROUP file
+  # Each mask (m::) is given, not recalculated: a file made under a default ACL keeps the
+  # directory's group entry (rwx for clips/), and its mask is what limits the group doorbell to
+  # the mode's group bits; a recalculated mask would widen it.
+  setfacl -m "g:$g:rx,m::rwx,d:g:$g:rx,d:o::-" "$HOME_DIR"
+  for file in config.toml recipients.txt audit.jsonl.head replica-target.json; do
+    if [ -e "$HOME_DIR/$file" ]; then setfacl -m "g:$g:r,m::r" "$HOME_DIR/$file"; fi
+  done
+  setfacl -m "g:$g:r,m::rw" "$HOME_DIR/audit.jsonl"  # both services append to it
+  find "$HOME_DIR/clips" -type d -exec setfacl -m "g:$g:rx,m::rwx,d:g:$g:rx,d:o::-" {} +
+  find "$HOME_DIR/clips" -type f -exec setfacl -m "g:$g:r,m::r" {} +
+  setfacl -m "g:$g:rx,m::rx,d:g:$g:r,d:g::-,d:o::-" "$HOME_DIR/identities"
+  find "$HOME_DIR/identities" -type f -exec setfacl -m "g:$g:r,m::r" {} +
+}
+
+# The replicator's own directory (progress.json, retention.json). systemd's StateDirectory=
+# would make it at the unit's first start; made here, the viewer's status page finds it.
+prepare_replica_state() {
+  install -d -m 0750 -o "$REPLICA_USER" -g "$REPLICA_GROUP" "$REPLICA_STATE"
 }
 
 # -- systemd -----------------------------------------------------------------------------------
 install_units() {
   install -d -m 0755 "$UNIT_DIR"
   local unit
-  for unit in "${UNITS[@]}"; do
+  for unit in "${UNITS[@]}" "$REPLICA_UNIT"; do
     install -m 0644 "$SRC/deploy/systemd/$unit" "$UNIT_DIR/$unit"
   done
   if [ "$recorder_lan" = yes ]; then
@@ -370,7 +419,7 @@ install_units() {
   fi
   if [ "$use_systemd" = yes ]; then
     systemctl daemon-reload
-    systemctl enable "${UNITS[@]}" >/dev/null
+    systemctl enable "${UNITS[@]}" "$REPLICA_UNIT" >/dev/null
     if [ "$firewall" = yes ]; then
       systemctl enable "$FIREWALL_UNIT" >/dev/null
       systemctl restart "$FIREWALL_UNIT"
@@ -378,7 +427,7 @@ install_units() {
   else
     # What `systemctl enable` would do, so the services start on the first boot.
     install -d -m 0755 "$UNIT_DIR/multi-user.target.wants"
-    for unit in "${UNITS[@]}"; do
+    for unit in "${UNITS[@]}" "$REPLICA_UNIT"; do
       ln -sfn "$UNIT_DIR/$unit" "$UNIT_DIR/multi-user.target.wants/$unit"
     done
     if [ "$firewall" = yes ]; then
@@ -410,6 +459,7 @@ start_or_guide() {
   urls=$(viewer_urls | sed 's/^/    /')
   if [ "$use_systemd" = yes ]; then
     systemctl restart "${UNITS[@]}"
+    systemctl try-restart "$REPLICA_UNIT"  # an upgrade; unpaired, it does not start at all
     say "started: ${UNITS[*]} (journalctl -u doorbell-recorder -u doorbell-viewer -f)"
   else
     say "the services start at the next boot."
@@ -461,6 +511,7 @@ do_install() {
   create_users
   install_program
   prepare_home
+  prepare_replica_state
   install_units
   install_avahi_service
   if [ "$use_systemd" = yes ]; then
@@ -476,9 +527,9 @@ do_uninstall() {
   decide_systemd
   local unit
   if [ "$use_systemd" = yes ]; then
-    systemctl disable --now "${UNITS[@]}" "$FIREWALL_UNIT" >/dev/null 2>&1 || true
+    systemctl disable --now "${UNITS[@]}" "$REPLICA_UNIT" "$FIREWALL_UNIT" >/dev/null 2>&1 || true
   fi
-  for unit in "${UNITS[@]}" "$FIREWALL_UNIT"; do
+  for unit in "${UNITS[@]}" "$REPLICA_UNIT" "$FIREWALL_UNIT"; do
     rm -f "$UNIT_DIR/$unit" "$UNIT_DIR/multi-user.target.wants/$unit"
     rm -rf "$UNIT_DIR/$unit.d" "$UNIT_DIR/$unit.requires"
   done
@@ -486,14 +537,22 @@ do_uninstall() {
   if command -v nft >/dev/null && [ "$use_systemd" = yes ]; then
     nft delete table inet doorbell 2>/dev/null || true
   fi
-  rm -rf "$CONF_DIR" "$PREFIX"
+  rm -rf "$CONF_DIR" "$PREFIX" "$REPLICA_STATE"
+  # The kept data loses the replicator's ACL entries (they would name a deleted group's id);
+  # -n keeps each mask, so no permission widens.
+  if [ -d "$HOME_DIR" ] && command -v setfacl >/dev/null && getent group "$REPLICA_GROUP" >/dev/null; then
+    find "$HOME_DIR" -exec setfacl -n -x "g:$REPLICA_GROUP" {} +
+    find "$HOME_DIR" -type d -exec setfacl -n -x "d:g:$REPLICA_GROUP" {} +
+  fi
   if ours_on_path; then rm -f "$ADMIN_COMMAND"; fi
   rm -f "$AVAHI_SERVICE"
-  local user
-  for user in "$REC_USER" "$VIEW_USER"; do
+  local user group
+  for user in "$REC_USER" "$VIEW_USER" "$REPLICA_USER"; do
     if getent passwd "$user" >/dev/null; then userdel "$user"; say "removed user $user"; fi
   done
-  if getent group "$GROUP" >/dev/null; then groupdel "$GROUP"; fi
+  for group in "$GROUP" "$REPLICA_GROUP"; do
+    if getent group "$group" >/dev/null; then groupdel "$group"; fi
+  done
   if [ "$purge" = yes ]; then
     rm -rf "$HOME_DIR"
     say "removed $HOME_DIR: all footage, keys and the audit log are gone."

@@ -149,6 +149,17 @@ class Chroot:
                         "--", "/bin/sh", "-c", 'umask 0007 && exec "$@"', "sh", *command,
                         **kwargs)
 
+    def as_replicator(self, *command: str, **kwargs) -> subprocess.CompletedProcess:
+        """As doorbell-replica, with its unit's group and UMask=0077."""
+        return self.run("setpriv", "--reuid=doorbell-replica", "--regid=doorbell-replica",
+                        "--init-groups", "--", "/bin/sh", "-c", 'umask 0077 && exec "$@"', "sh",
+                        *command, **kwargs)
+
+    def acl(self, inside: str) -> list[str]:
+        """getfacl's entries for a path (no comments), e.g. ['user::rw-', 'group::---', ...]."""
+        out = self.run("getfacl", "--omit-header", "--absolute-names", inside).stdout
+        return [line.split("#")[0].strip() for line in out.splitlines() if line.strip()]
+
     def as_viewer(self, *command: str, **kwargs) -> subprocess.CompletedProcess:
         """As doorbell-view, the way the installer tells the owner to run commands."""
         return self.run("runuser", "-u", "doorbell-view", "--", *command, **kwargs)
@@ -241,6 +252,7 @@ def test_install_completes_and_degrades_without_picamera2(installed):
     out = installed.stdout
     assert "picamera2 not available: use a USB/RTSP/file source" in out
     assert "created user doorbell-rec" in out and "created user doorbell-view" in out
+    assert "created user doorbell-replica" in out
     assert "systemd is not running here" not in out  # --no-systemd was explicit
     assert "installed: /opt/doorbell/venv/bin/doorbell" in out
 
@@ -256,6 +268,14 @@ def test_users_and_groups(chroot, installed):
     # Debian has a video group (camera devices), Raspberry Pi OS a gpio group as well.
     assert "video" in groups
     assert "video" not in chroot.run("id", "-nG", "doorbell-view").stdout.split()
+    # The replicator: a system user in its own group only, never in doorbell (which may write
+    # the clips and the audit log); the viewer is in its group (it reads progress.json).
+    entry = chroot.run("getent", "passwd", "doorbell-replica").stdout.strip().split(":")
+    assert int(entry[2]) < 1000 and entry[6] == "/usr/sbin/nologin"
+    assert entry[3] == str(chroot.ids("doorbell-replica", "group"))
+    assert chroot.run("id", "-nG", "doorbell-replica").stdout.split() == ["doorbell-replica"]
+    assert "doorbell-replica" in chroot.run("id", "-nG", "doorbell-view").stdout.split()
+    assert "doorbell-replica" not in chroot.run("id", "-nG", "doorbell-rec").stdout.split()
 
 
 def test_virtualenv_sees_the_system_packages(chroot, installed):
@@ -270,7 +290,8 @@ def test_virtualenv_sees_the_system_packages(chroot, installed):
 
 
 def test_units_installed_and_enabled(chroot, installed):
-    for unit in ("doorbell-recorder.service", "doorbell-viewer.service"):
+    for unit in ("doorbell-recorder.service", "doorbell-viewer.service",
+                 "doorbell-replicate.service"):
         installed_unit = chroot.path(f"/etc/systemd/system/{unit}")
         assert installed_unit.read_bytes() == (PROJECT / "deploy/systemd" / unit).read_bytes()
         link = chroot.path(f"/etc/systemd/system/multi-user.target.wants/{unit}")
@@ -284,9 +305,18 @@ def test_data_directory_before_init(chroot, installed):
     assert rec != view
     info = home.stat()
     assert (info.st_uid, info.st_gid, mode(home)) == (view, group, 0o2770)
-    for name in ("identities", "tls"):
-        assert (home / name).stat().st_uid == view and mode(home / name) == 0o700
+    assert (home / "tls").stat().st_uid == view and mode(home / "tls") == 0o700
+    # identities/: the owner, and the replicator's group may read (an ACL entry); the owning
+    # group (the recorder's) and others nothing, now and for the files made later
+    assert (home / "identities").stat().st_uid == view
+    assert chroot.acl("/var/lib/doorbell/identities") == [
+        "user::rwx", "group::---", "group:doorbell-replica:r-x", "mask::r-x", "other::---",
+        "default:user::rwx", "default:group::---", "default:group:doorbell-replica:r--",
+        "default:mask::r--", "default:other::---"]
     assert mode(home / "clips") == 0o2770
+    assert "default:group:doorbell-replica:r-x" in chroot.acl("/var/lib/doorbell/clips")
+    state = chroot.path("/var/lib/doorbell-replica")
+    assert (state.stat().st_uid, mode(state)) == (chroot.ids("doorbell-replica"), 0o750)
     for name in ("index.sqlite3", "audit.jsonl"):
         assert mode(home / name) == 0o660 and (home / name).stat().st_gid == group
     assert mode(home / "config.toml") == 0o640
@@ -324,8 +354,11 @@ def test_init_as_the_viewer_user(chroot, initialised):
     home = chroot.path("/var/lib/doorbell")
     view = chroot.ids("doorbell-view")
     identity = home / "identities" / f"{MEMBER}.age"
-    assert identity.stat().st_uid == view and mode(identity) == 0o600
-    assert mode(home / "identities") == 0o700  # init kept what the installer made
+    assert identity.stat().st_uid == view
+    # init kept what the installer made: the owner and the replicator's group (r) only
+    assert chroot.acl(f"/var/lib/doorbell/identities/{MEMBER}.age") == [
+        "user::rw-", "group::---", "group:doorbell-replica:r--", "mask::r--", "other::---"]
+    assert "group::---" in chroot.acl("/var/lib/doorbell/identities")
     assert mode(home / "tls" / "viewer-key.pem") == 0o600
     assert mode(home / "audit.jsonl") == 0o660  # the recorder must be able to append
     assert (home / "audit.jsonl").stat().st_size > 0
@@ -386,6 +419,60 @@ def test_recorder_writes_what_the_viewer_reads_and_deletes(chroot, recorded):
     inside = "/" + str(a_clip.relative_to(chroot.root))
     assert chroot.run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat",
                       inside, check=False).returncode != 0
+
+
+REPLICATOR_READS = """
+import os, sys
+from pathlib import Path
+from doorbell.storage.replica import source_files
+home = Path("/var/lib/doorbell")
+names = [f.relative for f in source_files(home)]
+for name in names:
+    (home / name).read_bytes()  # PermissionError fails the test
+print(" ".join(names))
+refused = []
+day = next((home / "clips").rglob("*.mp4.age")).parent
+for attempt in (lambda: open(home / "audit.jsonl", "ab"),
+                lambda: open(next(day.glob("*.mp4.age")), "r+b"),
+                lambda: open(day / "new.mp4.age", "wb"),
+                lambda: os.unlink(next(day.glob("*.jpg.age"))),
+                lambda: os.rename(home / "recipients.txt", home / "r.txt"),
+                lambda: open(home / "identities" / "x.age", "wb"),
+                lambda: open(home / "viewer.sqlite3", "rb"),
+                lambda: open(home / "index.sqlite3", "rb"),
+                lambda: open(home / "tls" / "viewer-key.pem", "rb")):
+    try:
+        attempt()
+    except PermissionError:
+        refused.append(True)
+    else:
+        refused.append(False)
+print(refused)
+"""
+
+
+def test_replicator_user_reads_everything_it_copies_and_writes_nothing(chroot, recorded):
+    """doorbell-replica reads every file the replicator copies (the sealed clips, the audit log
+    and its head, recipients.txt, the wrapped identity), including those made after the install
+    (the recorder's clips, init's identity, a rewritten head); it can change nothing, and reads
+    neither the viewer's database, the index nor the TLS key. It learns nothing more than the
+    replica will hold: ciphertext and its sizes."""
+    result = chroot.as_replicator("/opt/doorbell/venv/bin/python", "-c", REPLICATOR_READS)
+    names, refused = result.stdout.strip().splitlines()
+    names = names.split()
+    for expected in ("audit.jsonl", "audit.jsonl.head", "recipients.txt",
+                     f"identities/{MEMBER}.age"):
+        assert expected in names
+    assert any(name.endswith(".mp4.age") for name in names)
+    assert refused == str([True] * 9)
+    # ... and the config it needs to start (viewer.allowed_networks, [replica])
+    chroot.as_replicator("cat", "/var/lib/doorbell/config.toml")
+    # nothing became world-readable for it (others still get nothing at all)
+    assert chroot.run("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "cat",
+                      f"/var/lib/doorbell/identities/{MEMBER}.age", check=False).returncode != 0
+    # the viewer reads the replicator's state directory, the recorder does not
+    assert chroot.as_viewer("ls", "/var/lib/doorbell-replica").returncode == 0
+    assert chroot.as_recorder("ls", "/var/lib/doorbell-replica", check=False).returncode != 0
 
 
 def test_footage_recovers_with_age_alone(chroot, initialised, recorded):
@@ -659,8 +746,16 @@ def test_uninstall_keeps_footage_reinstall_adopts_it_purge_removes_it(chroot, se
                  "/etc/systemd/system/doorbell-viewer.service", "/etc/doorbell",
                  "/etc/systemd/system/multi-user.target.wants/doorbell-viewer.service"):
         assert not chroot.path(gone).exists(), gone
-    for user in ("doorbell-rec", "doorbell-view"):
+    for user in ("doorbell-rec", "doorbell-view", "doorbell-replica"):
         assert chroot.run("getent", "passwd", user, check=False).returncode == 2
+    assert chroot.run("getent", "group", "doorbell-replica", check=False).returncode == 2
+    assert not chroot.path("/var/lib/doorbell-replica").exists()
+    # the kept data names no deleted group: the replicator's ACL entries are gone
+    for inside in ("/var/lib/doorbell", "/var/lib/doorbell/identities",
+                   f"/var/lib/doorbell/identities/{MEMBER}.age", "/var/lib/doorbell/clips"):
+        assert not [line for line in chroot.acl(inside)
+                    if re.match(r"(default:)?group:[^:]+:", line)], inside
+    assert mode(home / "identities" / f"{MEMBER}.age") == 0o640  # no permission widened
     assert sorted(p.name for p in (home / "clips").rglob("*.mp4.age")) == clips_before
 
     # A new install gets new users; the kept home is handed to them. (With the recorder's LAN
@@ -670,9 +765,13 @@ def test_uninstall_keeps_footage_reinstall_adopts_it_purge_removes_it(chroot, se
     assert drop_in.read_bytes() == (PROJECT / "deploy/systemd/recorder-lan.conf").read_bytes()
     listed = json.loads(chroot.as_viewer("/opt/doorbell/venv/bin/doorbell", "clips", "list",
                                          "--json").stdout)
-    assert len(listed) == len(clips_before)
+    # every kept clip is there (the booted container's recorder, still running on this tree
+    # until the module ends, may have added more)
+    assert set(clips_before) <= {f"{clip['id']}.mp4.age" for clip in listed}
     assert chroot.as_recorder("cat", f"/var/lib/doorbell/identities/{MEMBER}.age",
                               check=False).returncode != 0
+    assert chroot.as_replicator("head", "-c", "21", f"/var/lib/doorbell/identities/{MEMBER}.age"
+                                ).stdout == "age-encryption.org/v1"
 
     out = chroot.run("bash", f"{SRC_IN_ROOT}/deploy/install.sh", "--uninstall", "--purge",
                      "--no-systemd").stdout

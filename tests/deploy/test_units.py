@@ -158,6 +158,16 @@ def test_replicator_reads_the_data_directory_only_and_reaches_the_home_network_o
     assert s["NoNewPrivileges"] == ["yes"] and s["CapabilityBoundingSet"] == [""]
     assert s["IPAddressDeny"] == ["any"] and words(s["IPAddressAllow"]) == LAN_RANGES
     assert s["LoadCredential"][0].startswith("replica-key:")  # the SSH key, and no footage key
+    # its own group, not doorbell (which may write the clips): it reads through install.sh's
+    # ACLs; its one writable place is its own state directory, where progress.json goes
+    assert s["Group"] == ["doorbell-replica"]
+    assert s["StateDirectory"] == ["doorbell-replica"] and s["StateDirectoryMode"] == ["0750"]
+    assert "--state-dir /var/lib/doorbell-replica" in s["ExecStart"][0]
+    # it yields to the recorder
+    assert int(s["Nice"][0]) > 0 and s["IOSchedulingPriority"] == ["7"]
+    unit = parse_unit((SYSTEMD / REPLICATOR).read_text())["Unit"]
+    assert unit["ConditionPathExists"] == ["/var/lib/doorbell/replica-target.json",
+                                           "/etc/doorbell/replica_ed25519"]
 
 
 def test_recorder_has_no_network_and_feeds_a_watchdog():
