@@ -63,6 +63,9 @@ NOMINAL_FRAME_INTERVAL_S = 1 / 15  # assumed when update() gets a bare image wit
 WARMUP_S = 1.5  # the first moments only learn the scene
 # Only when this much of the frame changed is the camera-motion test run (it costs ~0.1 ms).
 CAMERA_CHECK_FRACTION = 0.1
+# The close that joins a person's parts into one blob: 9 px at 320 px wide. A square (separable,
+# 7x cheaper than the 11 px ellipse it replaced); on CDnet it also keeps cars apart better.
+CLOSE_WIDTH_FRACTION = 9 / 320
 STEPS = ("downscale", "light", "foreground", "learn", "blobs")
 
 
@@ -130,7 +133,7 @@ class MotionDetector:
         self._zone_area_px = 1
         self._min_area_px = 0.0
         self._open = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
-        self._close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (11, 11))
+        self._close = np.ones((1, 1), np.uint8)  # sized to the frame in _start()
         self._elapsed_s = 0.0
         self._last_pts_us: int | None = None
         self._consecutive = 0
@@ -277,6 +280,8 @@ class MotionDetector:
         self._whole_frame = not self.settings.zones
         self._zone_area_px = max(1, cv2.countNonZero(self._zone))
         self._min_area_px = self.settings.min_area * det_w * det_h
+        close_px = max(3, round(CLOSE_WIDTH_FRACTION * det_w) | 1)
+        self._close = cv2.getStructuringElement(cv2.MORPH_RECT, (close_px, close_px))
         self._elapsed_s = 0.0
         self._consecutive = 0
 

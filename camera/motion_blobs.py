@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .motion_background import FLIP
+
 # A pixel that flipped between foreground and background this many times within about
 # motion_background.OSCILLATION_TAU_S is going back and forth (a branch in a gust, leaves).
 OSCILLATION_FLIPS = 2.0
@@ -31,9 +33,10 @@ TEXTURE_WINDOW = (7, 7)
 # Travelling: a blob followed from frame to frame whose centre has moved, in a mostly straight
 # line, by more than its own size has crossed the picture. Swinging foliage goes back and forth
 # around where it started.
-TRAVEL_SIZES = 1.0  # net displacement, in blob sizes (square root of its area)
+TRAVEL_SIZES = 0.75  # net displacement, in blob sizes (square root of its area)
 TRAVEL_STRAIGHTNESS = 0.7  # net displacement / path length
 TRAVEL_MAX_STEP_SIZES = 0.6  # a centre that jumps further (blobs merging, splitting) starts over
+MERGED_FRACTION = 0.8  # of the old box inside the new one: it merged (and keeps travelling)
 
 
 @dataclass(slots=True)
@@ -72,7 +75,9 @@ class Tracks:
         else:
             step = math.dist(best.centre, centre)
             if step > TRAVEL_MAX_STEP_SIZES * size_px:  # merged or split: measure afresh
-                track = _Track(centre, centre, box, travelling=best.travelling)
+                # ... but a travelling blob that merged into this one is still in it
+                merged = _overlap(best.box, box) >= MERGED_FRACTION * best.box[2] * best.box[3]
+                track = _Track(centre, centre, box, travelling=best.travelling and merged)
             else:
                 track = _Track(best.start, centre, box, best.path_px + step, best.travelling)
         self._next.append(track)
@@ -98,7 +103,7 @@ class BlobTests:
     small: np.ndarray  # the frame, float32
     background: np.ndarray  # float32
     opened: np.ndarray  # uint8 foreground before the close: the pixels that really differ
-    recent_flips: np.ndarray  # float32
+    recent_flips: np.ndarray  # float32, flips x FLIP
     deviation: np.ndarray  # float32
     texture_level: float  # grey levels of high-pass difference that count as changed texture
 
@@ -151,5 +156,5 @@ def _counts(blob: np.ndarray, area_px: int, box: tuple[int, int, int, int], test
         return False
     # In place: steady (foliage swinging goes back and forth).
     moving = (tests.opened[window] > 0) & inside
-    steady = moving & (tests.recent_flips[window] < OSCILLATION_FLIPS)
+    steady = moving & (tests.recent_flips[window] < OSCILLATION_FLIPS * FLIP)
     return np.count_nonzero(steady) >= STEADY_FRACTION * np.count_nonzero(moving)
