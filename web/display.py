@@ -77,7 +77,16 @@ def age_text(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def local_date_time(at_s: float) -> str:
-    """1733317385.2 -> "4 Dec 2026, 14:03 CET"."""
+def local_date_time(at_s: float, seconds: bool = False) -> str:
+    """1733317385.2 -> "4 Dec 2026, 14:03 CET" (with seconds: "4 Dec 2026, 14:03:05 CET")."""
     moment = datetime.fromtimestamp(at_s).astimezone()
-    return f"{moment.day} {moment.strftime('%b %Y')}, {local_time(at_s)}"
+    return f"{moment.day} {moment.strftime('%b %Y')}, {local_time(at_s, seconds)}"
+
+
+def local_date_time_of_iso(text: str) -> str:
+    """An ISO 8601 UTC time as stored ("2026-12-04T02:54:42.790Z") in the device's zone, with
+    seconds; text that is not such a time is shown as it is."""
+    try:
+        return local_date_time(datetime.fromisoformat(text).timestamp(), seconds=True)
+    except (ValueError, OverflowError, OSError):
+        return text

@@ -233,3 +233,32 @@ def test_truncated_clip_plays_and_says_it_was_interrupted(watched_page, device, 
         f"currentTime did not advance: {result}")
     assert result["afterSeek"] == pytest.approx(result["target"], abs=0.3), result
     watch.assert_clean(page)
+
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+         "is_mobile": True, "has_touch": True}
+
+
+@pytest.mark.parametrize("path", ["/", "/status", "/live", "/audit", "/settings"])
+def test_pages_fit_a_phone_screen(chromium, device, tmp_path, path):
+    """On a phone (390 px wide), nothing on the main pages scrolls sideways or hides its text."""
+    with browser_fixtures.watch_page(chromium, device.base_url, **PHONE) as (page, watch):
+        unlock(page)
+        page.goto(path)
+        page.wait_for_timeout(3500)  # one status refresh, one live frame
+        page_width = page.evaluate("document.documentElement.scrollWidth")
+        # What sticks out (a table may scroll inside its own box: its cells do not count).
+        clipped = page.evaluate("""() => Array.from(document.querySelectorAll('body *'))
+            .filter(e => !e.closest('.scrolls-sideways'))
+            .filter(e => e.getBoundingClientRect().right > 391 ||
+                         (getComputedStyle(e).overflowX === 'visible' &&
+                          e.scrollWidth > e.clientWidth + 1 && e.clientWidth > 0))
+            .map(e => e.tagName + '.' + e.className + ' ' + e.textContent.slice(0, 40))""")
+        screenshot(page, tmp_path, "phone" + path.replace("/", "-"))
+        assert page_width <= 390 and not clipped, (
+            f"{path} is {page_width} px wide on a 390 px screen; these reach past its edge: "
+            f"{clipped[:5]}")
+        if path == "/status":
+            assert "GB" in page.inner_text("main") or "MB" in page.inner_text("main")
+            assert page.locator("#st-last").inner_text().strip()
+        watch.assert_clean(page)

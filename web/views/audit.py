@@ -1,13 +1,16 @@
 """The audit log, newest first, with the result of verifying its hash chain."""
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, render_template
 
 from doorbell.storage.errors import AuditLogCorrupt
 
 from .. import access
+from ..display import local_date_time_of_iso
 from .common import page_number, viewer
 
 blueprint = Blueprint("audit", __name__, url_prefix="/audit")
+# Entries keep their UTC time; the page shows it in the device's zone, like every other page.
+blueprint.add_app_template_filter(local_date_time_of_iso, "local_date_time_of_iso")
 
 PAGE_SIZE = 200
 
