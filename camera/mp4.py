@@ -4,8 +4,14 @@
 self-contained fragment per keyframe interval while recording runs, with no seeking back: so
 the bytes can be encrypted as they come, and a clip cut short plays up to its last complete
 fragment. Browsers play it directly in `<video>`.
+
+The stream is made from the clip's first keyframe (its SPS/PPS, read by FFmpeg's H.264 parser)
+as a template, not with `add_stream("h264")`: that opens a libx264 encoder nobody uses, with its
+frame threads and buffers (7 MB and 4 threads at 720p, in every clip).
 """
 
+import io
+from fractions import Fraction
 from typing import Protocol
 
 import av
@@ -24,10 +30,9 @@ class FragmentedMp4Writer:
 
     def __init__(self, sink: Sink, width: int, height: int, fps: float):
         self._container = av.open(sink, "w", format="mp4", options={"movflags": MOVFLAGS})
-        self._stream = self._container.add_stream("h264", rate=round(fps))
-        self._stream.width = width
-        self._stream.height = height
-        self._stream.pix_fmt = "yuv420p"
+        self._size = (width, height)
+        self._rate = round(fps)
+        self._stream: av.VideoStream | None = None  # made from the first keyframe
         # Two timelines: first_pts_us / last_pts_us are the source's (the recorder's frames);
         # the muxer gets timestamps rebased to the clip's first packet's decode time, so that
         # none is negative when a camera's B-frames make decode run ahead of presentation.
@@ -43,6 +48,7 @@ class FragmentedMp4Writer:
                 raise ValueError("a clip must start with a keyframe")
             self.first_pts_us = packet.pts_us
             self._origin_us = dts_us
+            self._stream = self._stream_like(packet.data)
         elif packet.pts_us < self.first_pts_us:
             return  # a leading frame of an open GOP: it refers to frames before the clip
         dts = dts_us - self._origin_us
@@ -57,6 +63,17 @@ class FragmentedMp4Writer:
         av_packet.stream = self._stream
         av_packet.is_keyframe = packet.keyframe
         self._container.mux(av_packet)
+
+    def _stream_like(self, keyframe: bytes) -> av.VideoStream:
+        """An H.264 stream with the parameters of `keyframe` (Annex B, with SPS/PPS)."""
+        with av.open(io.BytesIO(keyframe), format="h264") as probe:
+            template = probe.streams.video[0]
+            stream = self._container.add_stream_from_template(template)
+        if (stream.codec_context.width, stream.codec_context.height) == (0, 0):
+            stream.width, stream.height = self._size  # no SPS in front of it: as configured
+        stream.codec_context.framerate = Fraction(self._rate)
+        stream.time_base = MICROSECONDS
+        return stream
 
     def close(self) -> None:
         """Write the last fragment. The sink itself is left open."""
