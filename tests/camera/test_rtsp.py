@@ -247,3 +247,38 @@ def test_a_mask_saved_in_the_viewer_switches_the_recording_to_re_encoding_and_ba
         assert pictures[-1][0] < masked_from_us or pictures[0][0] >= unmasked_from_us
         for _, picture in pictures[::10]:
             assert any(np.array_equal(picture, camera) for camera in camera_pictures)
+
+
+def test_a_new_detect_width_applies_without_reconnecting(home, camera, caplog, monkeypatch):
+    """motion.detect_width saved while recording: the analysis frames of the RTSP camera are
+    that wide from the next frames on, and the camera is not reopened."""
+    from doorbell.camera.recorder import Recorder
+    from doorbell.camera.reload import SettingsWatcher
+    from doorbell.config.editor import edit_config
+    from doorbell.storage.durable import write_atomically
+    from doorbell.storage.home import Home
+
+    caplog.set_level(logging.INFO)
+    widths: list[tuple[int, int]] = []  # (detect_width in force, analysis frame width)
+    process = Recorder.process
+
+    def noting_process(self, frame):
+        widths.append((self.settings.motion.detect_width, frame.width))
+        process(self, frame)
+
+    monkeypatch.setattr(Recorder, "process", noting_process)
+    recorder, finish = start_recorder(home, camera.url(), SettingsWatcher(Home(home.root)))
+    try:
+        wait_for(lambda: len(widths) > 25, 20, "frames")
+        path = home.root / "config.toml"
+        write_atomically(path, edit_config(path.read_text(), {"motion.detect_width": 160})
+                         .text.encode(), mode=0o640)
+        wait_for(lambda: widths[-1][0] == 160, 10, "the recorder to apply detect_width")
+        applied_at = len(widths)
+        wait_for(lambda: len(widths) > applied_at + 25, 10, "more frames")
+    finally:
+        finish()
+    assert {w for setting, w in widths[:applied_at] if setting == 320} == {320}
+    assert {w for _, w in widths[applied_at + 1:]} == {160}
+    opened = [r for r in caplog.records if r.getMessage() == "camera open"]
+    assert len(opened) == 1
