@@ -7,7 +7,7 @@ that a page read from a phone in another zone still says which clock it means.
 
 import os
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 _UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3))
@@ -53,12 +53,13 @@ def zone_name() -> str | None:
         return None
 
 
-def zone_sentence() -> str:
-    """What the page says once: "Times are the doorbell's local time, Europe/Berlin (CET)."."""
+def zone_sentence(clock_of: str = "doorbell") -> str:
+    """What the page says once: "Times are the doorbell's local time, Europe/Berlin (CET)."
+    (on a hub, `clock_of="hub"`: the hub's zone, whichever doorbell recorded the clip)."""
     name, label = zone_name(), zone_abbreviation()
     if name and name != label:
-        return f"Times are the doorbell's local time, {name} ({label})."
-    return f"Times are the doorbell's local time ({label})."
+        return f"Times are the {clock_of}'s local time, {name} ({label})."
+    return f"Times are the {clock_of}'s local time ({label})."
 
 
 def local_time(at_s: float, seconds: bool = False) -> str:
@@ -81,6 +82,11 @@ def local_date_time(at_s: float, seconds: bool = False) -> str:
     """1733317385.2 -> "4 Dec 2026, 14:03 CET" (with seconds: "4 Dec 2026, 14:03:05 CET")."""
     moment = datetime.fromtimestamp(at_s).astimezone()
     return f"{moment.day} {moment.strftime('%b %Y')}, {local_time(at_s, seconds)}"
+
+
+def utc_text(at_s: float) -> str:
+    """The moment for a <time datetime="..."> attribute: "2026-12-04T13:03:05Z"."""
+    return datetime.fromtimestamp(int(at_s), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def local_date_time_of_iso(text: str) -> str:

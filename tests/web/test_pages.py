@@ -4,6 +4,7 @@ response carries (CSP without inline script, no-store, frame-ancestors 'none')."
 import re
 import time
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -79,6 +80,32 @@ def test_filter_by_day(unlocked, home):
     assert _html(unlocked.get("/?day=../../etc")) == _html(unlocked.get("/"))
     html = _html(unlocked.get(f"/?day={yesterday}&trigger=doorbell"))
     assert "No events of this kind on this day." in html
+
+
+@pytest.fixture
+def berlin(monkeypatch):
+    """The device's zone is Europe/Berlin for this test (TZ, as systemd passes it)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield ZoneInfo("Europe/Berlin")
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_timeline_and_clip_times_carry_the_devices_zone_label(unlocked, home, berlin):
+    clip = home.clips["doorbell"]
+    moment = datetime.fromtimestamp(clip.start_us / 1e6, berlin)  # 09:05:00 CET for 08:05 UTC
+    html = _html(unlocked.get("/"))
+    item = re.search(rf'<a href="/clips/{clip.id}">(.*?)</a>', html, re.S).group(1)
+    utc = datetime.fromtimestamp(clip.start_us // 1_000_000, ZoneInfo("UTC"))
+    assert (f'<span class="when"><time datetime="{utc:%Y-%m-%dT%H:%M:%SZ}">'
+            f'{moment:%H:%M:%S %Z}</time></span>') in item
+    assert moment.strftime("%Z") in ("CET", "CEST")
+    assert "Times are the doorbell&#39;s local time, Europe/Berlin (" in html
+    page = _html(unlocked.get(f"/clips/{clip.id}"))
+    assert f"{moment.day} {moment:%b %Y}, {moment:%H:%M:%S %Z}</time></h1>" in page
+    confirm = _html(unlocked.get(f"/clips/{clip.id}/delete"))
+    assert f"The clip from {moment.day} {moment:%b %Y}, {moment:%H:%M:%S %Z} will be" in confirm
 
 
 def test_activity_strip_has_96_slots_marked_where_clips_are(unlocked, home):

@@ -13,7 +13,8 @@ from doorbell.storage.index import ClipIndex
 
 from .. import access
 from ..ranges import UnsatisfiableRange, parse_range
-from .common import identities, local_time, record_access, valid_clip_id, viewer
+from ..display import local_date_time, utc_text
+from .common import identities, record_access, valid_clip_id, viewer
 from .sources import ClipSource, source_named
 
 blueprint = Blueprint("clips", __name__, url_prefix="/clips")
@@ -66,7 +67,8 @@ def player(clip_id: str):
                   clip=clip_id, **_camera(source))
     return render_template(
         "clip.html", clip_id=clip_id, meta=source.metadata(clip_id), row=row,
-        started=local_time(row.start_us).strftime("%A %d %B %Y, %H:%M:%S"),
+        started=local_date_time(row.start_us / 1e6, seconds=True),  # "4 Dec 2026, 14:03:05 CET"
+        started_utc=utc_text(row.start_us / 1e6),
         truncated=not intact and not damaged, damaged=damaged, size_bytes=size_bytes,
         camera=source.camera, on_replica=source.replica is not None,
     )
@@ -194,7 +196,7 @@ def confirm_delete(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     row = _indexed(_writable_source(), clip_id)
     return render_template("confirm_delete.html", clip_id=clip_id,
-                           started=local_time(row.start_us).strftime("%d %B %Y, %H:%M:%S"))
+                           started=local_date_time(row.start_us / 1e6, seconds=True))
 
 
 @blueprint.post("/<clip_id>/delete")

@@ -7,7 +7,8 @@ from flask import Blueprint, render_template, request
 from doorbell.storage.index import ClipIndex
 
 from .. import access
-from .common import local_time, page_number, record_listing
+from ..display import local_time, utc_text
+from .common import page_number, record_listing
 from .sources import ClipSource, all_sources
 
 blueprint = Blueprint("timeline", __name__)
@@ -100,7 +101,8 @@ def index():
             "id": row.id,
             "camera": source.camera,
             "subject": source.subject(row.id),
-            "time": local_time(row.start_us).strftime("%H:%M:%S"),
+            "time": local_time(row.start_us / 1e6, seconds=True),  # "14:03:05 CET"
+            "utc": utc_text(row.start_us / 1e6),
             "trigger": kind,
             "duration_s": meta.get("duration_s"),
             "state": row.state,
