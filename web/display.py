@@ -7,7 +7,7 @@ that a page read from a phone in another zone still says which clock it means.
 
 import os
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 _UNITS = (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3))
@@ -86,7 +86,7 @@ def local_date_time(at_s: float, seconds: bool = False) -> str:
 
 def utc_text(at_s: float) -> str:
     """The moment for a <time datetime="..."> attribute: "2026-12-04T13:03:05Z"."""
-    return datetime.fromtimestamp(int(at_s), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(int(at_s), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def local_date_time_of_iso(text: str) -> str:

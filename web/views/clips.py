@@ -12,8 +12,8 @@ from doorbell.storage.errors import AuditLogCorrupt, ClipNotFound
 from doorbell.storage.index import ClipIndex
 
 from .. import access
-from ..ranges import UnsatisfiableRange, parse_range
 from ..display import local_date_time, utc_text
+from ..ranges import UnsatisfiableRange, parse_range
 from .common import identities, record_access, valid_clip_id, viewer
 from .sources import ClipSource, source_named
 
