@@ -1,11 +1,23 @@
-"""Helpers for the hub tests: the real replicator in a thread, a second household, digests."""
+"""Helpers for the hub tests: the real replicator in a thread, a second household, digests, and
+the fixtures of a hub over two replicas (a test module takes them as `replicas =
+hub_replicas.replicas`)."""
 
 import hashlib
 import re
+import shutil
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
+
+from doorbell.config import load_settings
+from doorbell.storage.age.stream import CHUNK_SIZE
+from doorbell.storage.clipwriter import ClipStore
+from doorbell.storage.home import Home
+from doorbell.storage.index import ClipIndex
+from doorbell.storage.recipients import read_recipients
 from doorbell.storage.replica import run_forever, source_files
 from doorbell.storage.replica_target import (
     PinnedTarget,
@@ -14,8 +26,18 @@ from doorbell.storage.replica_target import (
     fetch_host_key,
     open_sftp,
 )
+from doorbell.web import create_app
 from tests.sftp_server import SftpServer
-from tests.web.conftest import MEMBER, PASSPHRASE, doorbell
+from tests.web.conftest import (
+    MEMBER,
+    PASSPHRASE,
+    doorbell,
+    local_today_at,
+    make_jpeg,
+    make_mp4,
+    pseudo_random,
+    write_clip,
+)
 
 NETWORKS = ("127.0.0.0/8",)
 RECOVERY_KEY = re.compile(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+")
@@ -86,3 +108,56 @@ def second_household(base: Path) -> tuple[Path, str]:
                       str(secret), "--work-factor", "15")
     assert result.returncode == 0, result.stdout + result.stderr
     return root, RECOVERY_KEY.findall(result.stdout)[0]
+
+
+GROWING_BYTES = 5 * CHUNK_SIZE + 1234  # written, not sealed: 5 whole chunks authenticate
+
+
+def every_entry(root: Path) -> dict[str, tuple]:
+    """Every file and folder under `root` with its size, mode and mtime: what a write changes."""
+    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mode,
+                                             p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+@pytest.fixture(scope="module")
+def replicas(template_home, tmp_path_factory):
+    """Two doorbells (front: the test household's three clips and a clip still being written;
+    back: its own household and one clip) replicated into one sshd folder each; the
+    replicators are stopped once every file is on the replica, byte-identical."""
+    base = tmp_path_factory.mktemp("hub")
+    front = base / "front-home"
+    shutil.copytree(template_home.root, front)
+    back, back_recovery_key = second_household(base)
+    back_clip = write_clip(back, local_today_at(9, 30), make_mp4(frames=30), make_jpeg(30),
+                           {"trigger": "doorbell", "duration_s": 3.0})
+    growing_video = pseudo_random(GROWING_BYTES, 7)
+    with ClipIndex(Home(front).index_file) as index:
+        store = ClipStore(Home(front).clips_dir, index, read_recipients(front / "recipients.txt"))
+        growing = store.begin_clip(local_today_at(15, 45))
+        growing.video.write(growing_video)
+        growing.sync()  # as the recorder's fsync: the replicator copies what is on disk
+    server = SftpServer(base / "sshd").start()
+    try:
+        replicate_until_copied(server, {"front": front, "back": back})
+    finally:
+        server.stop()
+    yield SimpleNamespace(
+        front=server.root / "front", back=server.root / "back",
+        front_clips=template_home.clips, back_clip=back_clip, growing_id=growing.clip_id,
+        growing_video=growing_video, back_recovery_key=back_recovery_key)
+
+
+@pytest.fixture
+def hub_home(replicas, tmp_path) -> Path:
+    root = tmp_path / "hub-home"
+    root.mkdir()
+    (root / "config.toml").write_text(
+        f'[hub]\ncameras = {{ front = "{replicas.front}", back = "{replicas.back}" }}\n')
+    return root
+
+
+@pytest.fixture
+def hub_app(hub_home, runtime_dir):
+    app = create_app(load_settings(hub_home), Home(hub_home), testing=True)
+    return app

@@ -5,87 +5,31 @@ unlock, and nothing in a replica folder changes, whatever the session does."""
 
 import hashlib
 import re
-import shutil
-from pathlib import Path
-from types import SimpleNamespace
+import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from doorbell.config import ConfigError, load_settings
 from doorbell.storage.age.stream import CHUNK_SIZE
 from doorbell.storage.audit import AuditLog
-from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.home import Home
-from doorbell.storage.index import ClipIndex
-from doorbell.storage.recipients import read_recipients
 from doorbell.web import create_app
-from tests.sftp_server import SftpServer
+from tests.web import hub_replicas
 from tests.web.conftest import (
     ORIGIN,
     PASSPHRASE,
     doorbell,
-    local_today_at,
     login,
-    make_jpeg,
-    make_mp4,
     new_client,
     post_form,
-    pseudo_random,
-    write_clip,
 )
-from tests.web.hub_replicas import digests, replicate_until_copied, second_household
+from tests.web.hub_replicas import digests, every_entry
 
-GROWING_BYTES = 5 * CHUNK_SIZE + 1234  # written, not sealed: 5 whole chunks authenticate
-
-
-def every_entry(root: Path) -> dict[str, tuple]:
-    """Every file and folder under `root` with its size, mode and mtime: what a write changes."""
-    return {p.relative_to(root).as_posix(): (p.stat().st_size, p.stat().st_mode,
-                                             p.stat().st_mtime_ns)
-            for p in sorted(root.rglob("*"))}
-
-
-@pytest.fixture(scope="module")
-def replicas(template_home, tmp_path_factory):
-    """Two doorbells (front: the test household's three clips and a clip still being written;
-    back: its own household and one clip) replicated into one sshd folder each; the
-    replicators are stopped once every file is on the replica, byte-identical."""
-    base = tmp_path_factory.mktemp("hub")
-    front = base / "front-home"
-    shutil.copytree(template_home.root, front)
-    back, back_recovery_key = second_household(base)
-    back_clip = write_clip(back, local_today_at(9, 30), make_mp4(frames=30), make_jpeg(30),
-                           {"trigger": "doorbell", "duration_s": 3.0})
-    growing_video = pseudo_random(GROWING_BYTES, 7)
-    with ClipIndex(Home(front).index_file) as index:
-        store = ClipStore(Home(front).clips_dir, index, read_recipients(front / "recipients.txt"))
-        growing = store.begin_clip(local_today_at(15, 45))
-        growing.video.write(growing_video)
-        growing.sync()  # as the recorder's fsync: the replicator copies what is on disk
-    server = SftpServer(base / "sshd").start()
-    try:
-        replicate_until_copied(server, {"front": front, "back": back})
-    finally:
-        server.stop()
-    yield SimpleNamespace(
-        front=server.root / "front", back=server.root / "back",
-        front_clips=template_home.clips, back_clip=back_clip, growing_id=growing.clip_id,
-        growing_video=growing_video, back_recovery_key=back_recovery_key)
-
-
-@pytest.fixture
-def hub_home(replicas, tmp_path) -> Path:
-    root = tmp_path / "hub-home"
-    root.mkdir()
-    (root / "config.toml").write_text(
-        f'[hub]\ncameras = {{ front = "{replicas.front}", back = "{replicas.back}" }}\n')
-    return root
-
-
-@pytest.fixture
-def hub_app(hub_home, runtime_dir):
-    app = create_app(load_settings(hub_home), Home(hub_home), testing=True)
-    return app
+replicas = hub_replicas.replicas  # module-scoped: two doorbells replicated once per module
+hub_home = hub_replicas.hub_home
+hub_app = hub_replicas.hub_app
 
 
 def csrf_of(client, path: str = "/settings") -> str:
@@ -225,12 +169,82 @@ def test_a_missing_camera_folder_is_one_sentence_naming_the_camera(tmp_path, rep
     ('[hub]\ncameras = { "Front Door" = "/srv/a" }\n', "'Front Door'"),
     ('[hub]\ncameras = { front = "srv/a" }\n', "the folder of front"),
     ('[hub]\ncameras = []\n', '"hub.cameras" must be a table'),
+    # a NUL byte (TOML's "\u0000") would cut the path short in the C library: refused
+    ('[hub]\ncameras = { front = "/srv/a\\u0000/etc" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "\\u0000/srv/a" }\n', "the folder of front"),
+    ('[hub]\ncameras = { "front\\u0000" = "/srv/a" }\n', "'front\\x00'"),
+    ('[hub]\ncameras = { front = "" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "./srv/a" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "~/replica" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = 7 }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = ["/srv/a"] }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = { path = "/srv/a" } }\n', "the folder of front"),
+    ('[hub]\ncameras = {}\n', "naming 1 to"),
+    ('[hub]\ncameras = { "../back" = "/srv/a" }\n', "'../back'"),
+    ('[hub]\ncameras = { "" = "/srv/a" }\n', "not ''"),
 ])
 def test_a_bad_hub_section_is_refused_naming_the_key(tmp_path, text, named):
     (tmp_path / "config.toml").write_text(text)
     with pytest.raises(ConfigError) as error:
         load_settings(tmp_path)
     assert named in str(error.value) and "\n" not in str(error.value)
+
+
+def test_an_odd_but_absolute_camera_folder_is_one_sentence_when_it_is_not_a_folder(
+        tmp_path, replicas):
+    """Paths the config accepts (absolute) that name no folder: a file, a dangling link, the
+    replica's own clip file; the hub refuses to start, naming the camera, with no traceback."""
+    a_file = tmp_path / "not-a-folder"
+    a_file.write_text("x")
+    dangling = tmp_path / "dangling"
+    dangling.symlink_to(tmp_path / "gone")
+    clip_file = next((replicas.front / "clips").rglob("*.mp4.age"))
+    for folder in (a_file, dangling, clip_file, "/proc/self/fd/999999"):
+        home = tmp_path / f"hub-{abs(hash(str(folder)))}"
+        home.mkdir()
+        (home / "config.toml").write_text(
+            f'[hub]\ncameras = {{ front = "{replicas.front}", back = "{folder}" }}\n')
+        with pytest.raises(ConfigError) as error:
+            create_app(load_settings(home), Home(home), testing=True)
+        assert str(error.value).startswith(f"hub.cameras.back: {folder} is not a folder"), folder
+        assert "\n" not in str(error.value)
+
+
+@pytest.fixture
+def berlin(monkeypatch):
+    """The hub's zone is Europe/Berlin for this test (TZ, as systemd passes it)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield ZoneInfo("Europe/Berlin")
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_hub_times_carry_the_hubs_zone_label(replicas, hub_app, berlin):
+    client = new_client(hub_app)
+    assert login(client).status_code == 303
+    timeline = client.get("/").get_data(as_text=True)
+    clip = replicas.back_clip
+    moment = datetime.fromtimestamp(clip.start_us / 1e6, berlin)
+    label = moment.strftime("%Z")
+    assert label in ("CET", "CEST")
+    entry = re.search(rf'href="/clips/{clip.id}\?camera=back">(.*?)</a>', timeline, re.S)[1]
+    assert f">{moment:%H:%M:%S} {label}</time>" in entry
+    assert "Times are the hub&#39;s local time, Europe/Berlin (" in timeline
+    page = client.get(f"/clips/{clip.id}?camera=back").get_data(as_text=True)
+    assert f"{moment.day} {moment:%b %Y}, {moment:%H:%M:%S} {label}</time>" in page
+    # the status page: when each replica last received bytes, on the hub's clock, and its size
+    status = client.get("/status.json").get_json()
+    assert status["time_zone"].startswith("Times are the hub's local time, Europe/Berlin (")
+    html = client.get("/status").get_data(as_text=True)
+    for camera in status["cameras"]:
+        written = datetime.fromtimestamp(camera["last_write_wall_us"] / 1e6, berlin)
+        text = f"{written.day} {written:%b %Y}, {written:%H:%M:%S} {written:%Z}"
+        assert camera["last_write_text"] == text
+        row = re.search(rf'<tr id="camera-{camera["name"]}">(.*?)</tr>', html, re.S)[1]
+        assert f"<td>{text}</td>" in row
+        assert re.search(r"<td>\d+\.\d (KB|MB)</td>", row), row
+        assert "bytes" not in row
 
 
 @pytest.mark.parametrize("camera", ["", "garage", "../front", "front/../back", "front\x00",

@@ -6,13 +6,13 @@ lag that keeps growing while it records means the copy has stopped.
 """
 
 import time
-from datetime import datetime
 
 from flask import jsonify, render_template
 
 from doorbell.storage.durable import PARTIAL_SUFFIX
 from doorbell.storage.index import ClipIndex
 
+from ..display import human_bytes, local_date_time, zone_sentence
 from .common import viewer
 
 
@@ -34,19 +34,19 @@ def collect_hub_status() -> dict:
             "newest_clip_start_us": newest[0].start_us if newest else None,
             "last_write_wall_us": None if newest_s is None else int(newest_s * 1e6),
             "lag_s": None if newest_s is None else round(max(0.0, now_s - newest_s), 1),
+            "last_write_text": _clock_text(newest_s),
         })
-    return {"hub": True, "cameras": cameras}
+    return {"hub": True, "cameras": cameras, "time_zone": zone_sentence("hub")}
 
 
 def page():
-    return render_template("hub_status.html", status=collect_hub_status(), clock=_clock_text)
+    return render_template("hub_status.html", status=collect_hub_status(), size=human_bytes)
 
 
 def data():
     return jsonify(collect_hub_status())
 
 
-def _clock_text(wall_us: int | None) -> str:
-    if wall_us is None:
-        return "never"
-    return datetime.fromtimestamp(wall_us / 1e6).astimezone().strftime("%d %b %Y %H:%M:%S")
+def _clock_text(at_s: float | None) -> str:
+    """When the replica last received bytes, on the hub's clock: "4 Dec 2026, 14:03:05 CET"."""
+    return "never" if at_s is None else local_date_time(at_s, seconds=True)

@@ -20,6 +20,7 @@ from doorbell.storage.age.errors import AgeError
 from doorbell.storage.age.identities import parse_identity
 
 from .. import access
+from ..display import zone_sentence
 from ..guards import set_session_cookie
 from ..hub import KeySet
 from . import hub_status
@@ -92,4 +93,7 @@ def install_hub_rules(app) -> None:
 
     @app.context_processor
     def hub_context():
-        return {"on_hub": current_app.extensions["doorbell"].hub is not None}
+        # Every page's footer names the hub's zone: its times are on the hub's clock, whichever
+        # doorbell recorded the clip (a context value wins over status.py's template global).
+        return {"on_hub": current_app.extensions["doorbell"].hub is not None,
+                "time_zone_sentence": lambda: zone_sentence("hub")}
