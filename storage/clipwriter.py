@@ -93,6 +93,8 @@ class ClipWriter:
         # The keys in force when the clip began: a change of recipients.txt mid-clip applies
         # from the next clip, so the video, thumbnail and metadata of one clip always match.
         self.recipients = list(store.recipients)
+        # The clock's state when it began (see ClipStore.clock_changed).
+        self._clock_unsynced, self._clock_epoch = store.clock_unsynced, store.clock_epoch
         video_path = self._paths["video"]
         self._file = _SyncedFile(lambda: create_partial(video_path), fsync_interval_s, clock)
         self.video = encrypt(self._file, self.recipients)
@@ -125,7 +127,11 @@ class ClipWriter:
         size += self._file.bytes_written
         self._file.close()
         commit_partial(self._paths["video"])  # the video's rename is the clip's commit point
-        clip = IndexedClip(self.clip_id, clip_start_us(self.clip_id), "complete", size)
+        # Begun before the clock was set, or it was set (or jumped) while the clip was open:
+        # its start is a time of the clock before, so retention must not age it by it.
+        unsynced = self._clock_unsynced or self._store.clock_epoch != self._clock_epoch
+        clip = IndexedClip(self.clip_id, clip_start_us(self.clip_id), "complete", size,
+                           clock_unsynced=unsynced)
         self._store.index.put(clip)
         return clip
 
@@ -153,12 +159,24 @@ class ClipStore:
         self.index = index
         self.set_recipients(recipients)
         self._clock = clock
+        # Whether the wall clock is not yet trustworthy (before NTP), and how many times it
+        # changed: clips begun before it was set are indexed as such (see clock_changed).
+        self.clock_unsynced = False
+        self.clock_epoch = 0
 
     def set_recipients(self, recipients: Sequence[X25519Recipient]) -> None:
         """Encrypt clips begun from now on to `recipients`; a clip already open keeps its own."""
         if not recipients:
             raise ValueError("a clip store needs at least one recipient")
         self.recipients = list(recipients)
+
+    def clock_changed(self, unsynced: bool) -> None:
+        """The recorder's news about the wall clock: `unsynced` while it is not set yet, False
+        once it is (or after it jumped). A clip begun while it was unsynced, or open when it
+        changed, is indexed with clock_unsynced, so that retention does not age it by a date
+        read from the clock before."""
+        self.clock_unsynced = unsynced
+        self.clock_epoch += 1
 
     def begin_clip(self, start_us: int, fsync_interval_s: float = 2.0) -> ClipWriter:
         """Start a clip whose first frame is at `start_us` (µs since the epoch, UTC)."""

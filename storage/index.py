@@ -1,7 +1,9 @@
 """The clip index: SQLite in WAL mode, holding only what must stay readable without a key.
 
-Per clip: its id (which encodes the start second), start time in µs, state and size on disk.
-That is enough to list, prune and verify without unlocking anything; everything that describes
+Per clip: its id (which encodes the start second), start time in µs, state and size on disk,
+and whether it began before the clock was set (`clock_unsynced`) with the time retention ages
+it from (`kept_from_us`, see storage.retention). That is enough to list, prune and verify
+without unlocking anything; everything that describes
 what happened (trigger, duration, motion, thumbnails) stays inside the encrypted files. Anyone
 holding the SD card can therefore learn *when* clips were recorded and how big they are, and
 nothing else. The index is a cache of the files: `reconcile` can rebuild it from them.
@@ -35,14 +37,22 @@ CREATE TABLE IF NOT EXISTS clips (
     id TEXT PRIMARY KEY,
     start_us INTEGER NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('complete', 'truncated', 'damaged')),
-    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0)
+    size_bytes INTEGER NOT NULL CHECK (size_bytes >= 0),
+    clock_unsynced INTEGER NOT NULL DEFAULT 0,
+    kept_from_us INTEGER
 );
 CREATE INDEX IF NOT EXISTS clips_by_start ON clips (start_us);
 """
+# Columns added since the first index files: an older file gains them when it is opened.
+_ADDED_COLUMNS = {
+    "clock_unsynced": "INTEGER NOT NULL DEFAULT 0",
+    "kept_from_us": "INTEGER",
+}
+_COLUMNS = "id, start_us, state, size_bytes, clock_unsynced, kept_from_us"
 
 
 _SELECT_RANGE = (
-    "SELECT id, start_us, state, size_bytes FROM clips WHERE start_us >= ? AND start_us < ? "
+    f"SELECT {_COLUMNS} FROM clips WHERE start_us >= ? AND start_us < ? "
 )
 _NEWEST_FIRST = _SELECT_RANGE + "ORDER BY start_us DESC, id DESC LIMIT ? OFFSET ?"
 _OLDEST_FIRST = _SELECT_RANGE + "ORDER BY start_us ASC, id ASC LIMIT ? OFFSET ?"
@@ -57,6 +67,7 @@ def _connect(path: Path, check_pages: bool) -> tuple[sqlite3.Connection | None, 
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")  # a committed row survives a power cut
             db.executescript(_SCHEMA)
+            _add_missing_columns(db)
             return db, None
     except sqlite3.DatabaseError as exc:
         db.close()
@@ -87,6 +98,21 @@ def _damage(db: sqlite3.Connection, check_pages: bool) -> str | None:
                 "*** in database main ***", "").split())
             return f"corrupt pages: {found[:120] or 'quick_check failed'}"
     return None
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Give an index written by an older version the columns it lacks (one transaction, so a
+    recorder and a viewer opening it at the same moment do not both add them)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        present = {row[1] for row in db.execute("PRAGMA table_info(clips)")}
+        for name, declaration in _ADDED_COLUMNS.items():
+            if name not in present:
+                db.execute(f"ALTER TABLE clips ADD COLUMN {name} {declaration}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
 @contextmanager
@@ -133,6 +159,15 @@ class IndexedClip:
     start_us: int
     state: str
     size_bytes: int
+    clock_unsynced: bool = False  # it began before the wall clock was set (NTP, after boot)
+    # Retention ages the clip from here instead of start_us (µs since the epoch), or None. A
+    # clock_unsynced clip without it is not aged at all until the clock is trusted.
+    kept_from_us: int | None = None
+
+
+def _clip(row: tuple) -> IndexedClip:
+    clip_id, start_us, state, size_bytes, unsynced, kept_from_us = row
+    return IndexedClip(clip_id, start_us, state, size_bytes, bool(unsynced), kept_from_us)
 
 
 class ClipIndex:
@@ -166,11 +201,15 @@ class ClipIndex:
         if clip.state not in STATES:
             raise ValueError(f"unknown clip state {clip.state!r}")
         with _disk_full_as_enospc(self.path):
+            # A row put again (reconcile, a replica's scan) keeps what it knew about the clock.
             self._db.execute(
-                "INSERT INTO clips (id, start_us, state, size_bytes) VALUES (?, ?, ?, ?) "
+                f"INSERT INTO clips ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET start_us = excluded.start_us, "
-                "state = excluded.state, size_bytes = excluded.size_bytes",
-                (clip.id, clip.start_us, clip.state, clip.size_bytes),
+                "state = excluded.state, size_bytes = excluded.size_bytes, "
+                "clock_unsynced = MAX(clock_unsynced, excluded.clock_unsynced), "
+                "kept_from_us = COALESCE(excluded.kept_from_us, kept_from_us)",
+                (clip.id, clip.start_us, clip.state, clip.size_bytes, int(clip.clock_unsynced),
+                 clip.kept_from_us),
             )
 
     @contextmanager
@@ -191,9 +230,9 @@ class ClipIndex:
 
     def get(self, clip_id: str) -> IndexedClip | None:
         row = self._db.execute(
-            "SELECT id, start_us, state, size_bytes FROM clips WHERE id = ?", (clip_id,)
+            f"SELECT {_COLUMNS} FROM clips WHERE id = ?", (clip_id,)
         ).fetchone()
-        return IndexedClip(*row) if row else None
+        return _clip(row) if row else None
 
     def clips(
         self, newest_first: bool = True, limit: int | None = None, offset: int = 0,
@@ -208,7 +247,25 @@ class ClipIndex:
                 offset,
             ),
         ).fetchall()
-        return [IndexedClip(*row) for row in rows]
+        return [_clip(row) for row in rows]
+
+    def keep_unsynced_from(self, now_us: int) -> int:
+        """The clock is trusted now: clips that began before it was set, and have no kept-from
+        time yet, are aged from `now_us`. Returns how many."""
+        with _disk_full_as_enospc(self.path):
+            return self._db.execute(
+                "UPDATE clips SET kept_from_us = ? WHERE clock_unsynced = 1 "
+                "AND kept_from_us IS NULL", (now_us,)).rowcount
+
+    def keep_from_after_jump(self, since_us: int, until_us: int, now_us: int) -> int:
+        """The clock jumped: clips aged from a time in [since_us, until_us] (read from the
+        clock before the jump) are marked as timed by a wrong clock and aged from `now_us`
+        instead. Returns how many."""
+        with _disk_full_as_enospc(self.path):
+            return self._db.execute(
+                "UPDATE clips SET clock_unsynced = 1, kept_from_us = ? "
+                "WHERE COALESCE(kept_from_us, start_us) BETWEEN ? AND ?",
+                (now_us, since_us, until_us)).rowcount
 
     def start_times_us(self, since_us: int, until_us: int) -> list[int]:
         """Start times in [since_us, until_us), oldest first: enough for an activity strip."""

@@ -1,5 +1,11 @@
 """Retention: delete the oldest clips first, by age, by total size and by free disk space.
 
+A clip that began before the wall clock was set (a Pi without a real-time clock, before NTP)
+may be dated days or decades back: it is aged from when the clock became trustworthy instead
+(IndexedClip.kept_from_us, set by the recorder: camera.upkeep.Retention), so the footage of a
+network outage is not deleted the moment the clock is right. Size and free space still delete it
+in its place by start time, so the disk cannot fill.
+
 Deleting a file on flash is not secure erasure: the card's wear levelling may keep old blocks.
 What makes old footage unreadable is that it is encrypted; rotating (removing) a member's key
 stops them decrypting new clips, and a lost card without a passphrase reveals nothing.
@@ -65,21 +71,43 @@ def enforce_retention(
     total = sum(clip.size_bytes for clip in clips)
     floor = _free_space_floor(limits, room_bytes, free_bytes(), clips)
     pruned: list[Pruned] = []
-    for clip in clips:
-        if limits.max_age_days and now_us - clip.start_us > limits.max_age_days * _DAY_US:
-            reason = "age"
-        elif limits.max_total_bytes and total > limits.max_total_bytes:
-            reason = "size"
-        elif floor and clip is not clips[-1] and free_bytes() < floor:
-            reason = "free space"
-        else:
-            break  # the oldest remaining clip is within every limit, so are the newer ones
+
+    def delete(clip: IndexedClip, reason: str) -> None:
+        nonlocal total
         if not pruned and before_deleting is not None:
             before_deleting()
         delete_clip(store.clips_dir, store.index, clip.id)
         total -= clip.size_bytes
         pruned.append(Pruned(clip.id, reason, clip.size_bytes))
+
+    # Age first, over every clip: one recorded before the clock was set may be dated years
+    # back and yet be young (kept_from_us), so the expired ones need not come first.
+    kept = []
+    for clip in clips:
+        if limits.max_age_days and _age_us(clip, now_us) > limits.max_age_days * _DAY_US:
+            delete(clip, "age")
+        else:
+            kept.append(clip)
+    # Then size and free space, oldest start first whatever the clip's age.
+    for clip in kept:
+        if limits.max_total_bytes and total > limits.max_total_bytes:
+            delete(clip, "size")
+        elif floor and clip is not clips[-1] and free_bytes() < floor:
+            delete(clip, "free space")
+        else:
+            break  # within the limits: so are the clips after this one
     return pruned
+
+
+def _age_us(clip: IndexedClip, now_us: int) -> int:
+    """How long the clip has been kept, by the clock retention trusts: from its start, or from
+    when the clock became trustworthy for a clip that began before that (kept_from_us); a clip
+    still waiting for the clock (clock_unsynced, no kept_from_us yet) has no age."""
+    if clip.kept_from_us is not None:
+        return now_us - clip.kept_from_us
+    if clip.clock_unsynced:
+        return 0
+    return now_us - clip.start_us
 
 
 def _free_space_floor(limits: RetentionSettings, room_bytes: int, free: int,

@@ -211,7 +211,8 @@ def test_the_index_holds_nothing_but_id_start_state_and_size(store, finished):
     with sqlite3.connect(store.index.path) as db:
         columns = [row[1] for row in db.execute("PRAGMA table_info(clips)")]
         rows = db.execute("SELECT * FROM clips").fetchall()
-    assert columns == ["id", "start_us", "state", "size_bytes"]
+    # and whether the clip began before the clock was set, and since when it is kept: times
+    assert columns == ["id", "start_us", "state", "size_bytes", "clock_unsynced", "kept_from_us"]
     assert len(rows) == 1
     assert CANARY.decode() not in repr(rows) and "motion" not in repr(rows)
 
