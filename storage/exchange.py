@@ -233,6 +233,11 @@ class _ExchangeFile:
 
 # -- recorder.json ------------------------------------------------------------------------------
 
+# The recorder's state while Home Assistant's privacy switch is on (camera/recorder.py): no clip,
+# no live frame.
+PRIVACY_MODE_STATE = "privacy mode"
+
+
 @dataclass(frozen=True)
 class RecorderStatus(_ExchangeFile):
     """recorder.json: alive, state, last frame time, frame rate. Nothing footage-derived."""
@@ -283,6 +288,10 @@ class RecorderStatus(_ExchangeFile):
     def recorder_running(self, now_s: float) -> bool:
         """The recorder wrote this within RECORDER_STALE_S of `now_s`, frames or not."""
         return fresh(self.updated, now_s)
+
+    def in_privacy_mode(self, now_s: float) -> bool:
+        """A running recorder says privacy mode is on: it records nothing and shows nothing."""
+        return self.state == PRIVACY_MODE_STATE and self.recorder_running(now_s)
 
 
 # -- the motion tuner: motion-tuning.json (viewer -> recorder) -----------------------------------

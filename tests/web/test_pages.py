@@ -242,6 +242,32 @@ def test_live_page(unlocked):
     assert '<img id="live"' in html and 'data-stream="/live/stream"' in html
 
 
+def test_privacy_mode_is_said_on_the_live_and_status_pages_instead_of_a_broken_picture(
+        unlocked, runtime_dir):
+    # What the recorder writes while Home Assistant's privacy switch is on (live.jpg removed).
+    _write_recorder(runtime_dir, state="privacy mode")
+    live = _html(unlocked.get("/live"))
+    assert "Privacy mode is on: the camera is not recording or streaming." in live
+    assert '<img id="live"' not in live and "/live/stream" not in live
+    assert 'id="privacy-mode" data-session-check="/status.json"' in live  # it comes back by itself
+    assert unlocked.get("/status.json").get_json()["privacy_mode"] is True
+    status = _html(unlocked.get("/status"))
+    assert re.search(r'<p class="warning" id="st-privacy" >Privacy mode is on \(switched from '
+                     r'Home Assistant\): the camera is not recording or streaming\.</p>', status)
+    assert "running (privacy mode, camera synthetic)" in status
+
+    # Switched off: the picture is back, and the status page's note is hidden.
+    _write_recorder(runtime_dir, state="idle")
+    live = _html(unlocked.get("/live"))
+    assert '<img id="live"' in live and "Privacy mode is on" not in live
+    assert unlocked.get("/status.json").get_json()["privacy_mode"] is False
+    assert '<p class="warning" id="st-privacy" hidden>' in _html(unlocked.get("/status"))
+    # A recorder that stopped long ago says nothing about now: not private, just not running.
+    _write_recorder(runtime_dir, state="privacy mode", updated=time.time() - 120,
+                    last_frame_time=time.time() - 120)
+    assert unlocked.get("/status.json").get_json()["privacy_mode"] is False
+
+
 def test_live_frame_is_the_recorders_jpeg(unlocked, runtime_dir):
     assert unlocked.get("/live/frame.jpg").status_code == 404  # recorder not running
     frame = b"\xff\xd8\xff\xe0 masked frame \xff\xd9"

@@ -5,22 +5,30 @@
 // Refused because too many streams are open (503), it waits longer each time, up to 30 s.
 function keepLiveViewAlive() {
   const img = document.getElementById("live");
-  if (!img) return;
+  const privacy = document.getElementById("privacy-mode");  // shown instead while it is on
+  const shown = img || privacy;
+  if (!shown) return;
   let delayMs = 2000;
   const reconnect = () => {
     setTimeout(() => { img.src = img.dataset.stream + "?t=" + Date.now(); }, delayMs);
     delayMs = Math.min(delayMs * 2, 30000);
   };
-  img.addEventListener("error", reconnect);
-  img.addEventListener("load", () => { delayMs = 2000; });
+  if (img) {
+    img.addEventListener("error", reconnect);
+    img.addEventListener("load", () => { delayMs = 2000; });
+  }
   // A stream ends when the session locks, and a refused reconnect is just an image error: ask
   // the device (as background, so asking keeps nothing unlocked) and show the login page
-  // instead of leaving the last picture on the screen.
+  // instead of leaving the last picture on the screen. Privacy mode switched on or off: the
+  // page that says so, or the picture again.
   setInterval(async () => {
     try {
-      const response = await fetch(img.dataset.sessionCheck, {
+      const response = await fetch(shown.dataset.sessionCheck, {
         credentials: "same-origin", headers: { "X-Doorbell-Background": "1" } });
-      if (response.status === 401) window.location.reload();
+      if (response.status === 401) { window.location.reload(); return; }
+      if (response.ok && (await response.json()).privacy_mode !== Boolean(privacy)) {
+        window.location.reload();
+      }
     } catch (e) { /* the device is restarting: try again next time */ }
   }, 5000);
 }
@@ -42,6 +50,7 @@ function refreshStatus() {
       document.getElementById("st-today").textContent = s.clips_today;
       // The device's clock and zone label ("14:03:05 CET"), not this browser's.
       document.getElementById("st-last").textContent = s.last_frame_text;
+      document.getElementById("st-privacy").hidden = !s.privacy_mode;
     } catch (e) { /* the device is restarting: try again next time */ }
   };
   setInterval(update, 3000);

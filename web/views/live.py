@@ -10,6 +10,8 @@ import time
 from flask import Blueprint, Response, abort, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException, ServiceUnavailable
 
+from doorbell.storage.exchange import RecorderStatus
+
 from .. import access
 from ..stream_budget import BUSY_RETRY_S, BUSY_SENTENCE, client_gone, held, stream_budget
 from .common import record_access, viewer
@@ -25,7 +27,9 @@ LIVE = "live"  # the audit subject: the stream and single frames are one live se
 @blueprint.get("")
 @access.page
 def page():
-    return render_template("live.html")
+    recorder = RecorderStatus.load_or_none(viewer().home.recorder_status_file)
+    privacy = recorder is not None and recorder.in_privacy_mode(time.time())
+    return render_template("live.html", privacy_mode=privacy)
 
 
 @blueprint.get("/frame.jpg")

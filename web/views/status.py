@@ -36,6 +36,7 @@ def collect_status() -> dict:
     return {
         "recorder_alive": recorder is not None and recorder.camera_alive(time.time()),
         "recorder_state": recorder.state if recorder else "not running",
+        "privacy_mode": recorder is not None and recorder.in_privacy_mode(time.time()),
         "camera": recorder.camera if recorder else "unknown",
         "fps": recorder.fps if recorder else 0.0,
         "last_frame_time": recorder.last_frame_time if recorder else None,
