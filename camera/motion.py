@@ -1,47 +1,60 @@
 """Motion detection on a small grayscale copy of the frame.
 
     detector = MotionDetector(settings.motion)      # None: the shipped defaults
-    motion = detector.update(frame)                 # a Frame (or a bare BGR image)
+    motion = detector.update(frame)                 # a Frame (or a bare BGR or grey image)
     if motion.triggered: ...                        # a few consecutive frames of real motion
 
-Per frame (everything after step 1 runs on ~320 x 180 pixels: the full frame is touched once):
+Per frame, everything after step 1 runs on the detection size (`detect_width` wide: 320 x 180
+for a 720p camera) in buffers allocated once per frame size; the full frame is touched once.
+Each mechanism is there because real footage or a scripted nuisance of camera.synthetic fails
+without it (CDnet = ../shared/testdata/cdnet, video = ../shared/testdata/video):
 
-1. Downscale: grayscale, cv2.resize INTER_AREA to `detect_width`, a small blur. Averaging pixels
-   this way also averages away most sensor noise.
-2. Global light: the median brightness ratio of frame to background, over pixels that were not
-   moving, is the light change (a cloud, an auto-exposure step). The background is rescaled by it
-   at once, so the change is absorbed instead of being seen as motion. If more than
-   `light_change_fraction` of the frame differs even so, the light changed in a way one factor
-   cannot explain (a lamp, the camera's night mode): the background restarts from this frame.
-3. Foreground: pixels that differ from the background by more than their own threshold, a base
-   level (from `sensitivity`) plus a multiple of the pixel's usual deviation. Comparing with the
-   background, not just the previous frame, is what catches a person walking straight at the
-   camera: they grow in place, and a frame difference sees only their outline.
-4. Clean-up: morphological open (drops rain streaks and noise specks) and close (joins a person
-   into one blob); zones remove motion where it does not count.
-5. Blobs that count are at least `min_area` of the frame and
-   - changed texture: a person replaces the background's edges with their own, while soft light
-     (headlights sweeping the lawn) brightens a region but leaves its edges where they were;
-   - are mostly steady: a pixel that flipped between foreground and background twice in the last
-     couple of seconds is going back and forth (a branch in a gust, leaves). A visitor's body
-     flips once when they arrive; only their outline and swinging legs go back and forth;
-   - do not lie largely on restless pixels, those whose usual deviation is high (the edge of a
-     swaying branch): a blob there is that branch swinging further than usual, in the first
-     swing of a gust, before its pixels have flipped often enough to count as oscillating.
+1. Downscale (motion_background.Downscaler): grey, one cv2.resize (INTER_AREA when reducing 2x
+   or more, INTER_LINEAR below that), a small blur. Averaging pixels averages away sensor noise.
+2. Global light (Background.gain, LightMeter): the median ratio of frame to background over
+   pixels that were still is the light change; the background is rescaled by it at once.
+   Synthetic: the exposure steps and the cloud. If more than `light_change_fraction` of the frame
+   differs even so, one factor cannot explain it (a lamp, night mode; bikes.mp4's cuts): the
+   background restarts from this frame.
+3. Foreground: pixels that differ from the background by more than a base level (from
+   `sensitivity`) plus a multiple of the pixel's usual deviation. Against the background, not
+   the previous frame: the synthetic visitor walking straight at the camera grows in place, and
+   a frame difference sees only their outline.
+   Camera motion (motion_shake): when much of the frame changed, phase correlation of frame and
+   background on a quarter-size copy proposes a displacement; it is the camera's only if moving
+   the background by it removes most of the change (moving cars bias the estimate, and without
+   this check CDnet highway lost half its cars to bogus shifts). A shake, back and forth around
+   one place (CDnet highway: the overpass camera moves 1-9 px at 320 wide), moves the background
+   with the picture and detection goes on; a pan or a jump (bikes.mp4, a carried camera)
+   restarts the background, and nothing triggers on that frame.
+   Ghosts: pixels back to their long-term look are background again at once (the synthetic
+   visitor who lingered at the door and left).
+4. Clean-up: a 3x3 open drops rain streaks and noise specks (synthetic rain); a square close,
+   9 px at 320 wide, joins a person into one blob (the 11 px ellipse used before scored lower
+   on CDnet highway, and costs several times as much); zones cut what does not count.
+5. Blobs (motion_blobs) that count are at least `min_area` of the frame and
+   - changed texture: a person or a car replaces the background's edges with their own; soft
+     light (the synthetic headlights sweeping the lawn) brightens a region but keeps its edges;
+   - then either travel: followed from frame to frame, the blob's centre has moved in a mostly
+     straight line by 0.75 of its own size or more. It crosses the picture (CDnet highway's cars,
+     pedestrians' walkers) and counts even where pixels flip all the time (a busy lane), unless
+     half of it lies on restless pixels (bikes.mp4: residue of a moving camera wanders too);
+   - or, in place, are mostly steady and not on restless pixels. A pixel that flipped between
+     foreground and background twice within about 2 s is going back and forth (the synthetic
+     branch in a gust, tree.avi's leaves); a restless pixel has a high usual deviation (the edge
+     of a swaying branch: catches a gust's first swing). A visitor walking straight at the camera
+     or standing still passes here: their body flips once when they arrive.
 6. Trigger: `triggered` once `trigger_frames` consecutive frames had a blob that counts.
 
 The background follows still pixels within seconds and pixels under motion only slowly (a parcel
-left at the door is learnt in about half a minute). Where a visitor lingered they were partly
-learnt; when they leave, the pixels look like the long-term background again and are reset at once,
-so no "ghost" of them keeps the detector triggered.
+left at the door is learnt in about half a minute; a person who stops stays foreground as long).
 
-Each mechanism is there because a scripted nuisance in camera.synthetic triggers without it:
-without the texture test the headlights do, without the gain the exposure steps and clouds, without
-the steadiness and restlessness tests a branch gust, without ghost forgetting the place a visitor
-stood. Known limits: the detector sees grey levels only, so a visitor whose clothes match the
-background in brightness (a yellow coat before a beige wall) shows only in parts and may trigger
-late; a person standing in front of a swaying bush counts only with the part of them outside it;
-a camera that moves (or a frame below ~640 px wide in heavy rain) makes most pixels restless.
+Known limits: the detector sees grey levels only, so a visitor whose clothes match the background
+in brightness shows only in parts, and hard shadows count as motion (CDnet scores them as
+background); a person standing in front of a swaying bush counts only with the part of them
+outside it; a slow, smooth pan (about 0.5 px a frame at 320 wide) is not recognised as one before
+its edges trigger; a shake wider than 8% of the picture is taken for a jump and restarts the
+background.
 """
 
 import math
@@ -90,17 +103,17 @@ class _Thresholds:
 
 
 class StepTimes:
-    """Seconds of wall time spent in each step of update(), summed (for bench/)."""
+    """CPU seconds spent in each step of update(), summed (for bench/)."""
 
     def __init__(self) -> None:
         self.seconds = dict.fromkeys(STEPS, 0.0)
         self._last = 0.0
 
     def start(self) -> None:
-        self._last = time.perf_counter()
+        self._last = time.process_time()
 
     def lap(self, step: str) -> None:
-        now = time.perf_counter()
+        now = time.process_time()
         self.seconds[step] += now - self._last
         self._last = now
 

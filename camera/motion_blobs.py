@@ -122,7 +122,7 @@ def qualifying_blobs(mask: np.ndarray, tests: BlobTests, tracks: Tracks, min_are
         cv2.drawContours(blob, [contour], -1, 255, cv2.FILLED, offset=(-x, -y))
         cv2.bitwise_and(blob, mask[y:y + h, x:x + w], dst=blob)
         area_px = cv2.countNonZero(blob)
-        if area_px < min_area_px or not _counts(blob, area_px, box, tests, tracks):
+        if area_px < min_area_px or not _counts(blob, area_px, box, contour, tests, tracks):
             rejected.append(contour)
         else:
             kept.append(box)
@@ -132,29 +132,44 @@ def qualifying_blobs(mask: np.ndarray, tests: BlobTests, tracks: Tracks, min_are
     return kept
 
 
-def _counts(blob: np.ndarray, area_px: int, box: tuple[int, int, int, int], tests: BlobTests,
-            tracks: Tracks) -> bool:
+def _inside(blob: np.ndarray, pixels: np.ndarray) -> int:
+    """How many of the blob's pixels are set in the uint8 mask pixels (clobbers it)."""
+    return cv2.countNonZero(cv2.bitwise_and(pixels, blob, dst=pixels))
+
+
+def _counts(blob: np.ndarray, area_px: int, box: tuple[int, int, int, int],
+            contour: np.ndarray, tests: BlobTests, tracks: Tracks) -> bool:
+    """The tests of step 5 in camera/motion.py's docstring, on the blob's box only (cv2 calls:
+    each numpy temporary on these small arrays costs as much as the work)."""
     x, y, w, h = box
     window = (slice(y, y + h), slice(x, x + w))
-    inside = blob > 0
-    moments = cv2.moments(blob, binaryImage=True)
-    centre = (x + moments["m10"] / moments["m00"], y + moments["m01"] / moments["m00"])
+    moments = cv2.moments(contour)
+    if moments["m00"] > 0:
+        centre = (moments["m10"] / moments["m00"], moments["m01"] / moments["m00"])
+    else:  # a blob one pixel thin: its outline encloses no area
+        centre = (x + w / 2, y + h / 2)
     size_px = math.sqrt(area_px)
     track = tracks.follow(box, centre, size_px)
 
     # Changed texture: soft light (headlights) brightens a region but leaves its edges.
     frame, background = tests.small[window], tests.background[window]
-    hp_frame = frame - cv2.blur(frame, TEXTURE_WINDOW)
-    hp_background = background - cv2.blur(background, TEXTURE_WINDOW)
-    changed = np.abs(hp_frame - hp_background) > tests.texture_level + 0.5 * np.abs(hp_background)
-    if np.count_nonzero(changed & inside) < TEXTURE_CHANGED_FRACTION * area_px:
+    hp_frame = cv2.subtract(frame, cv2.blur(frame, TEXTURE_WINDOW))
+    hp_background = cv2.subtract(background, cv2.blur(background, TEXTURE_WINDOW))
+    change = cv2.absdiff(hp_frame, hp_background)
+    edges = cv2.absdiff(hp_background, 0.0)
+    limit = cv2.addWeighted(edges, 0.5, edges, 0.0, tests.texture_level, dst=edges)
+    changed = cv2.compare(change, limit, cv2.CMP_GT)
+    if _inside(blob, changed) < TEXTURE_CHANGED_FRACTION * area_px:
         return False
-    restless_px = np.count_nonzero(inside & (tests.deviation[window] >= RESTLESS_DEVIATION))
+    restless_px = _inside(blob, cv2.compare(tests.deviation[window], RESTLESS_DEVIATION,
+                                            cv2.CMP_GE))
     if track.travelled(size_px):
         return restless_px < RESTLESS_FRACTION_TRAVELLING * area_px
     if restless_px >= RESTLESS_FRACTION * area_px:
         return False
     # In place: steady (foliage swinging goes back and forth).
-    moving = (tests.opened[window] > 0) & inside
-    steady = moving & (tests.recent_flips[window] < OSCILLATION_FLIPS * FLIP)
-    return np.count_nonzero(steady) >= STEADY_FRACTION * np.count_nonzero(moving)
+    moving = cv2.bitwise_and(tests.opened[window], blob)
+    oscillating_px = _inside(moving, cv2.compare(tests.recent_flips[window],
+                                                 OSCILLATION_FLIPS * FLIP, cv2.CMP_GE))
+    moving_px = cv2.countNonZero(moving)
+    return moving_px - oscillating_px >= STEADY_FRACTION * moving_px
