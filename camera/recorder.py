@@ -110,8 +110,9 @@ class Recorder:
 
     def process(self, frame: Frame) -> None:
         pipeline, cutter = self.pipeline, self.cutter
-        if self._origin is None:
-            self._origin = (frame.pts_us, self._wall_clock_us())
+        if self._origin is None or (self.retention.clock_moved and not cutter.busy):
+            self._origin = (frame.pts_us, self._wall_clock_us())  # and after the clock was set
+            self.retention.clock_moved = False
         if self._private(frame):
             return
         if self._encoder_stale and not cutter.busy:

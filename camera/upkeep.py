@@ -4,7 +4,9 @@ Each is a small part the recorder calls between frames; none touches video.
 
     Retention       deletes the oldest clips by age, size and free space, at most once a
                     `interval_s` (or at once when forced: start, a full disk, new settings),
-                    and writes what it deleted to the audit log
+                    and writes what it deleted to the audit log; it also follows the wall
+                    clock (set by NTP after boot, or jumping), so that clips dated by a wrong
+                    clock are aged from when it was right
     StatusReporter  recorder.json for the viewer (storage.exchange.RecorderStatus): state,
                     camera, frames, frame rate, clips saved, the settings in force
     Activity        doorbell_pressed / motion_started / motion_ended / camera_lost /
@@ -41,6 +43,11 @@ STATUS_TEXT_MAX = 200  # characters in one of recorder.json's texts
 RECENT_CLIPS = 10
 MIN_ROOM_BYTES = 1 << 20
 ROOM_CHECK_INTERVAL_S = 1.0
+# The wall clock moving against the monotonic one by more than this between two looks is a
+# jump (set by hand, a bad time source): the clips dated by the clock before it are re-aged.
+CLOCK_JUMP_US = 86_400 * 1_000_000
+# A clip's start (its id's whole second, its pre-roll) may precede the first time retention saw.
+CLOCK_MARGIN_US = 60 * 1_000_000
 
 
 class Activity:
@@ -73,12 +80,22 @@ class Activity:
 
 
 class Retention:
-    """Retention while recording, and what a full disk changes about it.
+    """Retention while recording, and what a full disk and a wrong clock change about it.
 
     After a write found the disk full (`disk_full()`), every run also makes room for the next
     clip (as big as the biggest recent one, never by deleting the newest clip), and
     `room_for_a_clip()` holds new clips back until that room is there: a disk that cannot be
-    freed costs one sentence, not a failed clip (and an empty file) on every frame."""
+    freed costs one sentence, not a failed clip (and an empty file) on every frame.
+
+    The clock: a Pi without a real-time clock records with the clock at the last shutdown (or
+    1970) until NTP sets it. The command calls `clock_unsynchronised()` when recording starts
+    so: clips begun then are indexed as clock_unsynced and not aged by age at all (size and
+    free space still delete them). Once the clock is synchronised (`clock_synchronised()`,
+    from any thread) or whenever the clock is trusted, such clips are kept from that moment
+    (kept_from_us): deleted for age only after max_age_days of real time. A wall clock that
+    jumps by more than a day against time.monotonic is treated the same way: clips dated by
+    the clock before the jump are kept from the jump. After either, `clock_moved` tells the
+    recorder to re-anchor its clip times on the new clock."""
 
     def __init__(self, store: ClipStore, audit: AuditLog | None, activity: Activity,
                  wall_clock_us: Callable[[], int], interval_s: float = 60.0,
@@ -93,18 +110,42 @@ class Retention:
         self._full = False  # a write found the disk full and no clip was saved since
         self._room_checked_s = -1e9
         self._room = True
+        self._clock_trusted = True  # False from clock_unsynchronised() until it is set
+        self._synchronised = False  # clock_synchronised() was called (maybe from a thread)
+        self._clock_offset_us: int | None = None  # wall - monotonic at the last look
+        self._clock_since_us: int | None = None  # this clock's first time seen (or a jump's)
+        self._clock_last_us = 0  # its last time seen
+        self.clock_moved = False  # set or jumped: clip times must be re-anchored on it
         # Why retention cannot keep the limits right now (one sentence), or None: logged once
         # when it appears, and what the status should show while it lasts.
         self.problem: str | None = None
 
+    def clock_unsynchronised(self) -> None:
+        """Recording starts before the clock is set: clips begun from now on wait for it."""
+        self._clock_trusted = False
+        self.store.clock_changed(unsynced=True)
+
+    def clock_synchronised(self) -> None:
+        """NTP has set the clock (safe from another thread: the next run applies it)."""
+        self._synchronised = True
+
     def run(self, settings: RetentionSettings, force: bool = False) -> None:
         """Apply the limits, at most once an interval unless forced."""
         now_us = self._wall_clock_us()
-        if not force and self._last_us is not None and now_us - self._last_us < self._interval_us:
+        try:
+            force = self._follow_clock(now_us) or force
+        except OSError as exc:  # the index cannot be written: nothing is deleted for age
+            self._report(f"retention could not record a change of the clock ({exc}): it "
+                         "tries again at its next run")
+            return
+        if not force and self._last_us is not None and 0 <= now_us - self._last_us < \
+                self._interval_us:
             return
         self._last_us = now_us
         room_bytes = self._room_needed_bytes() if self._full else 0
         try:
+            if self._clock_trusted:  # clips begun before it was set (or open when it was)
+                self.store.index.keep_unsynced_from(now_us)
             pruned = enforce_retention(self.store, settings, now_us=now_us,
                                        room_bytes=room_bytes, before_deleting=self._auditable)
         except AuditLogCorrupt as exc:  # nothing was deleted: recording goes on, clips stay
@@ -138,6 +179,40 @@ class Retention:
                          "the newest clip is kept, and recording resumes when space is freed")
         else:
             self._report(free_space_shortfall(self.store.clips_dir, settings))
+
+    def _follow_clock(self, now_us: int) -> bool:
+        """Notice the clock being set or jumping, and re-age the clips it dated wrongly (before
+        anything is deleted for age). True if retention should run now."""
+        offset_us = now_us - round(self._clock() * 1_000_000)
+        jumped = self._clock_offset_us is not None and \
+            abs(offset_us - self._clock_offset_us) > CLOCK_JUMP_US
+        if self._clock_since_us is None:
+            self._clock_since_us = now_us
+        changed = False
+        if jumped:
+            since_us = self._clock_since_us - CLOCK_MARGIN_US
+            until_us = self._clock_last_us + CLOCK_MARGIN_US
+            moved = self.store.index.keep_from_after_jump(since_us, until_us, now_us)
+            log.warning("the clock jumped by %+.1f days: %d clip(s) dated by the clock before "
+                        "are kept from now", (offset_us - self._clock_offset_us) / 8.64e10,
+                        moved)
+            self._audit_clock("clock.jumped", by_s=(offset_us - self._clock_offset_us) // 10**6,
+                              clips=moved)
+            self._clock_since_us, changed = now_us, True
+        if self._synchronised and not self._clock_trusted:
+            self._clock_trusted, changed = True, True
+        if changed:
+            self.store.clock_changed(unsynced=not self._clock_trusted)
+            self.clock_moved = True
+        self._clock_offset_us, self._clock_last_us = offset_us, now_us
+        return changed
+
+    def _audit_clock(self, action: str, **details) -> None:
+        if self.audit is not None:
+            try:
+                self.audit.append("recorder", action, **details)
+            except (AuditLogCorrupt, OSError) as exc:  # recording goes on
+                log.warning("could not write %s to the audit log: %s", action, exc)
 
     def _auditable(self) -> None:
         """Before the first deletion: the log must be able to record it (AuditLogCorrupt if

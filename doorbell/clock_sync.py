@@ -3,7 +3,9 @@
 A Raspberry Pi has no battery-backed clock: until NTP (systemd-timesyncd, chrony) sets it after
 boot, the time is whatever fake-hwclock saved at the last shutdown, or 1970. So shortly after
 boot the recorder waits, for a bounded time, for the clock to be synchronised, then records
-anyway; clips recorded before synchronisation are marked in the audit log (see record.py).
+anyway; clips recorded before synchronisation are marked in the audit log and in the index,
+and retention ages them from when the clock was set (see record.py and camera.upkeep.Retention,
+which also catches a clock jumping by more than a day while recording).
 
 Two ways to tell, the first that answers wins:
  * the kernel's own flag: adjtimex(2) (read only, modes 0) reports TIME_ERROR while STA_UNSYNC
@@ -107,6 +109,9 @@ class SyncWatcher:
     def start(self) -> "SyncWatcher":
         self._thread.start()
         return self
+
+    def join(self, timeout_s: float | None = None) -> None:
+        self._thread.join(timeout_s)
 
     def _run(self) -> None:
         while not self._stop.wait(self._poll_s):

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
 from doorbell.camera.capture import redact_url
 from doorbell.camera.live import LiveFramePublisher, StatusPublisher, prepare_runtime_dir
@@ -28,7 +29,13 @@ from doorbell.storage.errors import AuditLogCorrupt
 from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
 
-from ..clock_sync import WAIT_UNTIL_UPTIME_S, SyncWatcher, uptime_s, wait_for_clock_sync
+from ..clock_sync import (
+    WAIT_UNTIL_UPTIME_S,
+    SyncWatcher,
+    clock_synchronised,
+    uptime_s,
+    wait_for_clock_sync,
+)
 from ..errors import CommandError
 from ..guard import forbid_identity_access
 from ..log_output import configure_logging
@@ -69,10 +76,12 @@ def wait_for_set_up(home: Home, stop: threading.Event, watchdog: SystemdWatchdog
 WAITING_FOR_CLOCK = "waiting for the clock to be synchronised (NTP) before recording"
 
 
-def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatchdog) -> None:
-    """Shortly after boot, wait (bounded) for NTP. If recording starts without it, the audit
-    log says so, and again once the clock is synchronised: clips started between those two
-    entries carry times from an unsynchronised clock. Long after boot it only logs."""
+def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatchdog) -> bool:
+    """Shortly after boot, wait (bounded) for NTP. True if recording must start without it:
+    the audit log says so, and again once the clock is synchronised (follow_clock); clips
+    started between those two entries carry times from an unsynchronised clock, and retention
+    ages them from the second. Long after boot it only logs (the clock is as right as it will
+    get: e.g. no time server on the network) and returns False."""
     told_systemd = False
 
     def keep_alive() -> None:
@@ -84,13 +93,27 @@ def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatc
     after_boot = uptime_s() < WAIT_UNTIL_UPTIME_S
     synchronised, waited_s = wait_for_clock_sync(stop, keep_alive)
     if synchronised is not False or stop.is_set():
-        return
+        return False
     log.warning("the clock is not synchronised (no NTP): recording anyway; clip times may be "
                 "wrong until it is")
     if after_boot:
         mark_clock(audit, "clock.unsynchronised", waited_s=round(waited_s, 1))
-        SyncWatcher(stop, lambda: (mark_clock(audit, "clock.synchronised"),
-                                   log.info("the clock is synchronised now"))).start()
+    return after_boot
+
+
+def follow_clock(recorder: Recorder, audit: AuditLog, stop: threading.Event,
+                 probe: Callable[[], bool | None] = clock_synchronised,
+                 poll_s: float = 5.0) -> SyncWatcher:
+    """Recording starts before the clock is set: its clips wait for it, and once NTP has set
+    it they are kept from then on (camera.upkeep.Retention), and the audit log says so."""
+    recorder.retention.clock_unsynchronised()
+
+    def synchronised() -> None:
+        recorder.retention.clock_synchronised()
+        mark_clock(audit, "clock.synchronised")
+        log.info("the clock is synchronised now: clips recorded before are kept from now on")
+
+    return SyncWatcher(stop, synchronised, probe=probe, poll_s=poll_s).start()
 
 
 def mark_clock(audit: AuditLog, action: str, **details) -> None:
@@ -135,7 +158,7 @@ def run(args) -> int:
     watchdog = SystemdWatchdog()  # a no-op outside systemd
     if not wait_for_set_up(home, stop, watchdog):
         return 0
-    wait_for_clock(AuditLog(home.audit_file), stop, watchdog)
+    clock_unsynchronised = wait_for_clock(AuditLog(home.audit_file), stop, watchdog)
     if stop.is_set():
         return 0
     watcher = SettingsWatcher(home)  # config.toml and recipients.txt, now and as they change
@@ -167,6 +190,8 @@ def run(args) -> int:
             events=events, watchdog=watchdog, watcher=watcher, tuner=MotionTuner(home),
             switches=switches,
         )
+        if clock_unsynchronised:
+            follow_clock(recorder, audit, stop)
         recorder.reconcile_at_start()
         log.info("recording from %s to %s (%d recipient keys)", plan.description,
                  home.clips_dir, len(watcher.recipients))

@@ -125,3 +125,52 @@ def test_the_watcher_reports_synchronisation_once():
     time.sleep(0.5)
     stop.set()
     assert len(calls) == 1
+
+
+# -- what the recorder does with it: clips before the clock was set are kept from when it was --
+
+
+def test_clips_recorded_before_ntp_are_kept_from_when_the_watcher_sees_it_set(recorder_home):
+    """`doorbell record` started before NTP (follow_clock): a clip recorded with the clock 40
+    days behind is flagged, the watcher sees the clock set, the audit log says so, and the
+    clip is aged from then: it survives 30-day retention and goes 30 days later."""
+    from doorbell.camera.recorder import Recorder
+    from doorbell.commands.record import follow_clock
+    from doorbell.config import RetentionSettings
+    from doorbell.storage.audit import AuditLog
+    from doorbell.storage.clipwriter import ClipStore
+    from doorbell.storage.index import ClipIndex
+    from doorbell.storage.recipients import read_recipients
+    from doorbell.storage.retention import enforce_retention
+    from tests.recorder_home import ORIGIN_US
+
+    day_us = 86_400 * 1_000_000
+    wall = [ORIGIN_US - 40 * day_us]  # fake-hwclock's time, 40 days behind
+    synchronised = threading.Event()
+    keep = RetentionSettings(max_age_days=30, max_total_bytes=0, min_free_bytes=0)
+    audit = AuditLog(recorder_home.root / "audit.jsonl")
+    stop = threading.Event()
+    with ClipIndex(recorder_home.root / "index.sqlite3") as index:
+        store = ClipStore(recorder_home.clips_dir, index, read_recipients(recorder_home.root / "recipients.txt"))
+        recorder = Recorder(recorder_home.settings(), store, audit, wall_clock_us=lambda: wall[0])
+        watcher = follow_clock(recorder, audit, stop, probe=synchronised.is_set, poll_s=0.02)
+        writer = store.begin_clip(wall[0])
+        writer.video.write(b"\x00" * 20_000)
+        clip = writer.finish(None, {"trigger": "doorbell"})
+        recorder.retention.run(keep, force=True)
+
+        wall[0] = ORIGIN_US  # NTP answers
+        synchronised.set()
+        watcher.join(5)
+        recorder.retention.run(keep, force=True)
+        row = index.get(clip.id)
+        assert row is not None and row.clock_unsynced and row.kept_from_us == ORIGIN_US
+        assert index.get(clip.id) is not None  # by its date it is 40 days old
+        stop.set()
+        # 30 days from when the clock was set (the recorder's own clocks are real here, so a
+        # month is passed to retention directly; tests/camera/test_retention_clock.py moves both)
+        assert enforce_retention(store, keep, ORIGIN_US + 30 * day_us - 60_000_000) == []
+        assert [p.clip_id for p in enforce_retention(
+            store, keep, ORIGIN_US + 30 * day_us + 60_000_000)] == [clip.id]
+    actions = [e.action for e in audit.entries() if e.action.startswith(("clock.", "retention"))]
+    assert actions == ["clock.synchronised", "clock.jumped"]
