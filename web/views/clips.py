@@ -69,6 +69,8 @@ def player(clip_id: str):
         "clip.html", clip_id=clip_id, meta=source.metadata(clip_id), row=row,
         started=local_date_time(row.start_us / 1e6, seconds=True),  # "4 Dec 2026, 14:03:05 CET"
         started_utc=utc_text(row.start_us / 1e6),
+        kept_from=row.kept_from_us and local_date_time(row.kept_from_us / 1e6, seconds=True),
+        kept_from_utc=row.kept_from_us and utc_text(row.kept_from_us / 1e6),
         truncated=not intact and not damaged, damaged=damaged, size_bytes=size_bytes,
         camera=source.camera, on_replica=source.replica is not None,
     )

@@ -107,6 +107,7 @@ def index():
             "duration_s": meta.get("duration_s"),
             "state": row.state,
             "error": meta.get("error"),
+            "clock_unsynced": row.clock_unsynced,  # its time came from a clock not yet set
         })
     # One entry for the page, naming the clips whose thumbnails (and decrypted details) it
     # shows, rather than one per thumbnail request: the same facts, in one fsynced line
