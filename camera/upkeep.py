@@ -48,6 +48,9 @@ ROOM_CHECK_INTERVAL_S = 1.0
 CLOCK_JUMP_US = 86_400 * 1_000_000
 # A clip's start (its id's whole second, its pre-roll) may precede the first time retention saw.
 CLOCK_MARGIN_US = 60 * 1_000_000
+# A clock still unsynchronised this long after recording began is taken as it is (a network
+# without a time server): clips are aged by it from then on, and re-aged if NTP sets it later.
+UNSYNCED_TRUSTED_AFTER_S = 3_600.0
 
 
 class Activity:
@@ -95,7 +98,8 @@ class Retention:
     (kept_from_us): deleted for age only after max_age_days of real time. A wall clock that
     jumps by more than a day against time.monotonic is treated the same way: clips dated by
     the clock before the jump are kept from the jump. After either, `clock_moved` tells the
-    recorder to re-anchor its clip times on the new clock."""
+    recorder to re-anchor its clip times on the new clock. A clock NTP never sets is taken as
+    it is after UNSYNCED_TRUSTED_AFTER_S (what it dated is re-aged if NTP sets it later)."""
 
     def __init__(self, store: ClipStore, audit: AuditLog | None, activity: Activity,
                  wall_clock_us: Callable[[], int], interval_s: float = 60.0,
@@ -112,6 +116,7 @@ class Retention:
         self._room = True
         self._clock_trusted = True  # False from clock_unsynchronised() until it is set
         self._synchronised = False  # clock_synchronised() was called (maybe from a thread)
+        self._untrusted_since_s = 0.0
         self._clock_offset_us: int | None = None  # wall - monotonic at the last look
         self._clock_since_us: int | None = None  # this clock's first time seen (or a jump's)
         self._clock_last_us = 0  # its last time seen
@@ -123,6 +128,7 @@ class Retention:
     def clock_unsynchronised(self) -> None:
         """Recording starts before the clock is set: clips begun from now on wait for it."""
         self._clock_trusted = False
+        self._untrusted_since_s = self._clock()
         self.store.clock_changed(unsynced=True)
 
     def clock_synchronised(self) -> None:
@@ -183,29 +189,41 @@ class Retention:
     def _follow_clock(self, now_us: int) -> bool:
         """Notice the clock being set or jumping, and re-age the clips it dated wrongly (before
         anything is deleted for age). True if retention should run now."""
-        offset_us = now_us - round(self._clock() * 1_000_000)
-        jumped = self._clock_offset_us is not None and \
-            abs(offset_us - self._clock_offset_us) > CLOCK_JUMP_US
+        now_s = self._clock()
+        offset_us = now_us - round(now_s * 1_000_000)
+        step_us = 0 if self._clock_offset_us is None else offset_us - self._clock_offset_us
         if self._clock_since_us is None:
             self._clock_since_us = now_us
-        changed = False
-        if jumped:
-            since_us = self._clock_since_us - CLOCK_MARGIN_US
-            until_us = self._clock_last_us + CLOCK_MARGIN_US
-            moved = self.store.index.keep_from_after_jump(since_us, until_us, now_us)
+        moved = False
+        if abs(step_us) > CLOCK_JUMP_US:
+            clips = self._keep_this_clocks_clips(now_us, self._clock_last_us)
             log.warning("the clock jumped by %+.1f days: %d clip(s) dated by the clock before "
-                        "are kept from now", (offset_us - self._clock_offset_us) / 8.64e10,
-                        moved)
-            self._audit_clock("clock.jumped", by_s=(offset_us - self._clock_offset_us) // 10**6,
-                              clips=moved)
-            self._clock_since_us, changed = now_us, True
-        if self._synchronised and not self._clock_trusted:
-            self._clock_trusted, changed = True, True
+                        "are kept from now", step_us / 8.64e10, clips)
+            self._audit_clock("clock.jumped", by_s=step_us // 10**6, clips=clips)
+            moved = True
+        if self._synchronised:  # NTP set it, by however little: what this clock dated is re-aged
+            self._synchronised = False
+            self._keep_this_clocks_clips(now_us, max(now_us, self._clock_last_us))
+            self._clock_trusted = moved = True
+        changed = moved
+        if not self._clock_trusted and now_s - self._untrusted_since_s >= UNSYNCED_TRUSTED_AFTER_S:
+            log.warning("the clock is still not synchronised after %.0f minutes: clips are aged "
+                        "by it from now on (and again from when NTP sets it)",
+                        UNSYNCED_TRUSTED_AFTER_S / 60)
+            self._clock_trusted = changed = True  # e.g. no time server on this network
         if changed:
             self.store.clock_changed(unsynced=not self._clock_trusted)
+        if moved:
             self.clock_moved = True
         self._clock_offset_us, self._clock_last_us = offset_us, now_us
         return changed
+
+    def _keep_this_clocks_clips(self, now_us: int, until_us: int) -> int:
+        """Clips dated by the clock since it was last set or jumped are kept from `now_us`."""
+        clips = self.store.index.keep_from_after_jump(
+            self._clock_since_us - CLOCK_MARGIN_US, until_us + CLOCK_MARGIN_US, now_us)
+        self._clock_since_us = now_us
+        return clips
 
     def _audit_clock(self, action: str, **details) -> None:
         if self.audit is not None:

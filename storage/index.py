@@ -48,11 +48,11 @@ _ADDED_COLUMNS = {
     "clock_unsynced": "INTEGER NOT NULL DEFAULT 0",
     "kept_from_us": "INTEGER",
 }
-_COLUMNS = "id, start_us, state, size_bytes, clock_unsynced, kept_from_us"
 
 
 _SELECT_RANGE = (
-    f"SELECT {_COLUMNS} FROM clips WHERE start_us >= ? AND start_us < ? "
+    "SELECT id, start_us, state, size_bytes, clock_unsynced, kept_from_us FROM clips "
+    "WHERE start_us >= ? AND start_us < ? "
 )
 _NEWEST_FIRST = _SELECT_RANGE + "ORDER BY start_us DESC, id DESC LIMIT ? OFFSET ?"
 _OLDEST_FIRST = _SELECT_RANGE + "ORDER BY start_us ASC, id ASC LIMIT ? OFFSET ?"
@@ -203,7 +203,8 @@ class ClipIndex:
         with _disk_full_as_enospc(self.path):
             # A row put again (reconcile, a replica's scan) keeps what it knew about the clock.
             self._db.execute(
-                f"INSERT INTO clips ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "INSERT INTO clips (id, start_us, state, size_bytes, clock_unsynced, kept_from_us) "
+                "VALUES (?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET start_us = excluded.start_us, "
                 "state = excluded.state, size_bytes = excluded.size_bytes, "
                 "clock_unsynced = MAX(clock_unsynced, excluded.clock_unsynced), "
@@ -230,7 +231,8 @@ class ClipIndex:
 
     def get(self, clip_id: str) -> IndexedClip | None:
         row = self._db.execute(
-            f"SELECT {_COLUMNS} FROM clips WHERE id = ?", (clip_id,)
+            "SELECT id, start_us, state, size_bytes, clock_unsynced, kept_from_us FROM clips "
+            "WHERE id = ?", (clip_id,)
         ).fetchone()
         return _clip(row) if row else None
 

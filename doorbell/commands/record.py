@@ -77,11 +77,11 @@ WAITING_FOR_CLOCK = "waiting for the clock to be synchronised (NTP) before recor
 
 
 def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatchdog) -> bool:
-    """Shortly after boot, wait (bounded) for NTP. True if recording must start without it:
-    the audit log says so, and again once the clock is synchronised (follow_clock); clips
-    started between those two entries carry times from an unsynchronised clock, and retention
-    ages them from the second. Long after boot it only logs (the clock is as right as it will
-    get: e.g. no time server on the network) and returns False."""
+    """Shortly after boot, wait (bounded) for NTP. True if recording must start without it
+    (follow_clock then marks the clips and watches for NTP). After boot the audit log says
+    so, and again once the clock is synchronised: clips started between those two entries
+    carry times from an unsynchronised clock, and retention ages them from the second. Long
+    after boot (a restart, or a network without a time server) it neither waits nor audits."""
     told_systemd = False
 
     def keep_alive() -> None:
@@ -98,7 +98,7 @@ def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatc
                 "wrong until it is")
     if after_boot:
         mark_clock(audit, "clock.unsynchronised", waited_s=round(waited_s, 1))
-    return after_boot
+    return True
 
 
 def follow_clock(recorder: Recorder, audit: AuditLog, stop: threading.Event,

@@ -9,7 +9,7 @@ the monotonic one (which a clock being set does not move).
 import random
 
 from doorbell.camera.synthetic import ScriptedEvent, SyntheticScene
-from doorbell.camera.upkeep import Activity, Retention
+from doorbell.camera.upkeep import UNSYNCED_TRUSTED_AFTER_S, Activity, Retention
 from doorbell.config import RetentionSettings
 from doorbell.storage.age import X25519Identity
 from doorbell.storage.audit import AuditLog
@@ -230,3 +230,35 @@ def test_the_recorder_marks_the_clips_before_the_clock_was_set_and_dates_the_nex
         store = ClipStore(home.clips_dir, index, [X25519Identity.generate().recipient])
         assert enforce_retention(store, KEEP_30_DAYS, TRUTH_US + 29 * DAY_US) == []
         assert len(enforce_retention(store, KEEP_30_DAYS, TRUTH_US + 31 * DAY_US)) == 2
+
+
+def test_a_clock_ntp_never_sets_is_taken_as_it_is_after_an_hour_and_re_aged_if_set_later(
+        tmp_path):
+    clocks = Clocks(TRUTH_US - 6 * 3_600 * 1_000_000)  # a network without a time server
+    store, retention = make_retention(tmp_path, clocks)
+    retention.clock_unsynchronised()
+    retention.run(KEEP_30_DAYS, force=True)
+    visit = record(store, clocks.wall())
+    clocks.let_pass(UNSYNCED_TRUSTED_AFTER_S - 60)
+    retention.run(KEEP_30_DAYS)
+    assert store.index.get(visit).kept_from_us is None  # still waiting
+    clocks.let_pass(120)
+    retention.run(KEEP_30_DAYS)
+    taken_at_us = clocks.wall()
+    assert store.index.get(visit).kept_from_us == taken_at_us  # aged by this clock from now
+    later = record(store, clocks.wall() + 1_000_000)
+    assert not store.index.get(later).clock_unsynced
+
+    clocks.let_pass(3 * 86_400)
+    clocks.set_wall(clocks.wall() + 6 * 3_600 * 1_000_000)  # NTP after all: 6 hours forward
+    retention.clock_synchronised()
+    retention.run(KEEP_30_DAYS)
+    set_at_us = clocks.wall()
+    assert store.index.get(visit).kept_from_us == set_at_us  # both re-aged from then
+    assert store.index.get(later).kept_from_us == set_at_us
+    clocks.let_pass(30 * 86_400 - 60)
+    retention.run(KEEP_30_DAYS)
+    assert remaining(store) == [visit, later]
+    clocks.let_pass(120)
+    retention.run(KEEP_30_DAYS)
+    assert remaining(store) == []

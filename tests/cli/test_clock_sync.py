@@ -151,7 +151,8 @@ def test_clips_recorded_before_ntp_are_kept_from_when_the_watcher_sees_it_set(re
     audit = AuditLog(recorder_home.root / "audit.jsonl")
     stop = threading.Event()
     with ClipIndex(recorder_home.root / "index.sqlite3") as index:
-        store = ClipStore(recorder_home.clips_dir, index, read_recipients(recorder_home.root / "recipients.txt"))
+        recipients = read_recipients(recorder_home.root / "recipients.txt")
+        store = ClipStore(recorder_home.clips_dir, index, recipients)
         recorder = Recorder(recorder_home.settings(), store, audit, wall_clock_us=lambda: wall[0])
         watcher = follow_clock(recorder, audit, stop, probe=synchronised.is_set, poll_s=0.02)
         writer = store.begin_clip(wall[0])
