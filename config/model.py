@@ -418,7 +418,10 @@ def parse_cameras(raw: Any) -> CameraFolders:
         if not _CAMERA_NAME.fullmatch(name):
             raise ValueError(f"{_CAMERAS} whose camera names are lower-case letters, digits, - "
                              f"or _ (at most 32), not {name[:40]!r}")
-        if not isinstance(folder, str) or not folder.startswith("/") or "\0" in folder:
+        # No NUL (it would cut the path short) nor any other control character (a newline would
+        # split the one-sentence error that names a missing folder, and the log line).
+        if not isinstance(folder, str) or not folder.startswith("/") or \
+                not folder.isprintable():
             raise ValueError(f"{_CAMERAS} of absolute folders, and the folder of {name} is not one")
         pairs.append((name, folder))
     return CameraFolders(pairs)

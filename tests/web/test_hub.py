@@ -172,6 +172,12 @@ def test_a_missing_camera_folder_is_one_sentence_naming_the_camera(tmp_path, rep
     # a NUL byte (TOML's "\u0000") would cut the path short in the C library: refused
     ('[hub]\ncameras = { front = "/srv/a\\u0000/etc" }\n', "the folder of front"),
     ('[hub]\ncameras = { front = "\\u0000/srv/a" }\n', "the folder of front"),
+    # nor any other control character: a newline would split the one-sentence error in two
+    ('[hub]\ncameras = { front = "/nowhere\\nsecond line" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "/srv/a\\tb" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "/srv/\\u001b[31mred" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "/srv/a\\u007f" }\n', "the folder of front"),
+    ('[hub]\ncameras = { front = "/srv/a\\u200bb" }\n', "the folder of front"),
     ('[hub]\ncameras = { "front\\u0000" = "/srv/a" }\n', "'front\\x00'"),
     ('[hub]\ncameras = { front = "" }\n', "the folder of front"),
     ('[hub]\ncameras = { front = "./srv/a" }\n', "the folder of front"),
@@ -188,6 +194,13 @@ def test_a_bad_hub_section_is_refused_naming_the_key(tmp_path, text, named):
     with pytest.raises(ConfigError) as error:
         load_settings(tmp_path)
     assert named in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_folder_with_spaces_or_letters_beyond_ascii_is_accepted(tmp_path):
+    (tmp_path / "config.toml").write_text(
+        '[hub]\ncameras = { front = "/srv/Türkamera vorne", back = "/mnt/nas/ドア" }\n')
+    assert list(load_settings(tmp_path).hub.cameras) == [
+        ("front", "/srv/Türkamera vorne"), ("back", "/mnt/nas/ドア")]
 
 
 def test_an_odd_but_absolute_camera_folder_is_one_sentence_when_it_is_not_a_folder(
