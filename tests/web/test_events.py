@@ -4,6 +4,8 @@ import json
 import queue
 import threading
 import time
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -80,7 +82,17 @@ def test_locked_clients_get_401_and_nothing_else(client, runtime_dir):
     assert client.get("/events").status_code == 401
 
 
-def test_a_saved_clip_and_a_press_are_streamed_as_they_happen(app, unlocked, runtime_dir):
+@pytest.fixture
+def berlin(monkeypatch):
+    """The device's zone is Europe/Berlin for this test (TZ, as systemd passes it)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_saved_clip_and_a_press_are_streamed_as_they_happen(app, unlocked, runtime_dir, berlin):
     write_events(runtime_dir, lambda bus: bus.emit("doorbell_pressed"))  # before: not replayed
     response = unlocked.get("/events", buffered=False)
     assert response.status_code == 200
@@ -101,6 +113,11 @@ def test_a_saved_clip_and_a_press_are_streamed_as_they_happen(app, unlocked, run
         data = json.loads(first["data"])
         assert data["clip_id"] == "20240501T120000Z-abcdef" and data["trigger"] == "doorbell"
         assert data["duration_s"] == 12.5
+        # the device's clock and zone label ("14:03:05 CET"), which the page shows, not the
+        # browser's
+        shown = datetime.fromtimestamp(data["time"], ZoneInfo("Europe/Berlin"))
+        assert data["time_text"] == shown.strftime("%H:%M:%S %Z")
+        assert shown.strftime("%Z") in ("CET", "CEST")
         second = stream.next_event()
         assert second["event"] == "doorbell_pressed" and second["id"] == f"{bus.run}-3"
         assert stream.next_event(timeout_s=0.3) is None  # nothing else, nothing old

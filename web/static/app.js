@@ -73,7 +73,8 @@ function liveEvents() {
     });
     box.appendChild(ask);
   }
-  const at = (seconds) => new Date(seconds * 1000).toLocaleTimeString();
+  // The device's clock and zone label ("14:03:05 CET"), as on every page, not this browser's.
+  const at = (d) => d.time_text;
   const show = (text, href, className) => {
     const note = document.createElement("p");
     note.className = className;
@@ -95,14 +96,14 @@ function liveEvents() {
   const source = new EventSource(box.dataset.source);
   source.addEventListener("doorbell_pressed", (e) => {
     const d = JSON.parse(e.data);
-    show("Someone rang the doorbell at " + at(d.time) + ".", null, "warning");
+    show("Someone rang the doorbell at " + at(d) + ".", null, "warning");
   });
   source.addEventListener("clip_saved", (e) => {
     const d = JSON.parse(e.data);
     const kind = d.trigger === "doorbell" ? "Doorbell" : d.trigger === "motion" ? "Motion" : "New";
     const length = typeof d.duration_s === "number" ? ", " + Math.round(d.duration_s) + " s" : "";
     const href = box.dataset.player.replace("CLIP_ID", encodeURIComponent(d.clip_id));
-    show(kind + " clip saved at " + at(d.time) + length + ".", href, "card");
+    show(kind + " clip saved at " + at(d) + length + ".", href, "card");
   });
   // Locked (401): the browser gives up on the stream; reloading shows the login page.
   source.addEventListener("error", () => {

@@ -18,6 +18,7 @@ status, so "busy" is a 200 that says when to come back. Locked: 401 (access.data
 reloads to the login page.
 """
 
+import json
 import time
 
 from flask import Blueprint, Response, current_app, g, request
@@ -25,6 +26,7 @@ from flask import Blueprint, Response, current_app, g, request
 from doorbell.storage.exchange import EventLine, load_events
 
 from .. import access
+from ..display import local_time
 from ..stream_budget import MAX_STREAMS as STREAM_BUDGET
 from ..stream_budget import client_gone, stream_budget
 from .common import viewer
@@ -41,8 +43,11 @@ BUSY_RETRY_MS = 60_000
 
 
 def message(event: EventLine) -> str:
-    # EventLine.from_json let through only ids and types that cannot break out of their line.
-    return f"id: {event.id}\nevent: {event.type}\ndata: {event.to_json()}\n\n"
+    # EventLine.from_json let through only ids and types that cannot break out of their line;
+    # json.dumps writes no newline. time_text: the device's clock and zone label, as every page.
+    data = {**event.to_dict(), "time_text": local_time(event.time, seconds=True)}
+    return (f"id: {event.id}\nevent: {event.type}\n"
+            f"data: {json.dumps(data, sort_keys=True, separators=(',', ':'))}\n\n")
 
 
 def _streams() -> dict:
