@@ -43,6 +43,21 @@ def still_video(tmp_path):
     return path
 
 
+@pytest.fixture
+def visit_video(tmp_path):
+    """Eight seconds of a still scene with a block crossing it from 2 s to 5 s."""
+    path = tmp_path / "visit.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 180))
+    for n in range(80):
+        frame = np.full((180, 320, 3), 90, np.uint8)
+        if 20 <= n < 50:
+            x = (n - 20) * 9
+            frame[50:130, x:x + 60] = 230
+        writer.write(frame)
+    writer.release()
+    return path
+
+
 def record(home, video, booted_ago_s: float | None) -> tuple[subprocess.CompletedProcess, float]:
     command = [sys.executable, "-m", "doorbell", "record", "--source", str(video), "--until-eof"]
     if booted_ago_s is not None:
@@ -81,6 +96,24 @@ def test_just_after_boot_the_recorder_waits_then_records_and_marks_it(home, stil
     # It recorded after the wait: the recording's start is logged after the waiting line.
     waiting = result.stderr.index("waiting for the clock")
     assert re.search(r"recording from .*", result.stderr[waiting:])
+
+
+@needs_unsynchronised_kernel
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("unshare") is None,
+                    reason="a time namespace needs root and unshare")
+def test_a_clip_recorded_before_ntp_is_marked_in_the_index_and_kept(home, visit_video):
+    home.root.joinpath("config.toml").write_text(
+        "[camera]\nwidth = 320\nheight = 180\nfps = 10\n\n[retention]\nmin_free_bytes = 0\n")
+    result, _elapsed_s = record(home, visit_video, booted_ago_s=WAIT_UNTIL_UPTIME_S - 2)
+    assert result.returncode == 0, result.stderr
+
+    from doorbell.storage.index import ClipIndex
+
+    with ClipIndex(home.root / "index.sqlite3") as index:
+        rows = index.clips()
+    assert len(rows) == 1, result.stderr
+    assert rows[0].clock_unsynced and rows[0].kept_from_us is None  # waits for NTP
+    assert [m.action for m in clock_actions(home)] == ["clock.unsynchronised"]
 
 
 @needs_unsynchronised_kernel
