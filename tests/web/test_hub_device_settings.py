@@ -38,7 +38,18 @@ def settings_page(device_page):
     return lambda: device_page("/settings")
 
 
-def test_a_paired_replicator_shows_its_target_key_and_last_copy(settings_page, state_dir):
+@pytest.fixture
+def berlin(monkeypatch):
+    """The device's zone is Europe/Berlin for this test (TZ, as systemd passes it)."""
+    monkeypatch.setenv("TZ", "Europe/Berlin")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_a_paired_replicator_shows_its_target_key_and_last_copy(settings_page, state_dir,
+                                                                berlin):
     (state_dir / "progress.json").write_text(json.dumps({
         "target": "sftp://doorbell@192.168.1.20:22/srv/doorbell/front",
         "host_key_fingerprint": FINGERPRINT, "last_copy_wall_us": 1_764_806_400_000_000,
@@ -48,7 +59,8 @@ def test_a_paired_replicator_shows_its_target_key_and_last_copy(settings_page, s
     assert status == 200
     assert "sftp://doorbell@192.168.1.20:22/srv/doorbell/front" in page
     assert FINGERPRINT in page
-    assert 'id="replica-last-copy">' in page and "2025" in page
+    # 2025-12-04 00:00 UTC, on the device's clock with its zone label
+    assert 'id="replica-last-copy">4 Dec 2025, 01:00:00 CET</dd>' in page
     assert "the replica server is unreachable" in page
 
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import math
 import time
-from datetime import datetime
 
 from flask import (
     Blueprint,
@@ -41,6 +40,7 @@ from ..changes import (
     current_settings,
     field_sentence,
 )
+from ..display import local_date_time
 from ..replica_summary import replica_summary
 from .common import record_access, viewer
 from .live import LIVE
@@ -93,9 +93,8 @@ def index():
 
 
 def _clock_text(wall_us: int | None) -> str:
-    if wall_us is None:
-        return "not yet"
-    return datetime.fromtimestamp(wall_us / 1e6).astimezone().strftime("%d %b %Y %H:%M:%S")
+    """The device's clock with its zone label, as every page: "4 Dec 2025, 01:00:00 CET"."""
+    return "not yet" if wall_us is None else local_date_time(wall_us / 1e6, seconds=True)
 
 
 # -- privacy masks and motion zones ---------------------------------------------------------------
