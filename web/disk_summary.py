@@ -27,8 +27,7 @@ def disk_words(status: dict, retention) -> dict:
         "free": human_bytes(status["disk_free_bytes"]),
         "total": human_bytes(status["disk_total_bytes"]),
         "other": human_bytes(max(0, used - status["clips_total_bytes"])),
-        "per_day": (f"about {human_bytes(per_day)} a day (from the last {RECENT_DAYS} days' clips)"
-                    if per_day else "nothing recorded lately"),
+        "per_day": _per_day_words(per_day, now_s - oldest if oldest else None),
         "reserve": human_bytes(retention.min_free_bytes),
         "kept": (f"{retention.max_age_days} days, then deleted" if retention.max_age_days
                  else "until space runs out (no age limit)"),
@@ -36,3 +35,16 @@ def disk_words(status: dict, retention) -> dict:
                    if oldest else "no clips yet"),
         "cap": human_bytes(retention.max_total_bytes) if retention.max_total_bytes else None,
     }
+
+
+def _per_day_words(per_day: float, recording_for_s: float | None) -> str:
+    """The footage rate, saying what it was measured over (web/capacity.py counts at least a
+    day, so a first hour of recording gives a floor, not a rate)."""
+    if not per_day:
+        return "nothing recorded lately"
+    if recording_for_s is None or recording_for_s >= RECENT_DAYS * 86400:
+        return f"about {human_bytes(per_day)} a day (from the last {RECENT_DAYS} days' clips)"
+    rate, recorded = human_bytes(per_day), age_text(recording_for_s)
+    if recording_for_s >= 86400:
+        return f"about {rate} a day (from the {recorded} recorded so far)"
+    return f"at least {rate} a day (recording began {recorded} ago)"
