@@ -25,18 +25,22 @@ class WriteFaults:
         self.activity = activity
         self.disk_full = False  # a write found the disk full, and no clip was saved since
 
+    def _reconcile(self):
+        """Clips it indexes while the clock is not set yet are marked so (see Retention)."""
+        return reconcile(self.store.clips_dir, self.store.index, self.store.clock_unsynced)
+
     def reconcile_at_start(self, settings: RetentionSettings) -> None:
         """Put right what a crash or power cut left (interrupted clips keep their prefix, the
         index follows the files) and log it; a disk too full for the index is pruned first."""
         try:
-            report = reconcile(self.store.clips_dir, self.store.index)
+            report = self._reconcile()
         except OSError as exc:
             if exc.errno != errno.ENOSPC:
                 raise
             log.error("the disk is full: pruning the oldest clips before recording")
             self.disk_full = True
             self.retention.disk_full(settings)
-            report = reconcile(self.store.clips_dir, self.store.index)
+            report = self._reconcile()
         for line in report.lines():
             log.warning("%s", line)
 
@@ -52,7 +56,7 @@ class WriteFaults:
         else:
             log.error("writing the clip failed (%s): it is kept up to where it was written", exc)
         try:
-            reconcile(self.store.clips_dir, self.store.index)  # the interrupted clip's prefix
+            self._reconcile()  # the interrupted clip's prefix
         except OSError as again:  # no room even for its index row: the next reconcile adds it
             log.error("the interrupted clip is not indexed yet (%s)", again)
 

@@ -82,7 +82,9 @@ def _clip_size(clips_dir: Path, clip_id: str) -> int:
     return sum(p.stat().st_size for p in clip_paths(clips_dir, clip_id).values() if p.exists())
 
 
-def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
+def reconcile(clips_dir: Path, index: ClipIndex, clock_unsynced: bool = False) -> ReconcileReport:
+    """`clock_unsynced`: the recorder's clock is not set yet, so the clips indexed now may be
+    dated by it (IndexedClip.clock_unsynced: retention waits for the clock to age them)."""
     report = ReconcileReport()
     on_disk: set[str] = set()
     companions: set[str] = set()  # ids with a thumbnail or metadata file
@@ -116,7 +118,7 @@ def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
         commit_partial(final)
         on_disk.add(clip_id)
         size = _clip_size(clips_dir, clip_id)
-        index.put(IndexedClip(clip_id, clip_start_us(clip_id), state, size))
+        index.put(IndexedClip(clip_id, clip_start_us(clip_id), state, size, clock_unsynced))
         (report.recovered_truncated if state == "truncated" else report.damaged).append(clip_id)
     for clip_id in sorted(on_disk):
         if index.get(clip_id) is None:
@@ -128,7 +130,7 @@ def reconcile(clips_dir: Path, index: ClipIndex) -> ReconcileReport:
             else:
                 state = "complete" if paths["metadata"].exists() else "truncated"
             size = _clip_size(clips_dir, clip_id)
-            index.put(IndexedClip(clip_id, clip_start_us(clip_id), state, size))
+            index.put(IndexedClip(clip_id, clip_start_us(clip_id), state, size, clock_unsynced))
             report.indexed.append(clip_id)
     for clip_id in sorted(companions - on_disk):
         for path in clip_paths(clips_dir, clip_id).values():

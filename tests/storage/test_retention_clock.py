@@ -17,6 +17,7 @@ from doorbell.config import RetentionSettings
 from doorbell.storage.age import X25519Identity
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.index import ClipIndex, IndexedClip
+from doorbell.storage.reconcile import reconcile
 from doorbell.storage.retention import enforce_retention
 
 DAY_US = 86_400 * 1_000_000
@@ -208,3 +209,20 @@ def test_an_old_index_opened_by_recorder_and_viewer_at_once_gains_the_columns_on
     assert errors == []
     with ClipIndex(path) as index:
         assert len(index.clips()) == 3
+
+
+def test_a_clip_interrupted_while_the_clock_was_unset_keeps_the_mark_when_recovered(store):
+    """A full disk or a crash while the network is down: reconcile indexes the prefix, and
+    while the recorder's clock is still unset the row says so too."""
+    store.clock_changed(unsynced=True)
+    writer = store.begin_clip(NOW_US - 40 * DAY_US)
+    writer.video.write(random.Random(1).randbytes(200_000))
+    writer.abandon()
+
+    report = reconcile(store.clips_dir, store.index, clock_unsynced=store.clock_unsynced)
+
+    (row,) = store.index.clips()
+    assert report.recovered_truncated == [row.id] and row.state == "truncated"
+    assert row.clock_unsynced and row.kept_from_us is None
+    assert enforce_retention(store, RetentionSettings(**THIRTY_DAYS), NOW_US,
+                             plenty_of_space) == []
