@@ -21,12 +21,17 @@ differs otherwise is left alone and reported: a backup is never overwritten by a
 be the damaged one. Each file is written to a temporary name, fsynced, read back from the disk
 (its cached pages dropped first) and compared, then renamed over its final name and the
 directory fsynced: DIR never holds half a file.
+
+A file on the device that cannot be read (a failing SD card's bad sector gives EIO) is named,
+skipped and the rest copied; the run then ends with one sentence listing what is missing from
+the backup and exit status 1. A failure writing DIR stops the run, as before.
 """
 
 import errno
 import hashlib
 import os
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +55,7 @@ class Outcome:
     up_to_date: int = 0
     differing: list[str] = field(default_factory=list)
     in_progress: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (relative, reason)
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,46 @@ class Item:
     replaceable: bool  # may be replaced whole when it differs (not a clip, not the audit log)
 
 
-def _sha256(path: Path, limit_bytes: int | None = None) -> str:
-    digest = hashlib.sha256()
+class SourceUnreadable(Exception):
+    """A file on the device could not be read (not DIR's fault): it is skipped and reported."""
+
+    def __init__(self, relative: str, cause: OSError):
+        super().__init__(f"{relative}: {cause.strerror or cause}")
+        self.relative = relative
+        self.reason = cause.strerror or str(cause)
+
+
+def _blocks(path: Path, limit_bytes: int | None = None) -> Iterator[bytes]:
     remaining = limit_bytes
     with path.open("rb") as handle:
         while remaining is None or remaining > 0:
             block = handle.read(BLOCK_BYTES if remaining is None else min(BLOCK_BYTES, remaining))
             if not block:
                 break
-            digest.update(block)
+            yield block
             if remaining is not None:
                 remaining -= len(block)
+
+
+def _source_blocks(item: Item, limit_bytes: int | None = None) -> Iterator[bytes]:
+    """The device's file, block by block; its read errors (only) become SourceUnreadable."""
+    try:
+        yield from _blocks(item.source, limit_bytes)
+    except OSError as exc:
+        raise SourceUnreadable(item.relative, exc) from exc
+
+
+def _source_size_bytes(item: Item) -> int:
+    try:
+        return item.source.stat().st_size
+    except OSError as exc:
+        raise SourceUnreadable(item.relative, exc) from exc
+
+
+def _sha256(blocks: Iterator[bytes]) -> str:
+    digest = hashlib.sha256()
+    for block in blocks:
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -97,10 +132,10 @@ def _state(item: Item, destination: Path) -> str:
     """'missing', 'same', 'grown' (the copy is a shorter prefix) or 'different'."""
     if not destination.exists():
         return "missing"
-    have, want = destination.stat().st_size, item.source.stat().st_size
-    if have == want and _sha256(destination) == _sha256(item.source):
+    have, want = destination.stat().st_size, _source_size_bytes(item)
+    if have == want and _sha256(_blocks(destination)) == _sha256(_source_blocks(item)):
         return "same"
-    if have < want and _sha256(destination) == _sha256(item.source, have):
+    if have < want and _sha256(_blocks(destination)) == _sha256(_source_blocks(item, have)):
         return "grown"
     return "different"
 
@@ -109,7 +144,7 @@ def _temporary(destination: Path) -> Path:
     return destination.with_name(f".{destination.name}{TEMPORARY_SUFFIX}")
 
 
-def _copy_atomically(source: Path, destination: Path) -> int:
+def _copy_atomically(item: Item, destination: Path) -> int:
     """Copy to a temporary name, fsync, compare by reading back, rename; return the size."""
     make_directories(destination.parent)
     temporary = _temporary(destination)
@@ -118,8 +153,8 @@ def _copy_atomically(source: Path, destination: Path) -> int:
     size = 0
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
-        with os.fdopen(fd, "wb") as out, source.open("rb") as handle:
-            while block := handle.read(BLOCK_BYTES):
+        with os.fdopen(fd, "wb") as out:
+            for block in _source_blocks(item):
                 out.write(block)
                 digest.update(block)
                 size += len(block)
@@ -127,7 +162,7 @@ def _copy_atomically(source: Path, destination: Path) -> int:
             os.fsync(out.fileno())
             # Drop the (now clean) cached pages, so the read-back below comes from the disk.
             os.posix_fadvise(out.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
-        if _sha256(temporary) != digest.hexdigest():
+        if _sha256(_blocks(temporary)) != digest.hexdigest():
             raise OSError(errno.EIO, "the copy read back differs from what was written",
                           str(destination))
         os.replace(temporary, destination)
@@ -161,7 +196,8 @@ def _snapshot_index(home: Home, destination: Path, outcome: Outcome) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-        if destination.exists() and _sha256(destination) == _sha256(temporary):
+        if destination.exists() and \
+                _sha256(_blocks(destination)) == _sha256(_blocks(temporary)):
             temporary.unlink()
             outcome.up_to_date += 1
             return
@@ -213,16 +249,22 @@ def _written_error(exc: OSError, target: Path, outcome: Outcome) -> CommandError
 def export_all(home: Home, target: Path) -> Outcome:
     outcome = Outcome()
     items = _items(home, outcome)
+    plan = []  # (item, destination, state, size_bytes)
     try:
         make_directories(target)
-        plan = [(item, target / item.relative) for item in items]
-        states = [_state(item, destination) for item, destination in plan]
+        for item in items:
+            destination = target / item.relative
+            try:
+                plan.append((item, destination, _state(item, destination),
+                             _source_size_bytes(item)))
+            except SourceUnreadable as exc:
+                outcome.unreadable.append((exc.relative, exc.reason))
         free_bytes, block_bytes = _free_bytes(target)
     except OSError as exc:
         raise _written_error(exc, target, outcome) from None
     needed_bytes = sum(
-        -(-item.source.stat().st_size // block_bytes) * block_bytes
-        for (item, _destination), state in zip(plan, states, strict=True)
+        -(-size_bytes // block_bytes) * block_bytes
+        for item, _destination, state, size_bytes in plan
         if state in ("missing", "grown") or (state == "different" and item.replaceable)
     )
     if home.index_file.is_file():
@@ -231,13 +273,17 @@ def export_all(home: Home, target: Path) -> Outcome:
         raise CommandError(f"{target} has {_human(free_bytes)} free but this backup needs about "
                            f"{_human(needed_bytes)} more: nothing was copied")
     try:
-        for (item, destination), state in zip(plan, states, strict=True):
+        for item, destination, state, _size_bytes in plan:
             if state == "same":
                 outcome.up_to_date += 1
             elif state == "different" and not item.replaceable:
                 outcome.differing.append(item.relative)
             else:
-                outcome.copied_bytes += _copy_atomically(item.source, destination)
+                try:
+                    outcome.copied_bytes += _copy_atomically(item, destination)
+                except SourceUnreadable as exc:  # a bad sector on the card: the rest goes on
+                    outcome.unreadable.append((exc.relative, exc.reason))
+                    continue
                 outcome.copied.append(item.relative)
         _snapshot_index(home, target / home.index_file.name, outcome)
     except OSError as exc:
@@ -267,9 +313,31 @@ def run(args) -> int:
         print(f"{outcome.in_progress} clip being recorded is left for the next run.")
     print("Everything copied is ciphertext; identities/ (private keys) is not copied: keep "
           "the recovery key (or a member's key) to decrypt this backup.")
+    for relative, reason in outcome.unreadable:
+        print(f"Could not read {relative} on the device ({reason}): skipped, the rest was "
+              "copied.")
+    differing = ""
     if outcome.differing:
-        raise CommandError(f"{len(outcome.differing)} file(s) in {target} differ from the "
-                           f"device's and were left alone (first: {outcome.differing[0]}); "
-                           "check them with 'doorbell verify --home', move them away and run "
-                           "export-all again")
+        differing = (f"{len(outcome.differing)} file(s) in {target} differ from the device's "
+                     f"and were left alone (first: {outcome.differing[0]}); check them with "
+                     "'doorbell verify --home', move them away and run export-all again")
+    if outcome.unreadable:
+        raise CommandError(f"{_unreadable_sentence(outcome.unreadable)}"
+                           + (f"; also, {differing}" if differing else ""))
+    if differing:
+        raise CommandError(differing)
     return 0
+
+
+NAMED_UNREADABLE = 5  # the end sentence names this many; the lines above it name them all
+
+
+def _unreadable_sentence(unreadable: list[tuple[str, str]]) -> str:
+    names = ", ".join(f"{relative} ({reason})" for relative, reason in
+                      unreadable[:NAMED_UNREADABLE])
+    more = len(unreadable) - NAMED_UNREADABLE
+    if more > 0:
+        names += f" and {more} more (listed above)"
+    return (f"{len(unreadable)} file(s) could not be read on the device and were skipped: "
+            f"{names}; everything else was copied (a copy an earlier run made is kept), but the "
+            "device's storage may be failing: run 'doorbell verify' and replace the card soon")

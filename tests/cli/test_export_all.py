@@ -5,12 +5,17 @@ checks out with `doorbell verify` and `doorbell audit --verify` pointed at it, d
 stock age CLI and the recovery key, and a second run copies only what is new or grew.
 """
 
+import errno
 import hashlib
+import io
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from doorbell import cli
+from doorbell.commands.export_all import TEMPORARY_SUFFIX
 from tests.age_cli import hybrid_age_dir
 from tests.small_disk import mount_tmpfs
 
@@ -184,3 +189,86 @@ def test_a_read_only_target_is_one_sentence(home, two_clips, tmp_path):
         assert "cannot write the backup" in line and "Read-only file system" in line
     finally:
         subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+class _BadSector(io.FileIO):
+    """What a failing SD card gives for a file on a bad sector: it opens, every read is EIO."""
+
+    def read(self, *_args):
+        raise OSError(errno.EIO, "Input/output error")
+
+    readinto = None
+
+
+def _card_fails_on(monkeypatch, bad: Path) -> None:
+    real_open = Path.open
+
+    def open_on_a_failing_card(self, mode="r", *args, **kwargs):
+        if self == bad and "r" in mode:
+            return _BadSector(str(self), "r")
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_on_a_failing_card)
+
+
+def _export_in_process(home, target, capsys) -> tuple[int, str, str]:
+    # In this process, so the failing card (a patched Path.open) is the one the command reads.
+    code = cli.main(["export-all", "--home", str(home.root), "--to", str(target)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_bad_sector_on_the_card_skips_that_clip_names_it_and_copies_the_rest(
+        home, tmp_path, monkeypatch, capsys):
+    for minute in range(3):
+        home.write_clip(os.urandom(200_000), START_US + minute * MINUTE_US)
+    videos = sorted((home.root / "clips").rglob("*.mp4.age"))
+    bad = videos[0]
+    bad_relative = bad.relative_to(home.root).as_posix()
+    stored = files_under(home.root)
+    _card_fails_on(monkeypatch, bad)
+    target = tmp_path / "usb"
+
+    code, out, err = _export_in_process(home, target, capsys)
+
+    assert code == 1, (out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("doorbell: ") and lines[0].endswith("."), err
+    assert bad_relative in lines[0] and "Input/output error" in lines[0], lines[0]
+    assert "could not be read on the device" in lines[0] and "cannot write" not in lines[0]
+    assert f"Could not read {bad_relative}" in out
+    # Everything after the bad clip was still copied, byte for byte.
+    backup = files_under(target)
+    for name in (k for k in stored if k.startswith("clips/") and k != bad_relative):
+        assert backup[name] == stored[name], name
+    assert bad_relative not in backup
+    assert {"audit.jsonl", "recipients.txt", "index.sqlite3"} <= set(backup)
+    assert not any(k.endswith(TEMPORARY_SUFFIX) for k in backup)
+
+
+def test_a_clip_backed_up_before_the_card_failed_keeps_its_good_copy(
+        home, two_clips, tmp_path, monkeypatch, capsys):
+    target = tmp_path / "usb"
+    assert_ok(home.run("export-all", "--to", str(target)))
+    bad = home.video_path(two_clips[1])
+    good_copy = target / bad.relative_to(home.root)
+    before = good_copy.read_bytes()
+    _card_fails_on(monkeypatch, bad)  # now the card cannot read it (comparing needs a read)
+
+    code, _out, err = _export_in_process(home, target, capsys)
+
+    assert code == 1 and good_copy.name in err and "1 file(s) could not be read" in err, err
+    assert good_copy.read_bytes() == before
+
+
+def test_a_destination_read_error_keeps_its_sentence(home, two_clips, tmp_path, monkeypatch,
+                                                     capsys):
+    # The failing medium is the backup's, not the card: the run stops, saying so.
+    target = tmp_path / "usb"
+    assert_ok(home.run("export-all", "--to", str(target)))
+    _card_fails_on(monkeypatch, target / home.video_path(two_clips[0]).relative_to(home.root))
+
+    code, _out, err = _export_in_process(home, target, capsys)
+
+    assert code == 1
+    assert f"cannot write the backup to {target} (Input/output error)" in err, err
