@@ -76,8 +76,8 @@ NOMINAL_FRAME_INTERVAL_S = 1 / 15  # assumed when update() gets a bare image wit
 WARMUP_S = 1.5  # the first moments only learn the scene
 # Only when this much of the frame changed is the camera-motion test run (it costs ~0.1 ms).
 CAMERA_CHECK_FRACTION = 0.1
-# The close that joins a person's parts into one blob: 9 px at 320 px wide. A square (separable,
-# 7x cheaper than the 11 px ellipse it replaced); on CDnet it also keeps cars apart better.
+# The close that joins a person's parts into one blob: 9 px at 320 px wide. A square: separable,
+# several times cheaper than the 11 px ellipse it replaced, and it scored higher on CDnet highway.
 CLOSE_WIDTH_FRACTION = 9 / 320
 STEPS = ("downscale", "light", "foreground", "learn", "blobs")
 
@@ -89,7 +89,8 @@ class Motion:
     score: float = 0.0  # fraction of the zone area that moved, 0..1
     triggered: bool = False  # trigger_frames consecutive frames had qualifying motion
     light_change: bool = False  # a global light change was seen (and absorbed) in this frame
-    camera_moved: bool = False  # the whole picture was displaced: the background restarted
+    camera_moved: bool = False  # the picture was displaced: a shake (the background follows it)
+    # or a pan or jump (the background restarted and nothing counts in this frame)
 
 
 class _Thresholds:
