@@ -43,7 +43,7 @@ from doorbell.storage.clipvideo import open_clip_video  # noqa: E402
 from doorbell.storage.index import ClipIndex  # noqa: E402
 from doorbell.storage.reconcile import reconcile  # noqa: E402
 
-DEFAULT_VIDEO = Path("/work/shared/testdata/video/vtest.avi")
+DEFAULT_VIDEO = Path(__file__).resolve().parents[2] / "shared" / "testdata" / "video" / "vtest.avi"
 PASSPHRASE = "bench-passphrase-not-a-secret-9"  # noqa: S105 - a throwaway test key
 SAVED = re.compile(r"clip (\S+) saved")
 
