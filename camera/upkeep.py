@@ -13,6 +13,7 @@ Each is a small part the recorder calls between frames; none touches video.
                     camera_back notifications
 """
 
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -117,6 +118,7 @@ class Retention:
         self._clock_trusted = True  # False from clock_unsynchronised() until it is set
         self._synchronised = False  # clock_synchronised() was called (maybe from a thread)
         self._untrusted_since_s = 0.0
+        self._clock_unwritten = False  # the index could not take a change of the clock
         self._clock_offset_us: int | None = None  # wall - monotonic at the last look
         self._clock_since_us: int | None = None  # this clock's first time seen (or a jump's)
         self._clock_last_us = 0  # its last time seen
@@ -140,18 +142,22 @@ class Retention:
         now_us = self._wall_clock_us()
         try:
             force = self._follow_clock(now_us) or force
-        except OSError as exc:  # the index cannot be written: nothing is deleted for age
-            self._report(f"retention could not record a change of the clock ({exc}): it "
-                         "tries again at its next run")
-            return
-        if not force and self._last_us is not None and 0 <= now_us - self._last_us < \
-                self._interval_us:
+            if self._clock_trusted and (force or self._due(now_us)):
+                # clips begun before it was set (or open when it was)
+                self.store.index.keep_unsynced_from(now_us)
+            self._clock_unwritten = False
+        except OSError as exc:  # the index cannot take it (a full disk): size and free space
+            # still apply; age waits until the clips' ages are written (tried again each call)
+            if not self._clock_unwritten:
+                log.warning("retention could not record a change of the clock (%s): no clip "
+                            "is deleted for age until it can", exc)
+            self._clock_unwritten = True
+            settings = dataclasses.replace(settings, max_age_days=0)
+        if not force and not self._due(now_us):
             return
         self._last_us = now_us
         room_bytes = self._room_needed_bytes() if self._full else 0
         try:
-            if self._clock_trusted:  # clips begun before it was set (or open when it was)
-                self.store.index.keep_unsynced_from(now_us)
             pruned = enforce_retention(self.store, settings, now_us=now_us,
                                        room_bytes=room_bytes, before_deleting=self._auditable)
         except AuditLogCorrupt as exc:  # nothing was deleted: recording goes on, clips stay
@@ -186,6 +192,10 @@ class Retention:
         else:
             self._report(free_space_shortfall(self.store.clips_dir, settings))
 
+    def _due(self, now_us: int) -> bool:
+        """An interval since the last run (or the clock went back since)."""
+        return self._last_us is None or not 0 <= now_us - self._last_us < self._interval_us
+
     def _follow_clock(self, now_us: int) -> bool:
         """Notice the clock being set or jumping, and re-age the clips it dated wrongly (before
         anything is deleted for age). True if retention should run now."""
@@ -202,8 +212,8 @@ class Retention:
             self._audit_clock("clock.jumped", by_s=step_us // 10**6, clips=clips)
             moved = True
         if self._synchronised:  # NTP set it, by however little: what this clock dated is re-aged
-            self._synchronised = False
             self._keep_this_clocks_clips(now_us, max(now_us, self._clock_last_us))
+            self._synchronised = False
             self._clock_trusted = moved = True
         changed = moved
         if not self._clock_trusted and now_s - self._untrusted_since_s >= UNSYNCED_TRUSTED_AFTER_S:

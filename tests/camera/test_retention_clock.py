@@ -262,3 +262,37 @@ def test_a_clock_ntp_never_sets_is_taken_as_it_is_after_an_hour_and_re_aged_if_s
     clocks.let_pass(120)
     retention.run(KEEP_30_DAYS)
     assert remaining(store) == []
+
+
+def test_an_index_that_cannot_take_the_jump_holds_age_back_but_not_size(tmp_path, monkeypatch,
+                                                                       caplog):
+    clocks = Clocks(BEHIND_US)
+    store, retention = make_retention(tmp_path, clocks)
+    retention.run(KEEP_30_DAYS, force=True)
+    clips = []
+    for _ in range(3):
+        clocks.let_pass(60)
+        clips.append(record(store, clocks.wall(), size=64 * 1024))
+        retention.run(KEEP_30_DAYS)  # as after every frame
+    budget = 2 * store.index.get(clips[0]).size_bytes
+    limits = RetentionSettings(max_age_days=30, max_total_bytes=budget, min_free_bytes=0)
+    real_update = store.index.keep_from_after_jump
+    failures = []
+
+    def disk_full(*args):
+        failures.append(args)
+        raise OSError(28, "the disk is full, so the clip index cannot be written")
+
+    monkeypatch.setattr(store.index, "keep_from_after_jump", disk_full)
+    clocks.set_wall(TRUTH_US)
+    for _ in range(3):
+        retention.run(limits, force=True)
+    assert remaining(store) == clips[1:]  # the size limit held: the oldest went
+    assert len(failures) == 3  # the jump was tried again at each call
+    assert sum("could not record a change of the clock" in r.getMessage()
+               for r in caplog.records) == 1
+
+    monkeypatch.setattr(store.index, "keep_from_after_jump", real_update)
+    retention.run(limits, force=True)
+    assert remaining(store) == clips[1:]  # kept from the jump, not deleted for age
+    assert all(store.index.get(c).kept_from_us == TRUTH_US for c in clips[1:])
