@@ -210,6 +210,7 @@ class Retention:
             log.warning("the clock jumped by %+.1f days: %d clip(s) dated by the clock before "
                         "are kept from now", step_us / 8.64e10, clips)
             self._audit_clock("clock.jumped", by_s=step_us // 10**6, clips=clips)
+            self._clock_offset_us, self._clock_last_us = offset_us, now_us  # said once
             moved = True
         if self._synchronised:  # NTP set it, by however little: what this clock dated is re-aged
             self._keep_this_clocks_clips(now_us, max(now_us, self._clock_last_us))
