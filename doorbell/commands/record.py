@@ -81,7 +81,8 @@ def wait_for_clock(audit: AuditLog, stop: threading.Event, watchdog: SystemdWatc
     (follow_clock then marks the clips and watches for NTP). After boot the audit log says
     so, and again once the clock is synchronised: clips started between those two entries
     carry times from an unsynchronised clock, and retention ages them from the second. Long
-    after boot (a restart, or a network without a time server) it neither waits nor audits."""
+    after boot (a restart, or a network without a time server) it does not wait, and the
+    start is not audited (only a later clock.synchronised)."""
     told_systemd = False
 
     def keep_alive() -> None:
