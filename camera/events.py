@@ -4,7 +4,8 @@
         EventLogFile (events.jsonl in the runtime dir: the viewer's live events), MQTT, ntfy
 
 Events: doorbell_pressed, motion_started (trigger), motion_ended, clip_saved (clip_id, trigger,
-duration_s, start), camera_lost / camera_back (message), disk_low (reason, free_bytes).
+duration_s, start), camera_lost / camera_back (message), disk_low (reason, free_bytes),
+privacy_mode (on: true or false).
 
 The delivery policy, stated once:
 
@@ -57,6 +58,7 @@ EVENT_FIELDS: dict[str, tuple[str, ...]] = {
     "camera_lost": ("message",),
     "camera_back": ("message",),
     "disk_low": ("reason", "free_bytes", "min_free_bytes"),
+    "privacy_mode": ("on",),  # switched on or off over MQTT (camera/notify/switches.py)
 }
 assert tuple(EVENT_FIELDS) == NOTIFICATION_EVENTS
 EVENT_TYPES = NOTIFICATION_EVENTS

@@ -176,6 +176,7 @@ NOTIFICATION_EVENTS = (
     "camera_lost",
     "camera_back",
     "disk_low",
+    "privacy_mode",
 )
 _TOPIC = "an MQTT topic such as doorbell/front: no +, # or empty levels, at most 200 characters"
 _HTTP_URL = "an http:// or https:// URL such as http://ntfy.lan:8080 (no user, query or fragment)"
@@ -358,6 +359,10 @@ class MqttSettings:
     topic_prefix: str = setting("doorbell", check=check_topic)
     discovery_prefix: str = setting("homeassistant", check=check_topic)
     snapshot_images: bool = setting(False)  # masked pictures at a ring and of each clip
+    # Home Assistant's privacy mode and mute chime switches (command topics). Off by default:
+    # any client the broker lets publish to <prefix>/<id>/privacy_mode/set could stop the
+    # recording, so they are for a broker with an ACL (README, "Home Assistant").
+    switches: bool = setting(False)
     allow_public_targets: bool = setting(False)
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ STYLE: dict[str, tuple[int, str, str]] = {
     "camera_lost": (4, "warning", "Camera lost"),
     "camera_back": (3, "white_check_mark", "Camera back"),
     "disk_low": (4, "floppy_disk", "Disk almost full"),
+    "privacy_mode": (4, "see_no_evil", "Privacy mode"),
 }
 
 
@@ -65,6 +66,11 @@ def describe(event: Event, camera_name: str) -> tuple[str, str, int, list[str]]:
         free = data.get("free_bytes")
         room = f" ({free / 1e9:.1f} GB free)" if isinstance(free, int) else ""
         message = f"The disk is almost full{room}: the oldest clips are being deleted."
+    elif event.type == "privacy_mode":
+        on = data.get("on") is True
+        title = f"Privacy mode {'on' if on else 'off'}"
+        message = (f"Privacy mode was turned on at {at}: no recording, no live view." if on
+                   else f"Privacy mode was turned off at {at}: recording again.")
     else:
         message = str(data.get("message") or title) + f" ({at})."
     return f"{camera_name}: {title}", message, priority, ["doorbell", tag]

@@ -172,9 +172,11 @@ def run(args) -> int:
     prepare_runtime_dir(home.run_dir)
     # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
     # to be on the home network now, or a ConfigError naming the key.
-    # Home Assistant's privacy mode and mute chime (MQTT only), read by the recorder and the chime.
+    # Home Assistant's privacy mode and mute chime (mqtt.switches only), read by the recorder
+    # and the chime.
     audit = AuditLog(home.audit_file)
-    switches = Switches.in_home(home.root, audit) if settings.mqtt.enabled else None
+    switches = (Switches.in_home(home.root, audit)
+                if settings.mqtt.enabled and settings.mqtt.switches else None)
     events = build_event_bus(settings, home.run_dir, home.root, switches=switches)
     # A damaged index is moved aside and rebuilt from the clip files, like a lost one (events:
     # started here, closed at the end).

@@ -324,7 +324,8 @@ def test_doorbell_record_obeys_the_switches_and_keeps_them_across_a_restart(brok
     `doorbell record` itself: discovery, privacy mode on, a restart, privacy mode off."""
     import signal
 
-    home.configure(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n')
+    home.configure(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n'
+                   'switches = true\n')
     live, status = home.run_dir / "live.jpg", home.run_dir / "recorder.json"
 
     def until(condition, timeout_s: float, what: str, log) -> None:
