@@ -51,6 +51,8 @@ SMALL_FILES = ("recipients.txt", "audit.jsonl.head")
 APPEND_FILES = ("audit.jsonl",)
 SMALL_DIRS = ("identities",)
 APPEND_DIRS = ("clips",)
+UNREADABLE_RETRY_S = 30.0  # a file the card could not read is tried again after this ...
+UNREADABLE_RETRY_MAX_S = 3600.0  # ... doubling each time it fails, up to this
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,61 @@ class SourceFile:
 class Conflict:
     relative: str
     reason: str
+    sentence: str = ""  # what the log and progress.json say; "<relative>: <reason>" if empty
+
+    def __post_init__(self) -> None:
+        if not self.sentence:
+            self.sentence = f"{self.relative}: {self.reason}"
+
+
+class SourceUnreadable(Exception):
+    """A file on the device that cannot be read (an I/O error on the card): this file is
+    skipped and retried later, the others are copied."""
+
+    def __init__(self, relative: str, error: OSError) -> None:
+        self.relative = relative
+        self.sentence = (f"cannot read {relative} from the card: "
+                         f"{error.strerror or error}")
+        super().__init__(self.sentence)
+
+
+@dataclass(frozen=True, slots=True)
+class _Unreadable:
+    sentence: str
+    delay_s: float
+    retry_at_s: float  # time.monotonic()
+
+
+class _LocalFile:
+    """A file of the home opened for reading; an error reading it (other than its being gone)
+    is SourceUnreadable, never mistaken for the server going away."""
+
+    def __init__(self, source: SourceFile) -> None:
+        self._source = source
+        self._file = self._guard(open, source.path, "rb")
+
+    def _guard(self, call, *args):
+        try:
+            return call(*args)
+        except (FileNotFoundError, PermissionError):
+            raise  # gone (sealed, deleted) or not ours to read: reported as before
+        except OSError as exc:
+            raise SourceUnreadable(self._source.relative, exc) from exc
+
+    def read(self, size: int) -> bytes:
+        return self._guard(self._file.read, size)
+
+    def seek(self, position: int) -> None:
+        self._guard(self._file.seek, position)
+
+    def size_bytes(self) -> int:
+        return self._guard(os.fstat, self._file.fileno()).st_size
+
+    def __enter__(self) -> "_LocalFile":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._file.close()
 
 
 @dataclass(slots=True)
@@ -79,6 +136,13 @@ class PassResult:
     def pending_files(self) -> int:
         """Files this pass could not bring up to date (each is retried next pass)."""
         return len(self.conflicts)
+
+    def error_sentence(self) -> str | None:
+        """For progress.json's last_error: the first file not copied, and how many more."""
+        if not self.conflicts:
+            return None
+        more = len(self.conflicts) - 1
+        return self.conflicts[0].sentence + (f" ({more} more file(s) not copied)" if more else "")
 
 
 def source_files(home_root: Path, settled: Mapping[str, int] | None = None
@@ -152,7 +216,9 @@ class Replicator:
     def __init__(self, home_root: Path, remote_root: str,
                  retention: ReplicaRetention | None = None,
                  clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
-                 retention_interval_s: float = 60.0) -> None:
+                 retention_interval_s: float = 60.0,
+                 unreadable_retry_s: float = UNREADABLE_RETRY_S,
+                 monotonic_s: Callable[[], float] = time.monotonic) -> None:
         self.home_root = Path(home_root)
         self.remote_root = remote_root.rstrip("/") or "/"
         self.retention = retention or ReplicaRetention()
@@ -166,6 +232,9 @@ class Replicator:
         # append-only files whose last append failed: relative path -> where it started
         self._unsure: dict[str, int] = {}
         self._made_dirs: set[str] = set()
+        self._unreadable_retry_s = unreadable_retry_s
+        self._monotonic_s = monotonic_s
+        self._unreadable: dict[str, _Unreadable] = {}  # relative path -> when to try again
 
     def forget_remote_state(self) -> None:
         self._checked.clear()
@@ -230,10 +299,17 @@ class Replicator:
     def _copy(self, sftp, source: SourceFile, copied: dict[str, tuple[int, int]],
               result: PassResult) -> bool:
         """Bring one file up to date on the server; False if it is not (retried next pass)."""
+        waiting = self._unreadable.get(source.relative)
+        if waiting is not None and self._monotonic_s() < waiting.retry_at_s:
+            result.conflicts.append(Conflict(source.relative, "unreadable", waiting.sentence))
+            return False
         try:
             info = source.path.stat()
         except (FileNotFoundError, PermissionError):
             return False  # renamed (sealed) or deleted since the scan: the next pass sees it
+        except OSError as exc:
+            self._unreadable_now(SourceUnreadable(source.relative, exc), result)
+            return False
         mark = (info.st_size, info.st_mtime_ns)
         if self._copied.get(source.relative) == mark and source.relative in self._checked:
             copied[source.relative] = mark
@@ -245,18 +321,33 @@ class Replicator:
                        else self._replace(sftp, source))
         except FileNotFoundError:
             return False
+        except SourceUnreadable as exc:
+            self._unreadable_now(exc, result)
+            return False
         except PermissionError as exc:  # a file this user may not read (or write there)
             result.conflicts.append(Conflict(source.relative, f"not copied: {exc}"))
             return False
         except ReplicaCopyConflict as exc:
             result.conflicts.append(Conflict(source.relative, str(exc)))
             return False
+        if self._unreadable.pop(source.relative, None) is not None:
+            log.warning("replica: %s could be read again and is copied", source.relative)
         copied[source.relative] = mark
         self._checked.add(source.relative)
         if changed:
             result.copied_bytes += changed
             result.files_changed += 1
         return True
+
+    def _unreadable_now(self, exc: SourceUnreadable, result: PassResult) -> None:
+        """Skip a file the card cannot read; retry it after UNREADABLE_RETRY_S, doubling up to
+        UNREADABLE_RETRY_MAX_S (a failing card is not hammered, a passing glitch heals)."""
+        before = self._unreadable.get(exc.relative)
+        delay_s = self._unreadable_retry_s if before is None else \
+            min(before.delay_s * 2, UNREADABLE_RETRY_MAX_S)
+        self._unreadable[exc.relative] = _Unreadable(exc.sentence, delay_s,
+                                                     self._monotonic_s() + delay_s)
+        result.conflicts.append(Conflict(exc.relative, "unreadable", exc.sentence))
 
     def _remote(self, relative: str) -> str:
         return posixpath.join(self.remote_root, relative)
@@ -287,23 +378,28 @@ class Replicator:
     def _append(self, sftp, source: SourceFile) -> int:
         remote = self._remote(source.relative)
         self._make_dirs(sftp, posixpath.dirname(remote))
+        # Writes are pipelined (no round trip per 32 KiB): if an append failed, the server may
+        # have taken a later write after refusing an earlier one (a full disk freed meanwhile),
+        # so nothing past where that append started is trusted; the copy is cut back there
+        # (under its .partial name too, if the clip was sealed since) before anything else.
+        key = source.relative.removesuffix(PARTIAL_SUFFIX)
+        unsure_at = self._unsure.get(key)
         offset = self._remote_size(sftp, remote)
         if offset is None and not source.relative.endswith(PARTIAL_SUFFIX):
             # a sealed clip whose growing copy is on the server under its .partial name
             partial = remote + PARTIAL_SUFFIX
-            if self._remote_size(sftp, partial) is not None:
-                self._check_overlap(sftp, partial, source, self._remote_size(sftp, partial))
+            partial_size = self._remote_size(sftp, partial)
+            if partial_size is not None:
+                if unsure_at is not None and partial_size > unsure_at:
+                    sftp.truncate(partial, unsure_at)
+                    partial_size = unsure_at
+                self._check_overlap(sftp, partial, source, partial_size)
                 sftp.posix_rename(partial, remote)
                 offset = self._remote_size(sftp, remote)
-        # Writes are pipelined (no round trip per 32 KiB): if an append failed, the server may
-        # have taken a later write after refusing an earlier one (a full disk freed meanwhile),
-        # so nothing past where that append started is trusted; the copy is cut back there.
-        key = source.relative.removesuffix(PARTIAL_SUFFIX)
-        unsure_at = self._unsure.get(key)
         if offset is not None and unsure_at is not None and offset > unsure_at:
             sftp.truncate(remote, unsure_at)
             offset = unsure_at
-        with open(source.path, "rb") as local:
+        with _LocalFile(source) as local:
             if offset is not None:
                 self._check_overlap(sftp, remote, source, offset, local)
             local.seek(offset or 0)
@@ -319,8 +415,12 @@ class Replicator:
         return copied
 
     def _check_overlap(self, sftp, remote: str, source: SourceFile, offset: int,
-                       local=None) -> None:
-        local_size = source.path.stat().st_size
+                       local: "_LocalFile | None" = None) -> None:
+        if local is None:
+            with _LocalFile(source) as opened:
+                self._check_overlap(sftp, remote, source, offset, opened)
+            return
+        local_size = local.size_bytes()
         if offset > local_size:
             raise ReplicaCopyConflict(f"the replica's copy is {offset} bytes, the source only "
                                  f"{local_size}: left alone")
@@ -330,27 +430,23 @@ class Replicator:
         with sftp.open(remote, "rb") as copy:
             copy.seek(start)
             theirs = copy.read(offset - start)
-        if local is None:
-            with open(source.path, "rb") as handle:
-                handle.seek(start)
-                ours = handle.read(offset - start)
-        else:
-            local.seek(start)
-            ours = local.read(offset - start)
+        local.seek(start)
+        ours = local.read(offset - start)
         if theirs != ours:
             raise ReplicaCopyConflict(f"the replica's copy differs from the source before byte "
                                  f"{offset}: left alone")
 
     def _replace(self, sftp, source: SourceFile) -> int:
-        data = source.path.read_bytes()
+        with _LocalFile(source) as local:
+            data = local.read(-1)
         remote = self._remote(source.relative)
         self._make_dirs(sftp, posixpath.dirname(remote))
-        try:
+        # The server's copy is compared only if its size matches, and never read past one byte
+        # more than ours: a huge file planted there costs a stat, not memory.
+        if self._remote_size(sftp, remote) == len(data):
             with sftp.open(remote, "rb") as copy:
-                if copy.read() == data:
+                if copy.read(len(data) + 1) == data:
                     return 0
-        except FileNotFoundError:
-            pass
         upload = remote + UPLOAD_SUFFIX
         with sftp.open(upload, "wb") as copy:
             copy.write(data)
@@ -365,16 +461,19 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
                 on_error: Callable[[str, int], None] = lambda sentence, pending: None,
                 connection_errors: tuple[type[BaseException], ...] = (OSError, EOFError),
                 retention: ReplicaRetention | None = None,
-                retention_interval_s: float = 60.0) -> None:
+                retention_interval_s: float = 60.0,
+                unreadable_retry_s: float = UNREADABLE_RETRY_S) -> None:
     """Passes every `poll_interval_s` over the SFTP client `connect()` returns; on a lost
     connection, reconnect every `retry_interval_s` and carry on from the server's sizes.
     `connection_errors` are the exceptions that mean the server went away (the SSH library's
     own included); anything else, a changed host key for one, ends the loop. `on_error` gets
     one sentence and the number of files waiting, at every failed connection attempt. The
     replica's retention runs after the first pass of each connection, then every
-    `retention_interval_s`."""
+    `retention_interval_s`. A file the card cannot read is skipped (one sentence in the log
+    and in the pass's conflicts) and retried after `unreadable_retry_s`, doubling."""
     replicator = Replicator(home_root, remote_root, retention,
-                            retention_interval_s=retention_interval_s)
+                            retention_interval_s=retention_interval_s,
+                            unreadable_retry_s=unreadable_retry_s)
     reported: set[str] = set()
     while not should_stop():
         try:
@@ -390,8 +489,9 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
                 result = replicator.run_pass(sftp)
                 for conflict in result.conflicts:
                     if conflict.relative not in reported:
-                        log.error("replica: %s: %s", conflict.relative, conflict.reason)
-                        reported.add(conflict.relative)
+                        log.error("replica: %s", conflict.sentence)
+                # said once while it lasts, again if it comes back after being copied
+                reported = {conflict.relative for conflict in result.conflicts}
                 on_pass(result)
         except connection_errors as exc:
             if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):

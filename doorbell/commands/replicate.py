@@ -112,12 +112,7 @@ def _replicate(home: Home, settings, args) -> int:
                                       settings.replica.max_total_bytes)
 
     def on_pass(result: PassResult) -> None:
-        error = None
-        if result.conflicts:
-            conflict = result.conflicts[0]
-            error = (f"{len(result.conflicts)} file(s) not copied, {conflict.relative}: "
-                     f"{conflict.reason}")
-        progress.pass_complete(result.pending_files, error)
+        progress.pass_complete(result.pending_files, result.error_sentence())
 
     try:
         # A changed host key, a wrong SSH key or a refused login fails here, at start (an
