@@ -95,11 +95,20 @@ class H264Demuxer:
         packet for decode(); SourceLost when the stream stops. Held back one packet: the next
         may be more of the same picture."""
         held: tuple[EncodedPacket, av.Packet] | None = None
+        last_dts_us = -1
         for encoded, raw in self._packets():
-            if held is not None and (raw.pts, raw.dts) == (held[1].pts, held[1].dts):
+            if held is not None and raw.pts == held[1].pts:
                 held = _joined(held, encoded)
                 continue
             if held is not None:
+                # FFmpeg gave the second half of a picture a decode time of its own, which
+                # the pictures after it then repeat: keep decode times rising, within pts
+                held_encoded = held[0]
+                dts_us = min(held_encoded.pts_us, max(held_encoded.dts_us, last_dts_us + 1))
+                last_dts_us = dts_us
+                if dts_us != held_encoded.dts_us:
+                    held = EncodedPacket(held_encoded.data, held_encoded.pts_us,
+                                         held_encoded.keyframe, dts_us), held[1]
                 yield held
             held = encoded, raw
 
