@@ -39,7 +39,7 @@ from pathlib import Path
 from .clipid import VIDEO_SUFFIX
 from .durable import PARTIAL_SUFFIX
 from .errors import ReplicaCopyConflict
-from .replica_retention import ReplicaRetention, RetentionResult, clip_id_of
+from .replica_retention import ReplicaRetention, RetentionResult, age_reference_us, clip_id_of
 
 log = logging.getLogger(__name__)
 
@@ -193,6 +193,18 @@ def _sorted_directories(directory: Path, digits: int) -> list[Path]:
         return []
 
 
+def _newest_clip_id(home_root: Path) -> str | None:
+    """The newest clip's id on the device (the newest day's listing only), None if none."""
+    for year in reversed(_sorted_directories(home_root / APPEND_DIRS[0], 4)):
+        for month in reversed(_sorted_directories(year, 2)):
+            for day in reversed(_sorted_directories(month, 2)):
+                ids = [clip_id for name in _sorted_names(day)
+                       if (clip_id := clip_id_of(name)) is not None]
+                if ids:
+                    return max(ids)
+    return None
+
+
 def _clip_days(home_root: Path) -> Iterator[tuple[str, Path, int]]:
     """(clips/YYYY/MM/DD, its path, its mtime_ns), oldest day first."""
     for year in _sorted_directories(home_root / APPEND_DIRS[0], 4):
@@ -218,7 +230,8 @@ class Replicator:
                  clock_us: Callable[[], int] = lambda: time.time_ns() // 1000,
                  retention_interval_s: float = 60.0,
                  unreadable_retry_s: float = UNREADABLE_RETRY_S,
-                 monotonic_s: Callable[[], float] = time.monotonic) -> None:
+                 monotonic_s: Callable[[], float] = time.monotonic,
+                 clock_synchronised: Callable[[], bool | None] = lambda: None) -> None:
         self.home_root = Path(home_root)
         self.remote_root = remote_root.rstrip("/") or "/"
         self.retention = retention or ReplicaRetention()
@@ -234,6 +247,11 @@ class Replicator:
         self._made_dirs: set[str] = set()
         self._unreadable_retry_s = unreadable_retry_s
         self._monotonic_s = monotonic_s
+        self._clock_synchronised = clock_synchronised  # False: known wrong; None: cannot tell
+        self._newest_clip: str | None = None
+        self._clock_trusted = True
+        self._age_reference_us: int | None = None
+        self._skips_logged: set[str] = set()  # clips said not to be copied (logged once)
         self._unreadable: dict[str, _Unreadable] = {}  # relative path -> when to try again
 
     def forget_remote_state(self) -> None:
@@ -244,6 +262,7 @@ class Replicator:
 
     def pending_files(self) -> int:
         """Files changed on the device since their last copy (local stats only: no server)."""
+        self._refresh_clock()
         pending = 0
         for source in source_files(self.home_root, self._settled):
             try:
@@ -251,18 +270,33 @@ class Replicator:
             except OSError:
                 continue
             if self._copied.get(source.relative) != (info.st_size, info.st_mtime_ns) and \
-                    self._wanted(source):
+                    self._not_copied_because(source) is None:
                 pending += 1
         return pending
 
-    def _wanted(self, source: SourceFile) -> bool:
+    def _not_copied_because(self, source: SourceFile) -> str | None:
+        """Why the replica's own retention does not want this file, None if it does."""
         if not source.relative.startswith("clips/"):
-            return True
+            return None
         clip_id = clip_id_of(source.path.name)
-        return clip_id is None or self.retention.copies(clip_id, self._clock_us())
+        if clip_id is None:
+            return None
+        return self.retention.not_copied_because(clip_id, self._age_reference_us)
+
+    def _refresh_clock(self) -> None:
+        """The device's clock and whether it can be trusted, once per pass (see
+        storage.replica_retention: ages count back from the newest clip, not from a clock that
+        jumped ahead, and nothing is aged while the clock is unsynchronised)."""
+        self._newest_clip = _newest_clip_id(self.home_root)
+        self._clock_trusted = self._clock_synchronised() is not False
+        self._age_reference_us = age_reference_us(self._clock_us(), self._newest_clip,
+                                                  self._clock_trusted)
 
     def run_pass(self, sftp) -> PassResult:
         result = PassResult()
+        self._refresh_clock()
+        if self._verify_all:
+            self._skips_logged.clear()  # every day is listed again: said again, once each
         copied: dict[str, tuple[int, int]] = {}
         growing: set[str] = set()
         days: dict[str, int | None] = {}  # listed this pass -> mtime, None if not all copied
@@ -291,7 +325,8 @@ class Replicator:
         if self._retention_due_us is None or now_us >= self._retention_due_us:
             self._retention_due_us = now_us + self._retention_interval_us
             result.retention = self.retention.apply(sftp, self._remote("clips"), now_us,
-                                                    growing)
+                                                    growing, self._newest_clip,
+                                                    self._clock_trusted)
             for clip_id in result.retention.deleted_clips:
                 log.info("replica retention: deleted clip %s on the replica", clip_id)
         return result
@@ -314,7 +349,11 @@ class Replicator:
         if self._copied.get(source.relative) == mark and source.relative in self._checked:
             copied[source.relative] = mark
             return True
-        if not self._wanted(source):
+        if (reason := self._not_copied_because(source)) is not None:
+            clip_id = clip_id_of(source.path.name)
+            if clip_id not in self._skips_logged and not reason.endswith("deleted it"):
+                log.info("replica: not copying clip %s: %s", clip_id, reason)
+            self._skips_logged.add(clip_id)
             return True  # outside the replica's own retention: it would be deleted there
         try:
             changed = (self._append(sftp, source) if source.append_only
@@ -462,7 +501,8 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
                 connection_errors: tuple[type[BaseException], ...] = (OSError, EOFError),
                 retention: ReplicaRetention | None = None,
                 retention_interval_s: float = 60.0,
-                unreadable_retry_s: float = UNREADABLE_RETRY_S) -> None:
+                unreadable_retry_s: float = UNREADABLE_RETRY_S,
+                clock_synchronised: Callable[[], bool | None] = lambda: None) -> None:
     """Passes every `poll_interval_s` over the SFTP client `connect()` returns; on a lost
     connection, reconnect every `retry_interval_s` and carry on from the server's sizes.
     `connection_errors` are the exceptions that mean the server went away (the SSH library's
@@ -470,10 +510,13 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
     one sentence and the number of files waiting, at every failed connection attempt. The
     replica's retention runs after the first pass of each connection, then every
     `retention_interval_s`. A file the card cannot read is skipped (one sentence in the log
-    and in the pass's conflicts) and retried after `unreadable_retry_s`, doubling."""
+    and in the pass's conflicts) and retried after `unreadable_retry_s`, doubling.
+    `clock_synchronised` (doorbell.clock_sync's) says whether the wall clock can be trusted
+    for the replica's age retention."""
     replicator = Replicator(home_root, remote_root, retention,
                             retention_interval_s=retention_interval_s,
-                            unreadable_retry_s=unreadable_retry_s)
+                            unreadable_retry_s=unreadable_retry_s,
+                            clock_synchronised=clock_synchronised)
     reported: set[str] = set()
     while not should_stop():
         try:

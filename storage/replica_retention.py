@@ -12,11 +12,20 @@ own `max_total_bytes` (0: no limit), deleting whole clips (video, thumbnail, met
 Memory: one day directory's listing at a time plus one (day, bytes) pair per day on the
 replica; never a list of every clip.
 
+Age is not measured against the device's wall clock alone, which can be wrong (no battery
+clock, a bad RTC, an unauthenticated NTP answer on the LAN): a clock a year ahead must not
+wipe the replica. A clip's age counts back from `age_reference_us`: the earlier of now and the
+start of the newest clip on the replica or the device, so one pass never deletes more than the
+clips older than `max_age_days` before the newest clip; and while the clock is known to be
+unsynchronised (doorbell.clock_sync) no clip is deleted or left uncopied for its age (the size
+budget still applies).
+
 So that a clip the replica's retention removed is not copied again from the device (whose own
 retention may keep it longer), the replicator copies no clip at or before `deleted_through`,
 the newest clip id this retention deleted (clip ids sort by start time), nor one older than
-`max_age_days`. It is kept in the replicator's state directory (RETENTION_FILE_NAME), so a
-restart does not copy those clips again.
+`max_age_days` (it logs that it did not, once per clip). `deleted_through` is kept in the
+replicator's state directory (RETENTION_FILE_NAME), so a restart does not copy those clips
+again.
 """
 
 import contextlib
@@ -36,6 +45,16 @@ log = logging.getLogger(__name__)
 RETENTION_FILE_NAME = "retention.json"
 US_PER_DAY = 86_400 * 1_000_000
 CLIP_ID_LENGTH = len("YYYYMMDDTHHMMSSZ-xxxxxx")
+
+
+def age_reference_us(now_us: int, newest_clip_id: str | None,
+                     clock_synchronised: bool = True) -> int | None:
+    """When clip ages count back from (see the module docstring); None: no age rule now."""
+    if not clock_synchronised:
+        return None
+    if newest_clip_id is None:
+        return now_us
+    return min(now_us, clip_start_us(newest_clip_id))
 
 
 def clip_id_of(name: str) -> str | None:
@@ -92,18 +111,27 @@ class ReplicaRetention:
         except OSError as exc:
             log.error("cannot write %s: %s", self.state_path, exc.strerror or exc)
 
-    def copies(self, clip_id: str, now_us: int) -> bool:
+    def copies(self, clip_id: str, reference_us: int | None) -> bool:
         """Whether the replicator should copy this clip at all (see the module docstring)."""
+        return self.not_copied_because(clip_id, reference_us) is None
+
+    def not_copied_because(self, clip_id: str, reference_us: int | None) -> str | None:
+        """Why the replicator does not copy this clip, None if it does; `reference_us` is
+        age_reference_us()."""
         if self.deleted_through is not None and clip_id <= self.deleted_through:
-            return False
-        return not self._too_old(clip_id, now_us)
+            return "the replica's retention deleted it"
+        if self._too_old(clip_id, reference_us):
+            return (f"it is older than the replica's max_age_days ({self.max_age_days} days "
+                    f"before the newest clip)")
+        return None
 
-    def _too_old(self, clip_id: str, now_us: int) -> bool:
-        return self.max_age_days > 0 and \
-            clip_start_us(clip_id) < now_us - self.max_age_days * US_PER_DAY
+    def _too_old(self, clip_id: str, reference_us: int | None) -> bool:
+        return self.max_age_days > 0 and reference_us is not None and \
+            clip_start_us(clip_id) < reference_us - self.max_age_days * US_PER_DAY
 
-    def apply(self, sftp, clips_root: str, now_us: int,
-              growing_ids: set[str]) -> RetentionResult:
+    def apply(self, sftp, clips_root: str, now_us: int, growing_ids: set[str],
+              newest_device_clip: str | None = None,
+              clock_synchronised: bool = True) -> RetentionResult:
         """Delete on the server what the replica's retention says, oldest first."""
         result = RetentionResult()
         if self.max_age_days == 0 and self.max_total_bytes == 0:
@@ -111,11 +139,13 @@ class ReplicaRetention:
         days = list(_day_directories(sftp, clips_root))  # [(path, bytes)], oldest first
         total_bytes = sum(size for _, size in days)
         newest = _newest_clip(sftp, days)
+        reference_us = age_reference_us(now_us, max(filter(None, (newest, newest_device_clip)),
+                                                    default=None), clock_synchronised)
         for day, _ in days:
             clips = _clips_in(sftp, day)  # {id: [(name, bytes)]}, one day only
             for clip_id in sorted(clips):
                 over_budget = self.max_total_bytes > 0 and total_bytes > self.max_total_bytes
-                if not over_budget and not self._too_old(clip_id, now_us):
+                if not over_budget and not self._too_old(clip_id, reference_us):
                     result.kept_bytes = total_bytes
                     return result  # everything after this one is newer: nothing more to do
                 if clip_id in growing_ids or clip_id == newest:

@@ -19,6 +19,7 @@ and refuses an unknown or changed host key.
 import signal
 from pathlib import Path
 
+from doorbell.clock_sync import clock_synchronised
 from doorbell.config import load_settings
 from doorbell.storage.home import Home
 from doorbell.storage.replica import PassResult, run_forever
@@ -130,7 +131,8 @@ def _replicate(home: Home, settings, args) -> int:
         run_forever(home.root, pinned.target.path, connect,
                     poll_interval_s=poll_interval_s, should_stop=lambda: bool(stopping),
                     on_pass=on_pass, on_error=progress.failed,
-                    connection_errors=connection_errors(), retention=retention)
+                    connection_errors=connection_errors(), retention=retention,
+                    clock_synchronised=clock_synchronised)
     except ReplicaTargetError as exc:  # the status page says so too
         progress.failed(str(exc))
         raise
