@@ -13,7 +13,9 @@ partial video (or a sealed one without metadata: an interrupted clip the device 
 """
 
 import contextlib
+import errno
 import os
+import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -33,8 +35,13 @@ from .durable import PARTIAL_SUFFIX
 from .errors import ClipNotFound, InvalidClipId
 from .index import ClipIndex, IndexedClip
 from .inspect import inspect_file
+from .recipients import check_member_name
 
 QUIET_S = 60.0  # a folder unchanged this long, with no partial in it, holds sealed files only
+MAX_IDENTITY_BYTES = 8 * 1024  # a member's hybrid identity file is about 2.3 KB
+MAX_RECIPIENTS_BYTES = 256 * 1024  # about 130 hybrid keys
+HEARTBEAT_FILE = "replica-heartbeat.json"
+MAX_HEARTBEAT_BYTES = 4 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +86,10 @@ class ReplicaFolder:
     def recipients_file(self) -> Path:
         return self.root / "recipients.txt"
 
+    @property
+    def heartbeat_file(self) -> Path:
+        return self.root / HEARTBEAT_FILE
+
     def problem(self) -> str | None:
         """Why this is not a replica folder the hub can show, in one sentence, or None."""
         if not self.root.is_dir():
@@ -121,16 +132,84 @@ class ReplicaFolder:
         return FolderScan(found, newest, listings)
 
     def video_path(self, clip_id: str) -> Path:
-        """The clip's sealed video, else its partial one; ClipNotFound if neither exists."""
+        """The clip's sealed video, else its partial one; ClipNotFound if neither exists as a
+        regular file inside the replica (a link, even to a file inside it, does not count)."""
         sealed = clip_paths(self.clips_dir, clip_id)["video"]
         for candidate in (sealed, sealed.with_name(sealed.name + PARTIAL_SUFFIX)):
-            if candidate.is_file():
-                return candidate
+            with contextlib.suppress(OSError):
+                if stat.S_ISREG(candidate.lstat().st_mode) and self.holds(candidate):
+                    return candidate
         raise ClipNotFound(f"clip {clip_id} does not exist")
 
     def open_video(self, clip_id: str, identities: Sequence[Identity]) -> ClipVideo:
         """The clip's video: a growing or interrupted one as its authenticated prefix."""
-        return open_video_file(self.video_path(clip_id), clip_id, identities)
+        path = self.video_path(clip_id)
+        try:
+            handle = open_regular(path)
+        except OSError:
+            raise ClipNotFound(f"clip {clip_id} does not exist") from None
+        return open_video_file(path, clip_id, identities, handle=handle)
+
+    def holds(self, path: Path) -> bool:
+        """Whether `path`'s folder, links resolved, is inside the replica (and so `path`, when
+        it is no link itself)."""
+        return Path(os.path.realpath(path.parent)).is_relative_to(os.path.realpath(self.root))
+
+    def identity_names(self) -> list[str]:
+        """The members with an identity file in the replica: regular files only, not links."""
+        directory = self.identities_dir
+        try:
+            if not stat.S_ISDIR(directory.lstat().st_mode) or not self.holds(directory):
+                return []
+            entries = list(os.scandir(directory))
+        except OSError:
+            return []
+        names = []
+        for entry in entries:
+            name = entry.name.removesuffix(".age")
+            with contextlib.suppress(OSError, ValueError):
+                if entry.name.endswith(".age") and entry.is_file(follow_symlinks=False) and \
+                        check_member_name(name) == name:
+                    names.append(name)
+        return sorted(names)
+
+    def read_identity(self, member: str) -> bytes:
+        """A member's passphrase-wrapped identity file; OSError if it is no regular file in the
+        replica or larger than MAX_IDENTITY_BYTES (a hostile replica's FIFO or 300 MB file)."""
+        path = self.identities_dir / f"{check_member_name(member)}.age"
+        if not self.holds(path):
+            raise OSError(errno.EXDEV, f"{path} is outside the replica")
+        return read_small_file(path, MAX_IDENTITY_BYTES)
+
+    def read_text(self, path: Path, max_bytes: int) -> str:
+        """A small text file of the replica (recipients.txt, the heartbeat), read as
+        read_identity reads; OSError or UnicodeDecodeError (a ValueError) if it is not one."""
+        if not self.holds(path):
+            raise OSError(errno.EXDEV, f"{path} is outside the replica")
+        return read_small_file(path, max_bytes).decode("utf-8")
+
+
+def open_regular(path: Path):
+    """`path` opened for reading if it is a regular file and no link (O_NOFOLLOW); never blocks
+    on a FIFO or device (O_NONBLOCK, then refused). OSError otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, f"{path} is not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_small_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of a regular file (as open_regular), OSError if it holds more than max_bytes:
+    never more than that is read."""
+    with open_regular(path) as handle:
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise OSError(errno.EFBIG, f"{path} is larger than {max_bytes} bytes")
+    return data
 
 
 def refresh_index(scan: FolderScan, index: ClipIndex) -> int:

@@ -31,6 +31,8 @@ def _source() -> ClipSource:
 
 
 def _open(source: ClipSource, clip_id: str):
+    if source.replica is not None:
+        _indexed(source, clip_id)  # a hub serves only what its scan of the replica listed
     try:
         return source.open_video(clip_id)
     except ClipNotFound:
@@ -152,6 +154,8 @@ def _record_video(source: ClipSource, clip_id: str, wanted) -> None:
 def thumbnail(clip_id: str):
     clip_id = valid_clip_id(clip_id)
     source = _source()
+    if source.replica is not None:
+        _indexed(source, clip_id)
     try:
         data = read_thumbnail(source.clips_dir, clip_id, identities())
     except AgeError:
