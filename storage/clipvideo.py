@@ -11,16 +11,65 @@ caller promises a whole body (a download, an export), and `iter_range()` raises 
 the damage. Every error is a storage.age error whose message is one sentence.
 """
 
+import hashlib
+import os
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from .age.errors import AgeError, PayloadError
 from .age.identities import Identity
 from .age.reader import DecryptingReader, decrypt, recover_prefix
+from .age.stream import CHUNK_SIZE
 from .clipid import clip_paths
 from .errors import ClipNotFound
 
 BLOCK_BYTES = 256 * 1024  # what iter_range yields at a time: four chunks
+# An interrupted clip is authenticated whole to find its end: one bigger than an hour (the
+# longest recording.max_clip_s) at 8 Mbit/s is refused rather than decrypted at each request.
+MAX_INTERRUPTED_BYTES = 4 * 1024**3
+PREFIX_CACHE_ENTRIES = 64
+FIRST_BYTES = 64 * 1024  # hashed to tell a file from another at the same inode
+
+
+class _PrefixCache:
+    """How many chunks of an interrupted file authenticated, per file: a growing clip's next
+    Range request authenticates only the chunks appended since (they are only appended to).
+
+    Keyed by the file's path, device and inode and a hash of its first bytes (its header and
+    first chunk); reused while the file is no shorter. Serving still authenticates every chunk
+    it reads, so a chunk rewritten in place is a clear error there, never served.
+    """
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple, tuple[int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def key(self, path: Path, handle) -> tuple[tuple, int]:
+        """(the file's key, its size now)."""
+        info = os.fstat(handle.fileno())
+        handle.seek(0)
+        first = hashlib.sha256(handle.read(FIRST_BYTES)).digest()
+        return (str(path), info.st_dev, info.st_ino, first), info.st_size
+
+    def known_good_chunks(self, key: tuple, size_bytes: int) -> int:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] > size_bytes:
+                return 0
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def remember(self, key: tuple, size_bytes: int, good_chunks: int) -> None:
+        with self._lock:
+            self._entries[key] = (size_bytes, good_chunks)
+            self._entries.move_to_end(key)
+            while len(self._entries) > PREFIX_CACHE_ENTRIES:
+                self._entries.popitem(last=False)
+
+
+_prefixes = _PrefixCache()
 
 
 class ClipVideo:
@@ -107,22 +156,38 @@ def open_clip_video(clips_dir: Path, clip_id: str, identities: Sequence[Identity
     return open_video_file(clip_paths(clips_dir, clip_id)["video"], clip_id, identities)
 
 
-def open_video_file(path: Path, clip_id: str, identities: Sequence[Identity]) -> ClipVideo:
-    """open_clip_video for a video file named by its path (a replica's growing `.partial`)."""
-    try:
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise ClipNotFound(f"clip {clip_id} does not exist") from None
+def open_video_file(path: Path, clip_id: str, identities: Sequence[Identity],
+                    handle=None) -> ClipVideo:
+    """open_clip_video for a video file named by its path (a replica's growing `.partial`),
+    or already opened as `handle` (which the ClipVideo then owns)."""
+    if handle is None:
+        try:
+            handle = path.open("rb")
+        except FileNotFoundError:
+            raise ClipNotFound(f"clip {clip_id} does not exist") from None
     try:
         reader = decrypt(handle, identities)
         try:
             return ClipVideo(handle, reader, reader.size, truncated=False, authenticated=False)
         except PayloadError:
             # The final chunk does not authenticate: an interrupted clip (or a damaged end).
-            # Finding the prefix authenticates every chunk of it.
-            recovered = recover_prefix(handle, identities)
-            return ClipVideo(handle, recovered.reader, recovered.size_bytes, recovered.truncated,
-                             authenticated=True)
+            return _open_prefix(path, handle, identities)
     except BaseException:
         handle.close()
         raise
+
+
+def _open_prefix(path: Path, handle, identities: Sequence[Identity]) -> ClipVideo:
+    """An interrupted clip's authenticated prefix. Finding it authenticates every chunk of it
+    (the ones this process authenticated before in this same file are not read again)."""
+    key, size_bytes = _prefixes.key(path, handle)
+    if size_bytes > MAX_INTERRUPTED_BYTES:
+        raise PayloadError(f"this interrupted clip is {size_bytes / 1e9:.1f} GB, more than any "
+                           f"recording can be ({MAX_INTERRUPTED_BYTES / 1e9:.1f} GB), so it is "
+                           f"not played")
+    known = _prefixes.known_good_chunks(key, size_bytes)
+    recovered = recover_prefix(handle, identities, known_good_chunks=known)
+    if recovered.truncated:
+        _prefixes.remember(key, size_bytes, -(-recovered.size_bytes // CHUNK_SIZE))
+    return ClipVideo(handle, recovered.reader, recovered.size_bytes, recovered.truncated,
+                     authenticated=True)

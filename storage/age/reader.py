@@ -215,11 +215,12 @@ class RecoveredPrefix:
     size_bytes: int  # plaintext bytes that authenticate
 
 
-def _authenticated_prefix(reader: "DecryptingReader") -> tuple[int, bool]:
+def _authenticated_prefix(reader: "DecryptingReader", start: int = 0) -> tuple[int, bool]:
     """(how many chunks from the start authenticate, whether they end with the final chunk).
-    A final chunk followed by garbage authenticates; what follows it does not count."""
-    good = 0
-    for index in range(reader._chunk_count):
+    A final chunk followed by garbage authenticates; what follows it does not count. The first
+    `start` chunks are taken as authenticated already (not read)."""
+    good = min(start, reader._chunk_count)
+    for index in range(good, reader._chunk_count):
         try:
             reader._chunk(index)
         except PayloadError:
@@ -230,14 +231,18 @@ def _authenticated_prefix(reader: "DecryptingReader") -> tuple[int, bool]:
     return good, False
 
 
-def recover_prefix(src: BinaryIO, identities: Sequence[Identity]) -> RecoveredPrefix:
+def recover_prefix(src: BinaryIO, identities: Sequence[Identity],
+                   known_good_chunks: int = 0) -> RecoveredPrefix:
     """Open a possibly cut or torn file and expose exactly its authenticated chunks.
 
     Every chunk is authenticated (a whole-file pass): damage anywhere, not only at the end,
-    ends the prefix. `truncated` is False only for a file that is entirely intact.
+    ends the prefix. `truncated` is False only for a file that is entirely intact. A caller
+    that authenticated the first `known_good_chunks` of this same file before (a growing clip,
+    storage/clipvideo.py) has only the chunks after them checked now; each chunk is still
+    authenticated again when it is read.
     """
     reader = decrypt(src, identities)
-    good, sealed = _authenticated_prefix(reader)
+    good, sealed = _authenticated_prefix(reader, known_good_chunks)
     if sealed and good == reader._chunk_count:
         return RecoveredPrefix(reader, truncated=False, size_bytes=reader.size)
     header, file_key = _open_header(src, identities)
