@@ -14,6 +14,7 @@ partial video (or a sealed one without metadata: an interrupted clip the device 
 
 import contextlib
 import errno
+import json
 import os
 import stat
 import time
@@ -21,7 +22,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .age.errors import PayloadError
 from .age.identities import Identity
+from .age.reader import decrypt
 from .clipid import (
     METADATA_SUFFIX,
     SUFFIXES,
@@ -42,6 +45,8 @@ MAX_IDENTITY_BYTES = 8 * 1024  # a member's hybrid identity file is about 2.3 KB
 MAX_RECIPIENTS_BYTES = 256 * 1024  # about 130 hybrid keys
 HEARTBEAT_FILE = "replica-heartbeat.json"
 MAX_HEARTBEAT_BYTES = 4 * 1024
+MAX_THUMBNAIL_BYTES = 4 * 1024 * 1024  # the recorder's are tens of KB
+MAX_METADATA_BYTES = 1024 * 1024  # the recorder's are a few KB
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +154,37 @@ class ReplicaFolder:
         except OSError:
             raise ClipNotFound(f"clip {clip_id} does not exist") from None
         return open_video_file(path, clip_id, identities, handle=handle)
+
+    def thumbnail(self, clip_id: str, identities: Sequence[Identity]) -> bytes | None:
+        """The clip's decrypted thumbnail, None if it has none (a link or a FIFO counts as
+        none); a storage.age error if it does not authenticate or is too big to be one."""
+        return self._read_small(clip_id, "thumbnail", MAX_THUMBNAIL_BYTES, identities)
+
+    def metadata(self, clip_id: str, identities: Sequence[Identity]) -> dict | None:
+        """The clip's decrypted metadata, as thumbnail() reads it."""
+        data = self._read_small(clip_id, "metadata", MAX_METADATA_BYTES, identities)
+        if data is None:
+            return None
+        try:
+            return json.loads(data)
+        except ValueError:
+            raise PayloadError(f"clip {clip_id} metadata authenticates but is not JSON") from None
+
+    def _read_small(self, clip_id: str, kind: str, max_bytes: int,
+                    identities: Sequence[Identity]) -> bytes | None:
+        path = clip_paths(self.clips_dir, clip_id)[kind]
+        try:
+            if not self.holds(path):
+                return None
+            handle = open_regular(path)
+        except OSError:
+            return None
+        with handle:
+            size_bytes = os.fstat(handle.fileno()).st_size
+            if size_bytes > max_bytes:
+                raise PayloadError(f"the clip's {kind} file is {size_bytes} bytes, more than "
+                                   f"the recorder ever writes ({max_bytes})")
+            return decrypt(handle, identities).read()
 
     def holds(self, path: Path) -> bool:
         """Whether `path`'s folder, links resolved, is inside the replica (and so `path`, when

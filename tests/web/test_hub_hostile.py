@@ -111,6 +111,31 @@ def test_a_day_folder_linked_outside_the_replica_is_not_served(replica, hub_home
         ReplicaFolder(replica).video_path(clip_id)
 
 
+def test_a_thumbnail_linked_to_a_fifo_or_a_huge_metadata_file_stops_no_page(
+        replica, hub_home, template_home, tmp_path):
+    clip_id = template_home.clips["doorbell"].id
+    day = day_folder(replica, clip_id)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    (day / f"{clip_id}.jpg.age").unlink()
+    os.symlink(fifo, day / f"{clip_id}.jpg.age")
+    with open(day / f"{clip_id}.json.age", "r+b") as handle:
+        handle.truncate(300 * 1024 * 1024)  # sparse
+    client = new_client(hub(hub_home))
+    assert login(client).status_code == 303
+    box = {}
+    try:
+        assert in_thread(lambda: box.update(thumbnail=client.get(
+            f"/clips/{clip_id}/thumbnail.jpg?camera=front")), 20), "the thumbnail blocked"
+        assert box["thumbnail"].status_code == 404
+        assert in_thread(lambda: box.update(page=client.get(
+            f"/clips/{clip_id}?camera=front")), 20), "the clip page blocked"
+        assert box["page"].status_code == 200
+        assert "more than the recorder ever writes" in box["page"].get_data(as_text=True)
+    finally:
+        unblock(fifo)
+
+
 # -- 2. identities/ cannot stop or exhaust the hub ------------------------------------------
 
 

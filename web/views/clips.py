@@ -157,7 +157,8 @@ def thumbnail(clip_id: str):
     if source.replica is not None:
         _indexed(source, clip_id)
     try:
-        data = read_thumbnail(source.clips_dir, clip_id, identities())
+        data = source.replica.thumbnail(clip_id, identities()) if source.replica else \
+            read_thumbnail(source.clips_dir, clip_id, identities())
     except AgeError:
         abort(422, "This thumbnail cannot be decrypted: it was damaged or tampered with.")
     if data is None:

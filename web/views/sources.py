@@ -11,7 +11,6 @@ from pathlib import Path
 from flask import abort, g
 
 from doorbell.storage.age.errors import AgeError
-from doorbell.storage.clipreader import read_metadata
 from doorbell.storage.clipvideo import ClipVideo, open_clip_video
 from doorbell.storage.replica_folder import ReplicaFolder
 
@@ -43,7 +42,7 @@ class ClipSource:
         key = (self.camera, clip_id)
         if key not in cache:
             try:
-                cache[key] = read_metadata(self.clips_dir, clip_id, identities()) or {}
+                cache[key] = self.replica.metadata(clip_id, identities()) or {}
             except AgeError as exc:
                 cache[key] = {"error": f"metadata cannot be read: {exc}"}
         return cache[key]
