@@ -5,8 +5,9 @@
  * events.jsonl in the runtime directory, always (the viewer's live events);
  * MQTT (Home Assistant discovery) when `mqtt.enabled`, ntfy when `ntfy.enabled`. MQTT names the
    device by the id kept in the home (discovery.load_device_id), watches the clips' disk and,
-   given `switches` (notify/switches.py, the same object the recorder reads), offers Home
-   Assistant the privacy mode and mute chime switches.
+   given `switches` (notify/switches.py, the same object the recorder reads; `doorbell record`
+   gives it with `mqtt.switches` only), offers Home Assistant the privacy mode and mute chime
+   switches, and announces privacy mode changes on the bus it returns.
 
 LAN only: each target's host is resolved here, once, and the answer is logged. If any address
 is outside `viewer.allowed_networks` (loopback, RFC 1918, link-local, IPv6 ULA by default) the
@@ -83,7 +84,10 @@ def build_event_bus(settings: Settings, run_dir: Path, home_dir: Path | None = N
         port = url.port or (443 if url.scheme == "https" else 80)
         sinks.append(_checked(NtfySink(settings), "ntfy.url", ntfy.host, port, networks,
                               ntfy.allow_public_targets, getaddrinfo))
-    return EventBus(sinks, queue_size=queue_size, images=mqtt.enabled and mqtt.snapshot_images)
+    bus = EventBus(sinks, queue_size=queue_size, images=mqtt.enabled and mqtt.snapshot_images)
+    if switches is not None:
+        switches.events = bus
+    return bus
 
 
 def _mqtt_identity(home_dir: Path | None) -> dict:

@@ -15,9 +15,10 @@ thread; neither is the capture thread, so a slow or absent broker never stalls r
    the clips' disk, measured here every `disk_interval_s` (free bytes; "low" below
    retention.min_free_bytes, or at once on a disk_low event), all retained.
  * Home Assistant's switches (privacy mode, mute chime; camera/notify/switches.py): their
-   command topics are subscribed on every connect; a command is kept, audited and put in force
-   by `Switches.set` (on paho's thread, never the capture thread), then the state topic says
-   what is in force now (retained), also when the change was refused.
+   command topics are subscribed on every connect (only with `mqtt.switches`); a command is
+   kept, audited (actor "mqtt:<broker host>": MQTT does not say who published it) and put in
+   force by `Switches.set` (on paho's thread, never the capture thread), then the state topic
+   says what is in force now (retained), also when the change was refused.
  * Where it connects: the address resolved (and checked to be on the home network) at start.
    Without TLS it connects to that address itself, so a later DNS answer cannot send it
    elsewhere; with TLS it connects by name, and the broker's certificate must match the name.
@@ -284,7 +285,8 @@ class MqttSink:
                         "retained (clear it with an empty retained message)", name,
                         self.topics.switch(name)[1])
         elif payload in (b"ON", b"OFF"):
-            self.switches.set(name, payload == b"ON")
+            self.switches.set(name, payload == b"ON", f"mqtt:{self.config.host}",
+                              topic=self.topics.switch(name)[1])
         else:
             log.warning("MQTT: ignored the %s command %r: it takes ON or OFF", name,
                         payload[:40].decode("utf-8", "replace"))

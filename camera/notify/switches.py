@@ -7,13 +7,22 @@
                   Assistant, ntfy, the viewer, the clip)
 
 Set through MQTT command topics (camera/notify/mqtt.py), so they exist only while
-`mqtt.enabled`: without MQTT nothing could switch privacy mode off again, so both are off then.
+`mqtt.enabled` and `mqtt.switches` (off by default: any client the broker lets publish to the
+command topic can stop the recording; README, "Home Assistant", has a Mosquitto ACL so that
+only Home Assistant's user may): without them nothing could switch privacy mode off again, so
+both are off then.
 
-Every change is written to the audit log (actor "home-assistant", action "privacy_mode" or
-"mute_chime", details {"on": true|false}) and kept in `<home>/switches.json`, replaced
-atomically, so a recorder restart keeps what was set. A change that cannot be kept or audited
-is not made (the state topic then echoes the old state back, and Home Assistant's switch flips
-back). A switches.json that is not what this module writes is logged and read as both off.
+Every change is written to the audit log (actor "mqtt:<broker host>", action "privacy_mode" or
+"mute_chime", details {"on": true|false, "topic": the command topic}): MQTT does not say which
+client published a message, so the audit names the way it came, not a person. It is kept in
+`<home>/switches.json`, replaced atomically, so a recorder restart keeps what was set. A change
+that cannot be kept or audited is not made (the state topic then echoes the old state back, and
+Home Assistant's switch flips back). A switches.json that is not what this module writes is
+logged and read as both off.
+
+A privacy mode change in force is also told to the household: a `privacy_mode` event (on: true
+or false) on the event bus (`events`, set by camera.notify.build_event_bus): the viewer's live
+events, ntfy and MQTT's event topic.
 
 Thread-safety: `set()` runs on paho's network thread; the recorder's capture thread and
 gpiozero's thread only read the two booleans.
@@ -32,7 +41,7 @@ log = logging.getLogger("doorbell.mqtt")
 
 SWITCHES_FILE = "switches.json"
 NAMES = ("privacy_mode", "mute_chime")
-ACTOR = "home-assistant"  # MQTT carries no member's name: the audit says where it came from
+ANNOUNCED = ("privacy_mode",)  # the switches whose changes go out as events
 
 
 class Switches:
@@ -41,6 +50,7 @@ class Switches:
         self.audit = audit
         self._lock = threading.Lock()
         self._state = dict.fromkeys(NAMES, False)
+        self.events = None  # camera.events.EventBus: privacy mode changes are announced on it
         self._load()
 
     @classmethod
@@ -59,9 +69,10 @@ class Switches:
         with self._lock:
             return dict(self._state)
 
-    def set(self, name: str, on: bool) -> bool:
-        """Switch `name` on or off: kept, audited, then in force. True if the state is now
-        `on` (also when it already was); False if the change could not be kept or audited."""
+    def set(self, name: str, on: bool, actor: str, **details) -> bool:
+        """Switch `name` on or off: kept, audited (by `actor`, with `details`), then in force and
+        announced. True if the state is now `on` (also when it already was); False if the change
+        could not be kept or audited."""
         if name not in NAMES:
             raise ValueError(f"there is no switch called {name!r}")
         with self._lock:
@@ -77,7 +88,7 @@ class Switches:
                 return False
             try:
                 if self.audit is not None:
-                    self.audit.append(ACTOR, name, on=on)
+                    self.audit.append(actor, name, on=on, **details)
             except (AuditLogCorrupt, OSError, ValueError) as exc:
                 log.error("%s stays %s: the change cannot be audited (%s)", name, _word(not on),
                           exc)
@@ -88,7 +99,9 @@ class Switches:
                               "change", self.path, undo, name, _word(on))
                 return False
             self._state = after
-        log.warning("%s is %s (set from Home Assistant)", name, _word(on))
+        log.warning("%s is %s (set by %s)", name, _word(on), actor)
+        if self.events is not None and name in ANNOUNCED:
+            self.events.emit(name, on=on)  # never blocks, never raises
         return True
 
     def _write(self, state: dict[str, bool]) -> None:

@@ -50,9 +50,11 @@ def broker(tmp_path):
 class HomeAssistant(Subscriber):
     """Home Assistant's end: watches every topic of the doorbell and flips its switches."""
 
+    prefix = TEST  # <topic_prefix>/<device id>
+
     def flip(self, name: str, payload: str, timeout_s: float = 5.0) -> None:
         """Send `payload` to the switch and wait for the state topic to echo it."""
-        state = f"{TEST}/{name}"
+        state = f"{self.prefix}/{name}"
         before = len(self.on(state))
         self.client.publish(f"{state}/set", payload, qos=1)
         deadline = time.monotonic() + timeout_s
@@ -154,8 +156,10 @@ def test_privacy_mode_stops_clips_and_live_view_and_recording_resumes_after(brok
 
         # Echoed on the state topic, audited, and kept in the home.
         assert [m[2] for m in ha.on(f"{TEST}/privacy_mode")] == [b"OFF", b"ON", b"OFF"]
-        assert audited(home, "privacy_mode") == [("home-assistant", {"on": True}),
-                                                 ("home-assistant", {"on": False})]
+        # MQTT does not say who published: the audit names the way it came (the broker).
+        via = {"topic": f"{TEST}/privacy_mode/set"}
+        assert audited(home, "privacy_mode") == [("mqtt:127.0.0.1", {"on": True} | via),
+                                                 ("mqtt:127.0.0.1", {"on": False} | via)]
         assert json.loads((home.root / "switches.json").read_text()) == \
             {"mute_chime": False, "privacy_mode": False}
     finally:
@@ -203,7 +207,7 @@ def test_privacy_mode_survives_a_recorder_restart(broker, home):
         assert seen == {"state": "privacy mode", "live": False}
         (clip,) = home.clips()  # the press at 4 s; none for the one at 1 s
         assert clip.start_us >= ORIGIN_US + 3 * S
-        assert [d for _a, d in audited(home, "privacy_mode")] == [{"on": True}, {"on": False}]
+        assert [d["on"] for _a, d in audited(home, "privacy_mode")] == [True, False]
     finally:
         ha.close()
 
@@ -250,7 +254,7 @@ def test_mute_chime_keeps_the_chime_quiet_but_the_press_still_goes_out(broker, h
         assert rings == ["ring"] * 3  # the muted press rang Home Assistant all the same
         assert len(home.clips()) >= 1 and all(c.trigger == "doorbell" for c in home.clips())
         assert [m[2] for m in ha.on(f"{TEST}/mute_chime")] == [b"OFF", b"ON", b"OFF"]
-        assert [d for _a, d in audited(home, "mute_chime")] == [{"on": True}, {"on": False}]
+        assert [d["on"] for _a, d in audited(home, "mute_chime")] == [True, False]
     finally:
         ha.close()
         doorbell.close()
@@ -316,7 +320,7 @@ def test_a_damaged_switches_file_reads_as_off_and_says_so(tmp_path, caplog):
     (tmp_path / "switches.json").write_text('{"privacy_mode": true, "mute_chime": true}')
     assert Switches.in_home(tmp_path, None).state() == {"privacy_mode": True, "mute_chime": True}
     with pytest.raises(ValueError, match="there is no switch called 'camera'"):
-        Switches.in_home(tmp_path, None).set("camera", True)
+        Switches.in_home(tmp_path, None).set("camera", True, "test")
 
 
 def test_doorbell_record_obeys_the_switches_and_keeps_them_across_a_restart(broker, home):
@@ -372,6 +376,134 @@ def test_doorbell_record_obeys_the_switches_and_keeps_them_across_a_restart(brok
         again.send_signal(signal.SIGTERM)
         assert again.wait(timeout=30) == 0, again_log.read_text()
         assert "privacy_mode is on (set from Home Assistant, kept in" in again_log.read_text()
-        assert [d for _a, d in audited(home, "privacy_mode")] == [{"on": True}, {"on": False}]
+        assert [d["on"] for _a, d in audited(home, "privacy_mode")] == [True, False]
     finally:
         ha.close()
+
+
+def test_without_mqtt_switches_the_command_topic_stops_nothing(broker, home):
+    """The default (mqtt.switches = false): `doorbell record` offers no switch, and a client
+    publishing ON to the privacy mode command topic (the device id is public in discovery)
+    leaves the recording and the live view as they are."""
+    import signal
+
+    home.configure(f'[mqtt]\nenabled = true\nhost = "127.0.0.1"\nport = {broker.port}\n')
+    live, status = home.run_dir / "live.jpg", home.run_dir / "recorder.json"
+    ha = Subscriber(broker.port, ["doorbell/#", "homeassistant/#"])
+    process, log = home.start("record", "--source", "synthetic")
+    try:
+        deadline = time.monotonic() + 30
+        while not (live.exists() and (home.root / "device-id").exists()
+                   and ha.on(f"doorbell/{(home.root / 'device-id').read_text().strip()}"
+                             "/availability")):
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+        device_id = (home.root / "device-id").read_text().strip()
+        switch_configs = [m for m in ha.messages if m[1].startswith("homeassistant/switch/")]
+        assert switch_configs and all(m[2] == b"" for m in switch_configs)  # removed, not offered
+        ha.client.publish(f"doorbell/{device_id}/privacy_mode/set", "ON", qos=1).wait_for_publish(5)
+        frame_before = live.stat().st_mtime_ns
+        time.sleep(2)
+        assert live.exists() and live.stat().st_mtime_ns != frame_before  # still live
+        assert json.loads(status.read_text())["state"] != "privacy mode"
+        assert not ha.on(f"doorbell/{device_id}/privacy_mode")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()
+        assert audited(home, "privacy_mode") == []
+        assert not (home.root / "switches.json").exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        ha.close()
+
+
+def readme_acl() -> str:
+    """The Mosquitto ACL the README gives (the fenced block starting with its file name)."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```\n# /etc/mosquitto/doorbell.acl\n") + 4
+    return readme[start:readme.index("```", start)]
+
+
+class BrokerUser(HomeAssistant):
+    """A client logged in to the broker as `user` (Subscriber's, with a user name)."""
+
+    def __init__(self, port: int, user: str, topics=(), prefix: str = TEST):
+        import threading
+
+        import paho.mqtt.client as paho
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.prefix = prefix
+        self.messages = []
+        self.cond = threading.Condition()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-test")
+        self.client.username_pw_set(user, f"{user}-password")
+        self.client.on_message = self._on_message
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if topics:
+            self.client.subscribe([(t, 1) for t in topics])
+            assert subscribed.wait(5), "the subscription was not acknowledged"
+
+
+def test_with_the_readmes_acl_only_home_assistant_can_switch_and_each_change_is_announced(
+        home, tmp_path):
+    import subprocess
+
+    from doorbell.camera.events import EVENTS_FILE
+    from doorbell.camera.notify import build_event_bus
+    from tests.camera.mqtt_broker import Broker
+
+    passwords = tmp_path / "passwd"
+    for user in ("doorbell", "homeassistant", "zigbee2mqtt"):  # the last: another broker client
+        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if user == "doorbell" else []),
+                        str(passwords), user, f"{user}-password"], check=True, timeout=30)
+    acl = tmp_path / "doorbell.acl"
+    acl.write_text(readme_acl())
+    broker = Broker(tmp_path, f"allow_anonymous false\npassword_file {passwords}\n"
+                              f"acl_file {acl}").start()
+    secret = tmp_path / "doorbell-password"
+    secret.write_text("doorbell-password\n")
+    settings = mqtt_settings(broker.port, prefix="doorbell", switches=True, username="doorbell",
+                             password_file=str(secret))
+    switches = switches_of(home)
+    home.run_dir.mkdir(parents=True, exist_ok=True)  # as `doorbell record` prepares it
+    ha = BrokerUser(broker.port, "homeassistant", ["doorbell/#"])
+    intruder = BrokerUser(broker.port, "zigbee2mqtt")
+    try:
+        with build_event_bus(settings, home.run_dir, home.root, switches=switches) as bus:
+            assert bus.sinks[1].connected.wait(5), broker.log.read_text()  # [0]: events.jsonl
+            device_id = (home.root / "device-id").read_text().strip()
+            topic = f"doorbell/{device_id}/privacy_mode"
+            assert ha.wait_for(lambda t, p: t == topic and p == b"OFF")
+            assert ha.wait_for(lambda t, p: t == f"doorbell/{device_id}/mute_chime")
+            # Another client on the broker, knowing the id from discovery: the broker drops
+            # its command (MQTT 3.1.1 still acknowledges it), the doorbell never sees it.
+            intruder.client.publish(f"{topic}/set", "ON", qos=1).wait_for_publish(5)
+            ha.prefix = f"doorbell/{device_id}"
+            ha.flip("mute_chime", "ON")  # after the intruder's, in order
+            assert switches.privacy_mode is False
+            assert [m[2] for m in ha.on(topic)] == [b"OFF"]
+            # Home Assistant's user may: on, then off, each audited with the way it came.
+            ha.flip("privacy_mode", "ON")
+            assert switches.privacy_mode is True
+            ha.flip("privacy_mode", "OFF")
+            assert ha.wait_for(lambda t, p: t == f"doorbell/{device_id}/event"
+                               and b'"privacy_mode"' in p and b'"on": false' in p)
+        assert [(a, d["on"]) for a, d in audited(home, "privacy_mode")] == \
+            [("mqtt:127.0.0.1", True), ("mqtt:127.0.0.1", False)]
+        # Announced: the viewer's live events (events.jsonl) and MQTT's event topic.
+        lines = [json.loads(line) for line in
+                 (home.run_dir / EVENTS_FILE).read_text().splitlines()]
+        assert [e["on"] for e in lines if e["type"] == "privacy_mode"] == [True, False]
+        published = [json.loads(m[2]) for m in ha.on(f"doorbell/{device_id}/event")]
+        assert [e["on"] for e in published if e["type"] == "privacy_mode"] == [True, False]
+        assert not any(e["type"] == "mute_chime" for e in lines)  # the chime is not announced
+    finally:
+        ha.close()
+        intruder.close()
+        broker.stop()

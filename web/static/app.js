@@ -105,6 +105,12 @@ function liveEvents() {
     const href = box.dataset.player.replace("CLIP_ID", encodeURIComponent(d.clip_id));
     show(kind + " clip saved at " + at(d) + length + ".", href, "card");
   });
+  source.addEventListener("privacy_mode", (e) => {
+    const d = JSON.parse(e.data);
+    show(d.on === true ? "Privacy mode turned on at " + at(d) + ": no recording, no live view."
+                       : "Privacy mode turned off at " + at(d) + ": recording again.",
+         null, "warning");
+  });
   // Locked (401): the browser gives up on the stream; reloading shows the login page.
   source.addEventListener("error", () => {
     if (source.readyState === EventSource.CLOSED) window.location.reload();

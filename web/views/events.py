@@ -2,7 +2,8 @@
 
 The viewer never talks to the recorder: the recorder keeps its last 200 events in
 `events.jsonl` in the runtime directory (camera.events, replaced atomically), and this stream
-polls that file and sends each new `clip_saved` and `doorbell_pressed` as an SSE message:
+polls that file and sends each new `clip_saved`, `doorbell_pressed` and `privacy_mode` (switched
+over MQTT) as an SSE message:
 
     id: <event id>
     event: clip_saved
@@ -33,7 +34,7 @@ from .common import viewer
 
 blueprint = Blueprint("events", __name__)
 
-STREAMED = ("clip_saved", "doorbell_pressed")
+STREAMED = ("clip_saved", "doorbell_pressed", "privacy_mode")
 POLL_S = 0.25
 KEEPALIVE_S = 15.0
 MAX_STREAM_S = 600
