@@ -118,9 +118,19 @@ class PinnedTarget:
                                      f"'doorbell replicate --pair URL'") from None
 
 
-def _start_transport(target: SftpTarget, address: str, timeout_s: float):
+def _key_family(algorithm: str) -> str:
+    """The key type an algorithm signs with: an RSA key is pinned as ssh-rsa, and negotiated as
+    rsa-sha2-512 or rsa-sha2-256."""
+    return "ssh-rsa" if algorithm in ("rsa-sha2-512", "rsa-sha2-256") else algorithm
+
+
+def _start_transport(target: SftpTarget, address: str, timeout_s: float,
+                     key_type: str | None = None):
     """A paramiko Transport after the key exchange (the server's key known, no login yet).
-    Unreachable: ConnectionError; no SSH server there: ReplicaTargetError."""
+    With `key_type` (the pinned key's), only a host key of that type is negotiated: a server
+    that also has another type of key (a NAS adding ed25519 to its RSA key) shows the pinned
+    one, not one paramiko happens to prefer. Unreachable: ConnectionError; a server without a
+    key of that type: ReplicaTargetError."""
     import paramiko  # imported here: only the replicate command needs it
 
     try:
@@ -129,8 +139,27 @@ def _start_transport(target: SftpTarget, address: str, timeout_s: float):
         raise ConnectionError(f"cannot reach the replica at {target.host}:{target.port}: "
                               f"{exc.strerror or exc}") from None
     transport = paramiko.Transport(sock)
+    if key_type is not None:
+        options = transport.get_security_options()
+        offered = tuple(algorithm for algorithm in options.key_types
+                        if _key_family(algorithm) == key_type)
+        if not offered:
+            transport.close()
+            raise ReplicaTargetError(f"the pinned host key of {target.host} is of type "
+                                     f"{key_type}, which this SSH library does not support: "
+                                     f"pair again")
+        options.key_types = offered
     try:
         transport.start_client(timeout=timeout_s)
+    except paramiko.IncompatiblePeer as exc:
+        transport.close()
+        if key_type is None or "host key" not in str(exc):
+            raise ConnectionError(f"{target.host}:{target.port} did not complete an SSH key "
+                                  f"exchange: {exc}") from None
+        raise ReplicaTargetError(
+            f"the replica server {target.host}:{target.port} no longer offers a host key of "
+            f"type {key_type}, the pinned key's type: refusing to connect (if the server was "
+            f"reinstalled, check the new fingerprint on it and pair again)") from None
     except (paramiko.SSHException, EOFError, OSError) as exc:
         transport.close()
         raise ConnectionError(f"{target.host}:{target.port} did not complete an SSH key "
@@ -138,10 +167,12 @@ def _start_transport(target: SftpTarget, address: str, timeout_s: float):
     return transport
 
 
-def fetch_host_key(target: SftpTarget, address: str, timeout_s: float = 10.0):
-    """The server's host key (a paramiko PKey), read in the key exchange, before any login."""
+def fetch_host_key(target: SftpTarget, address: str, timeout_s: float = 10.0,
+                   key_type: str | None = None):
+    """The server's host key (a paramiko PKey), read in the key exchange, before any login;
+    of `key_type` if given (the pinned key's type), else the type paramiko prefers."""
     try:
-        transport = _start_transport(target, address, timeout_s)
+        transport = _start_transport(target, address, timeout_s, key_type)
     except ConnectionError as exc:
         raise ReplicaTargetError(str(exc)) from None
     try:
@@ -172,7 +203,7 @@ def open_sftp(pinned: PinnedTarget, identity_file: Path, networks: Iterable[str]
         client_key = paramiko.PKey.from_path(identity_file)
     except (OSError, paramiko.SSHException) as exc:
         raise ReplicaTargetError(f"cannot read the SSH key {identity_file}: {exc}") from None
-    transport = _start_transport(pinned.target, address, timeout_s)
+    transport = _start_transport(pinned.target, address, timeout_s, pinned.key_type)
     try:
         check_pinned_key(pinned, transport.get_remote_server_key())
         transport.auth_publickey(pinned.target.user, client_key)

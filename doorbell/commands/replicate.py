@@ -63,11 +63,15 @@ def run(args) -> int:
 
 def _pair(home: Home, target: SftpTarget, networks) -> int:
     address = resolve_on_lan(target, networks)
-    key = fetch_host_key(target, address)
     pinned = PinnedTarget.load(home.root)
     if pinned is not None and (pinned.target.host, pinned.target.port) == \
             (target.host, target.port):
+        # the pinned type of key, so that the server's other key types are not taken for a
+        # changed key
+        key = fetch_host_key(target, address, key_type=pinned.key_type)
         check_pinned_key(pinned, key)
+    else:
+        key = fetch_host_key(target, address)
     fingerprint = host_key_fingerprint(key.asbytes())
     PinnedTarget(target, key.get_name(), key.get_base64()).save(home.root)
     print(f"Paired with {target.url}\nhost key {key.get_name()} {fingerprint}\n"
@@ -81,7 +85,7 @@ def _check(home: Home, networks) -> int:
         raise CommandError("no replica is paired: run 'doorbell replicate --pair "
                            "sftp://user@host:port/path' first")
     address = resolve_on_lan(pinned.target, networks)
-    check_pinned_key(pinned, fetch_host_key(pinned.target, address))
+    check_pinned_key(pinned, fetch_host_key(pinned.target, address, key_type=pinned.key_type))
     print(f"{pinned.target.url}: host key {pinned.fingerprint} matches the pinned key")
     return 0
 
