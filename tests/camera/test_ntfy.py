@@ -226,3 +226,22 @@ def test_the_plain_http_connection_goes_to_the_address_checked_at_start(ntfy, tm
     request = ntfy.requests[-1]
     assert request["path"] == "/base/front-door-7f3k"
     assert request["headers"]["Host"] == f"ntfy.home.arpa:{port}"
+
+
+def test_privacy_mode_turned_on_and_off_is_sent_by_default(ntfy, tmp_path):
+    # The default events include privacy_mode: a change nobody in the house made is noticed.
+    from doorbell.camera.notify.switches import Switches
+
+    switches = Switches.in_home(tmp_path, None)
+    with build_event_bus(ntfy_settings(ntfy.url), tmp_path, switches=switches):
+        assert switches.set("privacy_mode", True, "mqtt:192.168.1.10")
+        assert switches.set("privacy_mode", False, "mqtt:192.168.1.10")
+        assert switches.set("mute_chime", True, "mqtt:192.168.1.10")  # not announced
+        assert ntfy.wait_for(2)
+        time.sleep(0.3)  # nothing more comes
+    on, off = ntfy.messages
+    assert on["title"] == "Haustür: Privacy mode on" and on["priority"] == 4
+    assert on["message"].startswith("Privacy mode was turned on at ")
+    assert on["message"].endswith(": no recording, no live view.")
+    assert off["title"] == "Haustür: Privacy mode off"
+    assert off["message"].endswith(": recording again.")
