@@ -39,6 +39,7 @@ from pathlib import Path
 from .clipid import VIDEO_SUFFIX
 from .durable import PARTIAL_SUFFIX
 from .errors import ReplicaCopyConflict
+from .replica_progress import HEARTBEAT_INTERVAL_S, write_heartbeat
 from .replica_retention import ReplicaRetention, RetentionResult, age_reference_us, clip_id_of
 
 log = logging.getLogger(__name__)
@@ -252,6 +253,8 @@ class Replicator:
         self._clock_trusted = True
         self._age_reference_us: int | None = None
         self._skips_logged: set[str] = set()  # clips said not to be copied (logged once)
+        self._heartbeat_at_s: float | None = None  # monotonic; None: at the next pass
+        self._last_complete_pass_wall_us: int | None = None
         self._unreadable: dict[str, _Unreadable] = {}  # relative path -> when to try again
 
     def forget_remote_state(self) -> None:
@@ -259,6 +262,7 @@ class Replicator:
         self._made_dirs.clear()
         self._retention_due_us = None
         self._verify_all = True
+        self._heartbeat_at_s = None
 
     def pending_files(self) -> int:
         """Files changed on the device since their last copy (local stats only: no server)."""
@@ -329,7 +333,22 @@ class Replicator:
                                                     self._clock_trusted)
             for clip_id in result.retention.deleted_clips:
                 log.info("replica retention: deleted clip %s on the replica", clip_id)
+        self._beat(sftp, result)
         return result
+
+    def _beat(self, sftp, result: PassResult) -> None:
+        """replica-heartbeat.json on the replica (storage.replica_progress), after a pass."""
+        ended_us = self._clock_us()
+        if result.pending_files == 0:
+            self._last_complete_pass_wall_us = ended_us
+        now_s = self._monotonic_s()
+        if self._heartbeat_at_s is not None and now_s - self._heartbeat_at_s < \
+                HEARTBEAT_INTERVAL_S:
+            return
+        self._heartbeat_at_s = now_s
+        self._make_dirs(sftp, self.remote_root)
+        write_heartbeat(sftp, self.remote_root, ended_us, self._last_complete_pass_wall_us,
+                        result.pending_files)
 
     def _copy(self, sftp, source: SourceFile, copied: dict[str, tuple[int, int]],
               result: PassResult) -> bool:

@@ -11,11 +11,25 @@ most once per second, with exactly these keys:
     pending_files        files changed on the device and not yet on the replica
     last_error           one sentence (an unreachable server, a copy left alone), or null
     updated_wall_us      when this file was written
+
+The replicator also writes a heartbeat on the replica itself, for a hub that reads the replica
+folder and not this state directory: `replica-heartbeat.json` at the replica's root (uploaded
+as `replica-heartbeat.json.tmp`, then renamed over it, so a reader never sees half a file),
+after each pass, at most once per HEARTBEAT_INTERVAL_S:
+
+    device_wall_us              the device's wall clock when it was written (µs since the
+                                epoch, UTC): how long ago the replicator was last heard from
+    last_complete_pass_wall_us  when the last pass ended that left nothing pending, on the
+                                same clock: the replica then held every byte the device had
+                                when that pass began (the lag is device_wall_us minus this,
+                                whatever the hub's own clock says); null before the first one
+    pending_files               files the last pass could not bring up to date
 """
 
 import json
 import logging
 import os
+import posixpath
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +40,8 @@ PROGRESS_FILE_NAME = "progress.json"
 FILE_MODE = 0o640
 DIRECTORY_MODE = 0o750
 MIN_INTERVAL_S = 1.0
+HEARTBEAT_FILE_NAME = "replica-heartbeat.json"
+HEARTBEAT_INTERVAL_S = 1.0
 
 
 def wall_us() -> int:
@@ -85,3 +101,15 @@ class ProgressFile:
             self._failed = True
             return
         self._failed = False
+
+
+def write_heartbeat(sftp, remote_root: str, device_wall_us: int,
+                    last_complete_pass_wall_us: int | None, pending_files: int) -> None:
+    """Upload replica-heartbeat.json to the replica's root, atomically (see the docstring)."""
+    data = json.dumps({"device_wall_us": device_wall_us,
+                       "last_complete_pass_wall_us": last_complete_pass_wall_us,
+                       "pending_files": pending_files}).encode() + b"\n"
+    remote = posixpath.join(remote_root, HEARTBEAT_FILE_NAME)
+    with sftp.open(remote + ".tmp", "wb") as upload:
+        upload.write(data)
+    sftp.posix_rename(remote + ".tmp", remote)

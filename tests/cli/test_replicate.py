@@ -18,6 +18,7 @@ from doorbell.storage.age import parse_identity
 from doorbell.storage.age.errors import TruncatedError
 from doorbell.storage.age.reader import decrypt
 from doorbell.storage.replica import source_files
+from doorbell.storage.replica_progress import HEARTBEAT_FILE_NAME
 from tests.cli.conftest import PROJECT, WORK_FACTOR, assert_ok, assert_one_sentence, doorbell
 from tests.helpers import clean_env
 from tests.sftp_server import SftpServer
@@ -293,8 +294,9 @@ OUTAGE_S = 60.0
 
 
 def _tree_digests(root: Path) -> dict[str, str]:
+    """Every file under `root` by SHA-256, but the replicator's own heartbeat (not a copy)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != HEARTBEAT_FILE_NAME}
 
 
 def _replicated_digests(root: Path) -> dict[str, str]:

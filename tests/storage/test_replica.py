@@ -15,6 +15,7 @@ from doorbell.storage.age import X25519Identity
 from doorbell.storage.clipwriter import ClipStore
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.replica import Replicator, run_forever, source_files
+from doorbell.storage.replica_progress import HEARTBEAT_FILE_NAME
 from doorbell.storage.replica_retention import US_PER_DAY, ReplicaRetention
 from doorbell.storage.replica_target import (
     PinnedTarget,
@@ -73,8 +74,9 @@ class Running:
 
 
 def digests(root: Path) -> dict[str, str]:
+    """Every file under `root` by SHA-256, but the replicator's own heartbeat (not a copy)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != HEARTBEAT_FILE_NAME}
 
 
 def replicated_digests(home: Path) -> dict[str, str]:

@@ -19,6 +19,7 @@ from doorbell.storage.home import Home
 from doorbell.storage.index import ClipIndex
 from doorbell.storage.recipients import read_recipients
 from doorbell.storage.replica import run_forever, source_files
+from doorbell.storage.replica_progress import HEARTBEAT_FILE_NAME
 from doorbell.storage.replica_target import (
     PinnedTarget,
     SftpTarget,
@@ -44,8 +45,9 @@ RECOVERY_KEY = re.compile(r"AGE-SECRET-KEY-(?:PQ-)?1[0-9A-Z]+")
 
 
 def digests(root: Path) -> dict[str, str]:
+    """Every file under `root` by SHA-256, but the replicator's own heartbeat (not a copy)."""
     return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != HEARTBEAT_FILE_NAME}
 
 
 def source_digests(home: Path) -> dict[str, str]:
