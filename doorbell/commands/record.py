@@ -159,9 +159,6 @@ def run(args) -> int:
     watchdog = SystemdWatchdog()  # a no-op outside systemd
     if not wait_for_set_up(home, stop, watchdog):
         return 0
-    clock_unsynchronised = wait_for_clock(AuditLog(home.audit_file), stop, watchdog)
-    if stop.is_set():
-        return 0
     watcher = SettingsWatcher(home)  # config.toml and recipients.txt, now and as they change
     settings = watcher.settings
     spec = args.source or settings.camera.source
@@ -169,6 +166,10 @@ def run(args) -> int:
         plan = plan_source(spec, settings, until_eof=args.until_eof)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    # After the settings: a broken config.toml is said at once, not after the clock wait.
+    clock_unsynchronised = wait_for_clock(AuditLog(home.audit_file), stop, watchdog)
+    if stop.is_set():
+        return 0
     prepare_runtime_dir(home.run_dir)
     # Notifications (events.jsonl for the viewer, MQTT, ntfy): targets resolved and checked
     # to be on the home network now, or a ConfigError naming the key.

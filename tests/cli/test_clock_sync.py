@@ -104,7 +104,8 @@ def test_just_after_boot_the_recorder_waits_then_records_and_marks_it(home, stil
 def test_a_clip_recorded_before_ntp_is_marked_in_the_index_and_kept(home, visit_video):
     home.root.joinpath("config.toml").write_text(
         "[camera]\nwidth = 320\nheight = 180\nfps = 10\n\n[retention]\nmin_free_bytes = 0\n")
-    result, _elapsed_s = record(home, visit_video, booted_ago_s=WAIT_UNTIL_UPTIME_S - 2)
+    # A few seconds of waiting are left when the recorder gets there, even on a loaded machine.
+    result, _elapsed_s = record(home, visit_video, booted_ago_s=WAIT_UNTIL_UPTIME_S - 6)
     assert result.returncode == 0, result.stderr
 
     from doorbell.storage.index import ClipIndex

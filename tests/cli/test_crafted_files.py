@@ -90,7 +90,8 @@ def corrupt_pages(path):
     """A real SQLite file whose pages after the first are overwritten."""
     rows = [(f"20240501T12{i // 60:02d}{i % 60:02d}Z-00{i:04x}", i) for i in range(2000)]
     with sqlite3.connect(path) as db:  # enough rows for several pages
-        db.executemany("INSERT INTO clips VALUES (?, ?, 'complete', 1)", rows)
+        db.executemany("INSERT INTO clips (id, start_us, state, size_bytes)"
+                       " VALUES (?, ?, 'complete', 1)", rows)
     db.close()
     data = bytearray(path.read_bytes())
     page = int.from_bytes(data[16:18], "big")
