@@ -28,6 +28,7 @@ from doorbell.storage.recipients import read_recipients
 from doorbell.storage.replica_folder import ReplicaFolder
 from doorbell.web import create_app
 from doorbell.web.unlock import decoy_identity_file
+from tests.web import hub_replicas
 from tests.web.conftest import FAST_WORK_FACTOR, MEMBER, login, new_client
 
 PLANTED = "mallory"
@@ -358,3 +359,25 @@ def test_without_a_heartbeat_the_lag_says_so_and_falls_back_to_the_newest_file(r
     assert 'class="lag muted">no heartbeat: last file copied 5 minutes ago' in cell, cell
     (replica / "replica-heartbeat.json").write_text('{"device_wall_us": "soon"}')
     assert "no heartbeat" in lag_cell(client)
+    (replica / "replica-heartbeat.json").write_text(json.dumps({  # before a complete pass
+        "device_wall_us": int(time.time() * 1e6), "last_complete_pass_wall_us": None,
+        "pending_files": 7}))
+    cell = lag_cell(client)
+    assert 'class="lag error">no complete copy yet (7 files waiting)' in cell, cell
+
+
+replicas = hub_replicas.replicas  # two doorbells copied by the real replicator into a real sshd
+
+
+def test_the_real_replicators_heartbeat_is_the_hubs_lag(replicas, tmp_path, runtime_dir):
+    assert (replicas.front / "replica-heartbeat.json").is_file()
+    root = tmp_path / "hub-of-two"
+    root.mkdir()
+    (root / "config.toml").write_text(
+        f'[hub]\ncameras = {{ front = "{replicas.front}", back = "{replicas.back}" }}\n')
+    client = new_client(hub(root))
+    assert login(client).status_code == 303
+    cameras = client.get("/status.json").get_json()["cameras"]
+    assert [c["heartbeat"] for c in cameras] == [True, True]
+    assert all(c["lag_text"].startswith("copied up to ") and c["pending_files"] == 0
+               for c in cameras), cameras

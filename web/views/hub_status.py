@@ -50,7 +50,10 @@ def collect_hub_status() -> dict:
             "heartbeat": heartbeat is not None,
             "keys_changed": change.sentence(name, camera.pin_file) if change else None,
         }
-        if heartbeat is not None:
+        if heartbeat is not None and heartbeat["pass_age_s"] is None:
+            entry.update(lag_s=None, pending_files=heartbeat["pending_files"], lag_ok=False,
+                         lag_text="no complete copy yet")
+        elif heartbeat is not None:
             lag_s = max(0.0, now_s - heartbeat["written_s"]) + heartbeat["pass_age_s"]
             entry.update(lag_s=round(lag_s, 1), pending_files=heartbeat["pending_files"],
                          lag_ok=lag_s <= LAG_LIMIT_S,
@@ -65,17 +68,19 @@ def collect_hub_status() -> dict:
 
 
 def read_heartbeat(folder) -> dict | None:
-    """The replica's heartbeat as {"written_s", "pass_age_s", "pending_files"}, or None if it
-    has none, or none that reads as one (a hostile or half-written file)."""
+    """The replica's heartbeat as {"written_s", "pass_age_s", "pending_files"} (pass_age_s None
+    before the replicator's first complete pass), or None if it has none, or none that reads as
+    one (a hostile file)."""
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
         data = json.loads(folder.read_text(folder.heartbeat_file, MAX_HEARTBEAT_BYTES))
         device_us, pass_us, pending = (data[k] for k in (
             "device_wall_us", "last_complete_pass_wall_us", "pending_files"))
         if all(isinstance(v, int) and not isinstance(v, bool) and v >= 0
-               for v in (device_us, pass_us, pending)):
+               for v in (device_us, pending)) and (pass_us is None or (
+                   isinstance(pass_us, int) and not isinstance(pass_us, bool))):
             written_s = os.stat(folder.heartbeat_file, follow_symlinks=False).st_mtime
-            return {"written_s": written_s, "pass_age_s": max(0, device_us - pass_us) / 1e6,
-                    "pending_files": pending}
+            return {"written_s": written_s, "pending_files": pending,
+                    "pass_age_s": None if pass_us is None else max(0, device_us - pass_us) / 1e6}
     return None
 
 
