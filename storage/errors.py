@@ -50,6 +50,11 @@ class ReplicaTargetError(ValueError):
     """A replica target that is malformed, outside the home, or presents the wrong host key."""
 
 
+class ReplicaStateError(Exception):
+    """The replicator's progress.json exists but cannot be used (storage.replica_state); str()
+    is one sentence."""
+
+
 class ReplicaCopyConflict(Exception):  # noqa: N818 - says what was found
     """The replica's copy of a file is longer than the device's, or differs before its end: it
     is left alone (storage.replica)."""

@@ -9,13 +9,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ReplicaStateError
 from .replica_progress import PROGRESS_FILE_NAME
 
 MAX_BYTES = 64 * 1024
-
-
-class ReplicaStateError(Exception):
-    """progress.json exists but cannot be used; str() is one sentence."""
 
 
 @dataclass(frozen=True, slots=True)
