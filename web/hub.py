@@ -210,14 +210,16 @@ class HubUnlocker:
                         factors.append(int(stanza.args[1]))
         return min(max(factors), self.max_work_factor)
 
-    def _files_of(self, member: str) -> dict[bytes, frozenset[str]]:
-        """The member's distinct identity files, each with the keys trusted for the cameras
-        whose replica holds it."""
+    def _files_of(self, member: str, trusted: dict[str, frozenset[str]] | None = None
+                  ) -> dict[bytes, frozenset[str]]:
+        """The member's distinct identity files, each with the keys `trusted` (per camera)
+        for the cameras whose replica holds it."""
         files: dict[bytes, frozenset[str]] = {}
         for camera in self._cameras:
             with contextlib.suppress(OSError, RecipientsError):
                 data = camera.folder.read_identity(member)
-                files[data] = files.get(data, frozenset()) | camera.trusted_keys()
+                files[data] = files.get(data, frozenset()) | \
+                    (trusted or {}).get(camera.name, frozenset())
         return files
 
     def _most_files(self) -> int:
@@ -228,8 +230,9 @@ class HubUnlocker:
         if not self._lock.acquire(timeout=self._wait_s):
             raise UnlockBusy("another unlock is in progress")
         try:
+            trusted = {camera.name: camera.trusted_keys() for camera in self._cameras}
             try:
-                files = self._files_of(check_member_name(member))
+                files = self._files_of(check_member_name(member), trusted)
             except RecipientsError:
                 files = {}
             opened = []
