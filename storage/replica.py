@@ -325,6 +325,8 @@ class Replicator:
         self._settled = unlisted | {day: mtime for day, mtime in days.items()
                                     if mtime is not None and mtime < old_enough_ns}
         self._verify_all = False
+        self._unreadable = {relative: waiting for relative, waiting in self._unreadable.items()
+                            if not _gone(self.home_root / relative)}
         now_us = self._clock_us()
         if self._retention_due_us is None or now_us >= self._retention_due_us:
             self._retention_due_us = now_us + self._retention_interval_us
@@ -566,6 +568,17 @@ def run_forever(home_root: Path, remote_root: str, connect: Callable[[], object]
         finally:
             _close(sftp)
         _sleep(retry_interval_s, should_stop)
+
+
+def _gone(path: Path) -> bool:
+    """Whether the file is no longer there (an error other than its absence: still there)."""
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _day_of(relative: str) -> str:

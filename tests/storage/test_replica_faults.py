@@ -205,3 +205,28 @@ def test_a_clip_sealed_after_a_partly_refused_append_arrives_byte_identical(home
     assert (sshd.root / sealed.relative_to(home)).read_bytes() == sealed.read_bytes()
     assert not copy.exists()
     assert digests(sshd.root) == replicated_digests(home)
+
+
+def test_a_clip_whose_very_stat_fails_is_not_retried_on_every_pass(home, sshd, sftp,
+                                                                  monkeypatch):
+    bad = write_clip(home, DAY, "20240501T120000Z-aaaaaa.mp4.age", os.urandom(5_000))
+    real_stat = Path.stat
+    stats = []
+
+    def card_stat(self, *args, **kwargs):
+        if self == bad:
+            if kwargs.get("follow_symlinks", True):  # a read attempt, not lstat's "is it there"
+                stats.append(self)
+            raise OSError(errno.EIO, "Input/output error", str(self))
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", card_stat)
+    now_s = [0.0]
+    replicator = Replicator(home, str(sshd.root), unreadable_retry_s=10.0,
+                            monotonic_s=lambda: now_s[0])
+    for _ in range(5):  # five passes within the first 10 s
+        now_s[0] += 1
+        result = replicator.run_pass(sftp)
+        assert result.error_sentence() == (f"cannot read {DAY}/{bad.name} from the card: "
+                                           f"Input/output error")
+    assert len(stats) == 1
