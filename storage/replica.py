@@ -146,20 +146,23 @@ class PassResult:
         return self.conflicts[0].sentence + (f" ({more} more file(s) not copied)" if more else "")
 
 
-def source_files(home_root: Path, settled: Mapping[str, int] | None = None
-                 ) -> Iterator[SourceFile]:
+def source_files(home_root: Path, settled: Mapping[str, int] | None = None,
+                 unlistable: list[tuple[Path, OSError]] | None = None) -> Iterator[SourceFile]:
     """Every file to replicate, growing `.partial` videos first, then the small files, then the
     clips oldest first (clip paths are dated, clips/YYYY/MM/DD/<start time>-..., so path order
     is time order). A generator: one directory's listing is held at a time.
 
     `settled` maps day directories (clips/YYYY/MM/DD) to an mtime: a day whose directory still
     has that mtime is not listed (its files were all copied then, and any file made, renamed or
-    removed in it since would have changed the mtime)."""
+    removed in it since would have changed the mtime).
+
+    A directory the card cannot list (an I/O error) is skipped, and (it, the error) appended to
+    `unlistable` if given: the rest is still listed."""
     settled = settled or {}
-    days = [(relative, path, mtime_ns) for relative, path, mtime_ns in _clip_days(home_root)
-            if settled.get(relative) != mtime_ns]
+    days = [(relative, path, mtime_ns) for relative, path, mtime_ns
+            in _clip_days(home_root, unlistable) if settled.get(relative) != mtime_ns]
     for relative, path, _ in days:
-        for name in _sorted_names(path):
+        for name in _sorted_names(path, unlistable):
             if name.endswith(VIDEO_SUFFIX + PARTIAL_SUFFIX):
                 yield SourceFile(f"{relative}/{name}", path / name, True)
     for name in SMALL_FILES + APPEND_FILES:
@@ -167,30 +170,40 @@ def source_files(home_root: Path, settled: Mapping[str, int] | None = None
         if path.is_file():
             yield SourceFile(name, path, name in APPEND_FILES)
     for directory in SMALL_DIRS:
-        for name in _sorted_names(home_root / directory):
+        for name in _sorted_names(home_root / directory, unlistable):
             path = home_root / directory / name
             if not name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)) and path.is_file():
                 yield SourceFile(f"{directory}/{name}", path, False)
     for relative, path, mtime_ns in days:
-        for name in _sorted_names(path):
+        for name in _sorted_names(path):  # an error listing it was noted above
             if not name.endswith((UPLOAD_SUFFIX, PARTIAL_SUFFIX)):
                 yield SourceFile(f"{relative}/{name}", path / name, True, relative, mtime_ns)
 
 
-def _sorted_names(directory: Path) -> list[str]:
+def _sorted_names(directory: Path,
+                  unlistable: list[tuple[Path, OSError]] | None = None) -> list[str]:
     try:
         return sorted(entry.name for entry in os.scandir(directory)
                       if entry.is_file(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
         return []
+    except OSError as exc:
+        if unlistable is not None:
+            unlistable.append((directory, exc))
+        return []
 
 
-def _sorted_directories(directory: Path, digits: int) -> list[Path]:
+def _sorted_directories(directory: Path, digits: int,
+                        unlistable: list[tuple[Path, OSError]] | None = None) -> list[Path]:
     try:
         return sorted(Path(entry.path) for entry in os.scandir(directory)
                       if len(entry.name) == digits and entry.name.isdigit()
                       and entry.is_dir(follow_symlinks=False))
     except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return []
+    except OSError as exc:
+        if unlistable is not None:
+            unlistable.append((directory, exc))
         return []
 
 
@@ -206,14 +219,19 @@ def _newest_clip_id(home_root: Path) -> str | None:
     return None
 
 
-def _clip_days(home_root: Path) -> Iterator[tuple[str, Path, int]]:
+def _clip_days(home_root: Path, unlistable: list[tuple[Path, OSError]] | None = None
+               ) -> Iterator[tuple[str, Path, int]]:
     """(clips/YYYY/MM/DD, its path, its mtime_ns), oldest day first."""
-    for year in _sorted_directories(home_root / APPEND_DIRS[0], 4):
-        for month in _sorted_directories(year, 2):
-            for day in _sorted_directories(month, 2):
+    for year in _sorted_directories(home_root / APPEND_DIRS[0], 4, unlistable):
+        for month in _sorted_directories(year, 2, unlistable):
+            for day in _sorted_directories(month, 2, unlistable):
                 try:
                     mtime_ns = day.stat().st_mtime_ns
-                except OSError:
+                except (FileNotFoundError, NotADirectoryError, PermissionError):
+                    continue
+                except OSError as exc:
+                    if unlistable is not None:
+                        unlistable.append((day, exc))
                     continue
                 yield day.relative_to(home_root).as_posix(), day, mtime_ns
 
@@ -305,7 +323,8 @@ class Replicator:
         growing: set[str] = set()
         days: dict[str, int | None] = {}  # listed this pass -> mtime, None if not all copied
         settled = {} if self._verify_all else self._settled
-        for source in source_files(self.home_root, settled):
+        unlistable: list[tuple[Path, OSError]] = []
+        for source in source_files(self.home_root, settled, unlistable):
             if source.relative.endswith(PARTIAL_SUFFIX):
                 growing.add(clip_id_of(source.path.name) or "")
                 days[_day_of(source.relative)] = None  # it grows without touching the mtime
@@ -313,6 +332,10 @@ class Replicator:
                 days.setdefault(source.day, source.day_mtime_ns)
             if not self._copy(sftp, source, copied, result) and source.day is not None:
                 days[source.day] = None
+        for directory, exc in unlistable:  # its files are not copied, the rest are
+            relative = directory.relative_to(self.home_root).as_posix()
+            result.conflicts.append(Conflict(relative, "unlistable", (
+                f"cannot list {relative} on the card: {exc.strerror or exc}")))
         # Files and days gone from the device are forgotten; a day left unlisted keeps its
         # marks.
         unlisted = {day: mtime for day, mtime in settled.items()

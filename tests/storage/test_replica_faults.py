@@ -230,3 +230,27 @@ def test_a_clip_whose_very_stat_fails_is_not_retried_on_every_pass(home, sshd, s
         assert result.error_sentence() == (f"cannot read {DAY}/{bad.name} from the card: "
                                            f"Input/output error")
     assert len(stats) == 1
+
+
+def test_a_day_the_card_cannot_list_is_named_and_the_other_days_are_copied(home, sshd, sftp,
+                                                                          monkeypatch):
+    old = write_clip(home, DAY, "20240501T120000Z-aaaaaa.mp4.age", os.urandom(5_000))
+    newer = write_clip(home, "clips/2024/05/02", "20240502T120000Z-bbbbbb.mp4.age",
+                       os.urandom(5_000))
+    real_scandir = os.scandir
+    failing = {home / DAY}
+
+    def card_scandir(path):
+        if Path(path) in failing:
+            raise OSError(errno.EIO, "Input/output error", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(replica_module.os, "scandir", card_scandir)
+    replicator = Replicator(home, str(sshd.root))
+    result = replicator.run_pass(sftp)
+    assert result.error_sentence() == f"cannot list {DAY} on the card: Input/output error"
+    assert (sshd.root / newer.relative_to(home)).read_bytes() == newer.read_bytes()
+    assert not (sshd.root / old.relative_to(home)).exists()
+    failing.clear()
+    assert replicator.run_pass(sftp).error_sentence() is None
+    assert digests(sshd.root) == replicated_digests(home)
