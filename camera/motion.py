@@ -124,7 +124,6 @@ class _Buffers:
 
     def __init__(self, width: int, height: int) -> None:
         self.diff = np.empty((height, width), np.float32)
-        self.threshold = np.empty((height, width), np.float32)
         self.fg = np.empty((height, width), np.uint8)
         self.opened = np.empty((height, width), np.uint8)
 
@@ -202,7 +201,11 @@ class MotionDetector:
             # Too much changed at once for anything but light: start from this frame.
             return self._restart(small, light_change=True, camera_moved=move is not None)
         background.forget_ghosts(small, fg, threshold)
-        opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open, dst=buffers.opened)
+        if changed_fraction:
+            opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open, dst=buffers.opened)
+        else:  # nothing to open (a still scene: most frames at a door)
+            opened = buffers.opened
+            opened.fill(0)
         if timer:
             timer.lap("foreground")
         background.learn(small, diff, fg, opened, dt_s, warming_up)
@@ -249,7 +252,7 @@ class MotionDetector:
             return None
         buffers = self._buffers
         cv2.absdiff(small, self._background.shifted_mean(*shift), dst=buffers.diff)
-        cv2.compare(buffers.diff, buffers.threshold, cv2.CMP_GT, dst=buffers.opened)
+        cv2.compare(buffers.diff, self._background.threshold, cv2.CMP_GT, dst=buffers.opened)
         still_changed = cv2.countNonZero(buffers.opened) / buffers.opened.size
         if still_changed > EXPLAINED_FRACTION * changed_fraction:
             return None
@@ -261,9 +264,7 @@ class MotionDetector:
         assert self._background and self._buffers
         background, buffers = self._background, self._buffers
         diff = cv2.absdiff(small, background.mean, dst=buffers.diff)
-        threshold = cv2.addWeighted(background.deviation, self.thresholds.deviations,
-                                    background.deviation, 0.0, self.thresholds.base,
-                                    dst=buffers.threshold)
+        threshold = background.threshold
         fg = cv2.compare(diff, threshold, cv2.CMP_GT, dst=buffers.fg)
         return diff, threshold, fg, cv2.countNonZero(fg) / fg.size
 
@@ -286,7 +287,8 @@ class MotionDetector:
         height, width = image.shape[:2]
         self._downscale = Downscaler(width, height, self.settings.detect_width)
         det_w, det_h = self._downscale.size
-        self._background = Background(self._downscale(image).copy())
+        self._background = Background(self._downscale(image).copy(), self.thresholds.base,
+                                      self.thresholds.deviations)
         self._buffers = _Buffers(det_w, det_h)
         self._camera = CameraMotion(det_w, det_h)
         self._tracks.clear()

@@ -66,11 +66,16 @@ class Downscaler:
 class Background:
     """What the scene looks like without motion, per pixel, and how each pixel behaves."""
 
-    def __init__(self, first: np.ndarray) -> None:
+    def __init__(self, first: np.ndarray, base: float, deviations: float) -> None:
+        """base, deviations: a pixel is foreground where it differs by more than base grey
+        levels plus deviations times its usual deviation (self.threshold)."""
         h, w = first.shape
         self.mean = first.copy()  # the background
         self.reference = first.copy()  # slower, updated only where nothing moves
         self.deviation = np.full_like(first, 2.0)  # mean absolute difference, grey levels
+        self.threshold = np.empty_like(first)  # follows deviation (see _update_threshold)
+        self._base, self._deviations = base, deviations
+        self._update_threshold()
         self.recent_flips = np.zeros_like(first)  # flips x FLIP, fading with OSCILLATION_TAU_S
         self.previous_fg = np.zeros((h, w), np.uint8)  # raw foreground of the last frame
         self.previous_opened = np.zeros((h, w), np.uint8)  # ... without specks, for flips
@@ -81,16 +86,15 @@ class Background:
         self._warped = np.empty((h, w), np.float32)
         self._warp_size = (w, h)
         step = max(1, int(math.sqrt(h * w / GAIN_SAMPLES)))
-        rows, cols = np.mgrid[step // 2:h:step, step // 2:w:step]
-        self._samples = (rows * w + cols).ravel()  # flat indices of the pixels the gain uses
+        self._grid = (slice(step // 2, h, step), slice(step // 2, w, step))  # the gain's pixels
 
     def gain(self, small: np.ndarray) -> float:
         """Median brightness ratio frame/background over pixels that were not moving."""
-        background = self.mean.ravel().take(self._samples)
-        still = (self.previous_fg.ravel().take(self._samples) == 0) & (background > GAIN_MIN_LEVEL)
+        background = self.mean[self._grid]
+        still = (self.previous_fg[self._grid] == 0) & (background > GAIN_MIN_LEVEL)
         if np.count_nonzero(still) < GAIN_MIN_SAMPLES:
             return 1.0
-        ratio = small.ravel().take(self._samples)[still] / background[still]
+        ratio = small[self._grid][still] / background[still]
         middle = ratio.size // 2
         return float(np.partition(ratio, middle)[middle])
 
@@ -113,6 +117,11 @@ class Background:
             cv2.warpAffine(model, move, self._warp_size, dst=self._warped,
                            borderMode=cv2.BORDER_REPLICATE)
             np.copyto(model, self._warped)
+        self._update_threshold()
+
+    def _update_threshold(self) -> None:
+        cv2.addWeighted(self.deviation, self._deviations, self.deviation, 0.0, self._base,
+                        dst=self.threshold)
 
     def reset(self, small: np.ndarray) -> None:
         self.mean[:] = small
@@ -139,18 +148,21 @@ class Background:
             self.reference[:] = self.mean
             cv2.accumulateWeighted(diff, self.deviation, warm)
             cv2.max(self.deviation, MIN_DEVIATION, dst=self.deviation)
+            self._update_threshold()
             self.previous_fg[:] = 0
             self.previous_opened[:] = 0
             return
         still = cv2.bitwise_not(fg, dst=self._still)
         # Background: fast where still, slow under motion (so a visitor is not learnt in passing).
         cv2.accumulateWeighted(small, self.mean, rate(dt_s, BACKGROUND_TAU_S), mask=still)
-        cv2.accumulateWeighted(small, self.mean, rate(dt_s, FOREGROUND_TAU_S), mask=fg)
+        if cv2.countNonZero(fg):
+            cv2.accumulateWeighted(small, self.mean, rate(dt_s, FOREGROUND_TAU_S), mask=fg)
         cv2.accumulateWeighted(small, self.reference, rate(dt_s, REFERENCE_TAU_S), mask=still)
         # Deviation: the usual difference of still pixels (noise, shimmer). Only still pixels
         # teach it, or a visitor would raise the threshold over themselves.
         cv2.accumulateWeighted(diff, self.deviation, rate(dt_s, DEVIATION_TAU_S), mask=still)
         cv2.max(self.deviation, MIN_DEVIATION, dst=self.deviation)
+        self._update_threshold()
         # Recent flips between foreground and background: a fading count per pixel (in units
         # of FLIP: cv2.accumulate adds the 0/255 flip mask as it is).
         cv2.multiply(self.recent_flips, math.exp(-dt_s / OSCILLATION_TAU_S),
