@@ -67,6 +67,9 @@ def test_a_paired_replicator_shows_its_target_key_and_last_copy(settings_page, s
 def test_no_progress_file_means_not_paired(settings_page):
     status, page = settings_page()
     assert status == 200 and 'id="replica-unpaired"' in page
+    # Paired or not, the page says what a replica learns and how to recover from it.
+    assert "learns only when clips were recorded, how big they are and the members' names" in page
+    assert "age -d -i recovery-key.txt CLIP.mp4.age > clip.mp4" in page
 
 
 @pytest.mark.parametrize("content", [b"{not json", b'{"target": 3}', b"[]",
