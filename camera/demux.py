@@ -41,14 +41,16 @@ def nal_units(data: bytes) -> list[bytes]:
                                                    strict=True)]
 
 
+def nal_type(unit: bytes) -> int | None:
+    """The type of one NAL unit (with its start code); None for an empty one."""
+    header = unit.find(START_CODE) + 3
+    return unit[header] & 0x1F if header < len(unit) else None
+
+
 def without_parameter_sets(data: bytes) -> bytes:
     """`data` without its SPS, PPS and access unit delimiters (the rest of a picture)."""
-    kept = []
-    for unit in nal_units(data):
-        header = unit.find(START_CODE) + 3
-        if header < len(unit) and unit[header] & 0x1F not in (NAL_SPS, NAL_PPS, NAL_AUD):
-            kept.append(unit)
-    return b"".join(kept)
+    return b"".join(unit for unit in nal_units(data)
+                    if nal_type(unit) not in (None, NAL_SPS, NAL_PPS, NAL_AUD))
 
 
 def nal_types(data: bytes) -> set[int]:
