@@ -200,10 +200,10 @@ class MotionDetector:
         if changed_fraction > self.settings.light_change_fraction:
             # Too much changed at once for anything but light: start from this frame.
             return self._restart(small, light_change=True, camera_moved=move is not None)
-        background.forget_ghosts(small, fg, threshold)
         if changed_fraction:
+            background.forget_ghosts(small, fg, threshold)
             opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open, dst=buffers.opened)
-        else:  # nothing to open (a still scene: most frames at a door)
+        else:  # no foreground, so no ghost in it and nothing to open (a still scene)
             opened = buffers.opened
             opened.fill(0)
         if timer:

@@ -164,11 +164,10 @@ class Background:
         cv2.max(self.deviation, MIN_DEVIATION, dst=self.deviation)
         self._update_threshold()
         # Recent flips between foreground and background: a fading count per pixel (in units
-        # of FLIP: cv2.accumulate adds the 0/255 flip mask as it is).
-        cv2.multiply(self.recent_flips, math.exp(-dt_s / OSCILLATION_TAU_S),
-                     dst=self.recent_flips)
+        # of FLIP: the 0/255 flip mask is added as it is), faded and added in one pass.
         cv2.bitwise_xor(opened, self.previous_opened, dst=self._flipped)
-        cv2.accumulate(self._flipped, self.recent_flips)
+        cv2.addWeighted(self.recent_flips, math.exp(-dt_s / OSCILLATION_TAU_S), self._flipped,
+                        1.0, 0.0, dst=self.recent_flips, dtype=cv2.CV_32F)
         np.copyto(self.previous_fg, fg)
         np.copyto(self.previous_opened, opened)
 

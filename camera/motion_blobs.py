@@ -69,14 +69,18 @@ class Tracks:
 
     def follow(self, box: tuple[int, int, int, int], centre: tuple[float, float],
                size_px: float) -> _Track:
-        best = max(self._tracks, key=lambda t: _overlap(t.box, box), default=None)
-        if best is None or _overlap(best.box, box) == 0:
+        best, best_overlap = None, 0
+        for candidate in self._tracks:  # the first of the most overlapping
+            overlap = _overlap(candidate.box, box)
+            if overlap > best_overlap:
+                best, best_overlap = candidate, overlap
+        if best is None:
             track = _Track(centre, centre, box)
         else:
             step = math.dist(best.centre, centre)
             if step > TRAVEL_MAX_STEP_SIZES * size_px:  # merged or split: measure afresh
                 # ... but a travelling blob that merged into this one is still in it
-                merged = _overlap(best.box, box) >= MERGED_FRACTION * best.box[2] * best.box[3]
+                merged = best_overlap >= MERGED_FRACTION * best.box[2] * best.box[3]
                 track = _Track(centre, centre, box, travelling=best.travelling and merged)
             else:
                 track = _Track(best.start, centre, box, best.path_px + step, best.travelling)
