@@ -50,6 +50,18 @@ class ReplicaTargetError(ValueError):
     """A replica target that is malformed, outside the home, or presents the wrong host key."""
 
 
+class SourceUnreadable(Exception):  # noqa: N818 - says what was found
+    """A file on the device that cannot be read (an I/O error on the card), met by the
+    replicator (storage.replica): this file is skipped and retried later, the others are
+    copied. `sentence` says which file and why."""
+
+    def __init__(self, relative: str, error: OSError) -> None:
+        self.relative = relative
+        self.sentence = (f"cannot read {relative} from the card: "
+                         f"{error.strerror or error}")
+        super().__init__(self.sentence)
+
+
 class ReplicaStateError(Exception):
     """The replicator's progress.json exists but cannot be used (storage.replica_state); str()
     is one sentence."""

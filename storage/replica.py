@@ -38,7 +38,7 @@ from pathlib import Path
 
 from .clipid import VIDEO_SUFFIX
 from .durable import PARTIAL_SUFFIX
-from .errors import ReplicaCopyConflict
+from .errors import ReplicaCopyConflict, SourceUnreadable
 from .replica_progress import HEARTBEAT_INTERVAL_S, write_heartbeat
 from .replica_retention import ReplicaRetention, RetentionResult, age_reference_us, clip_id_of
 
@@ -74,17 +74,6 @@ class Conflict:
     def __post_init__(self) -> None:
         if not self.sentence:
             self.sentence = f"{self.relative}: {self.reason}"
-
-
-class SourceUnreadable(Exception):
-    """A file on the device that cannot be read (an I/O error on the card): this file is
-    skipped and retried later, the others are copied."""
-
-    def __init__(self, relative: str, error: OSError) -> None:
-        self.relative = relative
-        self.sentence = (f"cannot read {relative} from the card: "
-                         f"{error.strerror or error}")
-        super().__init__(self.sentence)
 
 
 @dataclass(frozen=True, slots=True)
