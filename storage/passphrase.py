@@ -20,8 +20,6 @@ Foundation), so six words carry about 77 bits.
 import secrets
 from importlib import resources
 
-from zxcvbn import zxcvbn
-
 from .errors import WeakPassphraseError
 
 MIN_LENGTH = 10  # characters
@@ -33,6 +31,10 @@ NO_WARNING = "add another word or two; uncommon words are better"
 def passphrase_score(passphrase: str) -> tuple[int, str]:
     """zxcvbn's score (0..4) for the passphrase's first 72 characters, and its warning (or its
     first suggestion when it gives no warning; "" for a strong one)."""
+    # Imported here: its word lists cost the viewer 12 MB of memory, and only set-up and a
+    # passphrase change need them.
+    from zxcvbn import zxcvbn
+
     result = zxcvbn(passphrase[:SCORED_LENGTH], max_length=SCORED_LENGTH)
     feedback = result["feedback"]
     reason = feedback["warning"] or next(iter(feedback["suggestions"]), "")
