@@ -16,6 +16,8 @@ being SIGKILLed with open tabs.
 
 import ipaddress
 import logging
+import os
+import threading
 from pathlib import Path
 
 from flask import Flask
@@ -45,6 +47,23 @@ class StreamEndingWorker(ThreadWorker):
         app = getattr(self, "wsgi", None)  # None: a signal before the app was loaded
         if app is not None:
             stream_budget(app).stop()
+        self._exit_before_the_kill()
+
+    def _exit_before_the_kill(self) -> None:
+        """If something still holds the worker (a client that stopped reading keeps a write
+        blocked; a badly loaded machine), it exits by itself a second before gunicorn would
+        SIGKILL it: the same end for the requests, without "Perhaps out of memory?"."""
+        after_s = max(0.5, self.cfg.graceful_timeout - 1)
+
+        def exit_now() -> None:
+            log.warning("the viewer did not stop within %.0f s of being told to: it exits now, "
+                        "ending the requests still open", after_s)
+            logging.shutdown()
+            os._exit(0)
+
+        timer = threading.Timer(after_s, exit_now)
+        timer.daemon = True
+        timer.start()
 
     def handle_exit(self, sig, frame):
         self._end_streams()
