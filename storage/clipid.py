@@ -9,6 +9,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .durable import PARTIAL_SUFFIX
 from .errors import InvalidClipId
 
 _PATTERN = re.compile(r"(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z-([0-9a-f]{6})")
@@ -62,3 +63,17 @@ def clip_paths(clips_dir: Path, clip_id: str) -> dict[str, Path]:
         "thumbnail": directory / (clip_id + THUMBNAIL_SUFFIX),
         "metadata": directory / (clip_id + METADATA_SUFFIX),
     }
+
+
+def split_clip_file_name(name: str) -> tuple[str, str, bool] | None:
+    """('ID', suffix, is_partial) for a clip file's name ("ID.mp4.age", "ID.jpg.age.partial"),
+    else None (not a clip file, or an id naming an impossible date)."""
+    partial = name.endswith(PARTIAL_SUFFIX)
+    base = name.removesuffix(PARTIAL_SUFFIX)
+    for suffix in SUFFIXES:
+        if base.endswith(suffix):
+            try:
+                return check_clip_id(base.removesuffix(suffix)), suffix, partial
+            except InvalidClipId:
+                return None
+    return None

@@ -18,15 +18,13 @@ from pathlib import Path
 
 from .clipid import (
     METADATA_SUFFIX,
-    SUFFIXES,
     THUMBNAIL_SUFFIX,
     VIDEO_SUFFIX,
-    check_clip_id,
     clip_paths,
     clip_start_us,
+    split_clip_file_name,
 )
 from .durable import PARTIAL_SUFFIX, commit_partial, fsync_directory
-from .errors import InvalidClipId
 from .index import ClipIndex, IndexedClip
 from .inspect import inspect_file
 
@@ -65,19 +63,6 @@ class ReconcileReport:
         return out
 
 
-def _split_name(name: str) -> tuple[str, str, bool] | None:
-    """('ID', suffix, is_partial) for a clip file name, else None."""
-    partial = name.endswith(PARTIAL_SUFFIX)
-    base = name.removesuffix(PARTIAL_SUFFIX)
-    for suffix in SUFFIXES:
-        if base.endswith(suffix):
-            try:
-                return check_clip_id(base.removesuffix(suffix)), suffix, partial
-            except InvalidClipId:
-                return None
-    return None
-
-
 def _clip_size(clips_dir: Path, clip_id: str) -> int:
     return sum(p.stat().st_size for p in clip_paths(clips_dir, clip_id).values() if p.exists())
 
@@ -91,7 +76,7 @@ def reconcile(clips_dir: Path, index: ClipIndex, clock_unsynced: bool = False) -
     for path in sorted(clips_dir.rglob("*")) if clips_dir.is_dir() else []:
         if not path.is_file():
             continue
-        parsed = _split_name(path.name)
+        parsed = split_clip_file_name(path.name)
         if parsed is None or path.parent != clip_paths(clips_dir, parsed[0])["video"].parent:
             report.orphans.append(str(path.relative_to(clips_dir)))
             continue

@@ -27,15 +27,14 @@ from .age.identities import Identity
 from .age.reader import decrypt
 from .clipid import (
     METADATA_SUFFIX,
-    SUFFIXES,
     VIDEO_SUFFIX,
-    check_clip_id,
     clip_paths,
     clip_start_us,
+    split_clip_file_name,
 )
 from .clipvideo import ClipVideo, open_video_file
 from .durable import PARTIAL_SUFFIX
-from .errors import ClipNotFound, InvalidClipId
+from .errors import ClipNotFound
 from .index import ClipIndex, IndexedClip
 from .inspect import inspect_file
 from .recipients import check_member_name
@@ -279,18 +278,6 @@ def refresh_index(scan: FolderScan, index: ClipIndex) -> int:
     return len(changes) + len(gone)
 
 
-def _clip_file(name: str) -> tuple[str, str, bool] | None:
-    partial = name.endswith(PARTIAL_SUFFIX)
-    base = name.removesuffix(PARTIAL_SUFFIX)
-    for suffix in SUFFIXES:
-        if base.endswith(suffix):
-            try:
-                return check_clip_id(base.removesuffix(suffix)), suffix, partial
-            except InvalidClipId:
-                return None
-    return None
-
-
 CLIP_FOLDER_DEPTH = 3  # clips/YYYY/MM/DD: a day's folder holds files only
 
 
@@ -333,7 +320,7 @@ def _list(directory: Path, mtime_ns: int, now_s: float, clips_dir: Path) -> List
             info = entry.stat(follow_symlinks=False)
             newest = info.st_mtime if newest is None else max(newest, info.st_mtime)
             has_partial = has_partial or entry.name.endswith(PARTIAL_SUFFIX)
-            parsed = _clip_file(entry.name)
+            parsed = split_clip_file_name(entry.name)
             if parsed is not None and \
                     directory == clip_paths(clips_dir, parsed[0])["video"].parent:
                 clip_files.append((*parsed, info.st_size, Path(entry.path)))
