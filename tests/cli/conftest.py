@@ -93,6 +93,20 @@ class InitialisedHome:
 
 
 @pytest.fixture
+def still_video(tmp_path) -> Path:
+    """Ten still frames: `record --until-eof` starts, reconciles, records nothing and stops."""
+    import cv2
+    import numpy as np
+
+    path = tmp_path / "still.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for _ in range(10):
+        writer.write(np.full((120, 160, 3), 90, np.uint8))
+    writer.release()
+    return path
+
+
+@pytest.fixture
 def passphrase_file(tmp_path) -> Path:
     path = tmp_path / "passphrase.txt"
     path.write_text(PASSPHRASE + "\n")

@@ -34,16 +34,6 @@ BOOTED_AGO_S = WAIT_UNTIL_UPTIME_S - 10
 
 
 @pytest.fixture
-def still_video(tmp_path):
-    path = tmp_path / "still.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
-    for _ in range(10):
-        writer.write(np.full((120, 160, 3), 90, np.uint8))
-    writer.release()
-    return path
-
-
-@pytest.fixture
 def visit_video(tmp_path):
     """Eight seconds of a still scene with a block crossing it from 2 s to 5 s."""
     path = tmp_path / "visit.avi"

@@ -9,8 +9,6 @@ rebuilt from the clip files, as a lost index is.
 import sqlite3
 import time
 
-import cv2
-import numpy as np
 import pytest
 
 from doorbell.storage.clipwriter import ClipStore
@@ -20,17 +18,6 @@ from doorbell.storage.recipients import read_recipients
 from .conftest import assert_one_sentence
 
 IMPOSSIBLE = "20260230T120000Z-abcdef"  # 30 February
-
-
-@pytest.fixture
-def tiny_video(tmp_path):
-    """Ten still frames: `record --until-eof` starts, reconciles, records nothing and stops."""
-    path = tmp_path / "still.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
-    for _ in range(10):
-        writer.write(np.full((120, 160, 3), 90, np.uint8))
-    writer.release()
-    return path
 
 
 def record_until_eof(home, video):
@@ -57,23 +44,23 @@ CRAFTED_CONFIG = {
 
 @pytest.mark.parametrize("text", CRAFTED_CONFIG.values(), ids=CRAFTED_CONFIG.keys())
 def test_a_crafted_config_stops_the_recorder_at_its_start_with_one_sentence(recorder_home,
-                                                                            tiny_video, text):
+                                                                            still_video, text):
     (recorder_home.root / "config.toml").write_text(text)
 
-    result = recorder_home.doorbell("record", "--source", str(tiny_video), "--until-eof")
+    result = recorder_home.doorbell("record", "--source", str(still_video), "--until-eof")
 
     line = assert_one_sentence(result)
     assert "config.toml" in line
 
 
 def test_a_clip_file_named_for_an_impossible_date_is_reported_and_left_alone(recorder_home,
-                                                                            tiny_video):
+                                                                            still_video):
     kept = store_one_clip(recorder_home)
     crafted = recorder_home.clips_dir / "2026" / "02" / "30" / f"{IMPOSSIBLE}.mp4.age"
     crafted.parent.mkdir(parents=True)
     crafted.write_bytes(b"age-encryption.org/v1\n" + b"\x00" * 100)
 
-    output = record_until_eof(recorder_home, tiny_video)
+    output = record_until_eof(recorder_home, still_video)
 
     assert f"orphan file left in place: 2026/02/30/{IMPOSSIBLE}.mp4.age" in output
     assert crafted.read_bytes().startswith(b"age-encryption.org/v1\n")  # never deleted
@@ -108,7 +95,7 @@ def foreign_table(path):
 
 @pytest.mark.parametrize("damage", [garbage, corrupt_pages, foreign_table],
                          ids=["not SQLite", "corrupt pages", "another table"])
-def test_a_damaged_index_is_kept_aside_and_rebuilt_from_the_clip_files(recorder_home, tiny_video,
+def test_a_damaged_index_is_kept_aside_and_rebuilt_from_the_clip_files(recorder_home, still_video,
                                                                        damage):
     clip_id = store_one_clip(recorder_home)
     index_file = recorder_home.root / "index.sqlite3"
@@ -118,7 +105,7 @@ def test_a_damaged_index_is_kept_aside_and_rebuilt_from_the_clip_files(recorder_
     damage(index_file)
     damaged = index_file.read_bytes()
 
-    output = record_until_eof(recorder_home, tiny_video)
+    output = record_until_eof(recorder_home, still_video)
 
     warnings = [line for line in output.splitlines() if "clip index was damaged" in line]
     assert len(warnings) == 1, output

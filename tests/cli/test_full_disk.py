@@ -12,8 +12,6 @@ import re
 import shutil
 import time
 
-import cv2
-import numpy as np
 import pytest
 
 from doorbell.storage.audit import AuditLog
@@ -89,17 +87,7 @@ def test_recording_onto_a_small_disk_prunes_the_oldest_and_keeps_going(disk_home
     assert error is None and len(frames) > 0
 
 
-@pytest.fixture
-def tiny_video(tmp_path):
-    path = tmp_path / "still.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
-    for _ in range(10):
-        writer.write(np.full((120, 160, 3), 90, np.uint8))
-    writer.release()
-    return path
-
-
-def test_a_recorder_started_on_a_full_disk_prunes_before_it_reconciles(disk_home, tiny_video):
+def test_a_recorder_started_on_a_full_disk_prunes_before_it_reconciles(disk_home, still_video):
     home = disk_home
     recent_us = time.time_ns() // 1000 - 3_600_000_000  # within the age limit
     index_file = home.root / "index.sqlite3"
@@ -118,7 +106,7 @@ def test_a_recorder_started_on_a_full_disk_prunes_before_it_reconciles(disk_home
         filler = fill(home.root)  # then something else filled the disk to the last byte
         assert os.statvfs(home.root).f_bavail == 0
 
-        result = home.doorbell("record", "--source", str(tiny_video), "--until-eof")
+        result = home.doorbell("record", "--source", str(still_video), "--until-eof")
     finally:
         viewer_index.close()
     output = result.stdout + result.stderr

@@ -14,8 +14,6 @@ import socket
 import subprocess
 import sys
 
-import cv2
-import numpy as np
 import pytest
 
 from doorbell.log_output import JournalFormatter, stream_is_journal
@@ -23,16 +21,6 @@ from tests.helpers import clean_env
 
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 DAMAGE_WARNING = "the clip index was damaged"
-
-
-@pytest.fixture
-def still_video(tmp_path):
-    path = tmp_path / "still.avi"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
-    for _ in range(10):
-        writer.write(np.full((120, 160, 3), 90, np.uint8))
-    writer.release()
-    return path
 
 
 def record_with_stderr_to(home, video, stderr_path, journal_stream: str | None) -> list[str]:
