@@ -27,7 +27,8 @@ home made by `doorbell init --work-factor 15`. No traffic leaves the loopback in
    /live/stream for 10 s while the recorder (synthetic camera, 640x360) publishes live frames.
    Measured for a member at scrypt 2^15 and for one at the work factor `doorbell init` calibrates
    here (scrypt's memory, 128 * 8 * 2^N bytes, is spent inside the viewer while unlocking).
-   Target: under 100 MB.
+   Targets (issue 14): master and worker under 60 MB once unlocked (VmRSS), and the worker's
+   peak (VmHWM) at most scrypt's memory plus 40 MB.
 
 Files go to a temporary directory on the project's file system (or --dir), removed at the end;
 about 1.2 GB is needed for a moment. No timed assertions: this reports; bench/README.md has the
@@ -61,6 +62,7 @@ from doorbell.storage.clipwriter import ClipStore  # noqa: E402
 from doorbell.storage.home import Home  # noqa: E402
 from doorbell.storage.index import ClipIndex, IndexedClip  # noqa: E402
 from doorbell.storage.recipients import read_recipients  # noqa: E402
+from doorbell.web.stream_budget import WORKER_THREADS  # noqa: E402
 
 MIB = 1024 * 1024
 RANGE_BYTES = 64 * 1024
@@ -68,7 +70,8 @@ MEMBER = "bench"
 PASSPHRASE = "bench-viewer-passphrase-not-a-secret-7"  # noqa: S105 - a throwaway test key
 SESSION_COOKIE = "__Host-doorbell-session"
 REAL_CLIPS_ON_NEWEST_DAY = 200  # one timeline page
-RSS_TARGET_MB = 100.0
+STEADY_TARGET_MB = 60.0  # each process, VmRSS, once unlocked and streaming
+UNLOCK_EXTRA_TARGET_MB = 40.0  # the worker's VmHWM above scrypt's own memory
 RANGE_RATIO_TARGET = 2.0
 
 
@@ -492,6 +495,8 @@ def bench_rss(directory: Path, work_factor: int | None, live_s: float) -> dict:
             recorder.wait()
     worker_peak = max((w["VmHWM"] for w in after["workers"]), default=0.0)
     peak = max(worker_peak, after["master"]["VmHWM"])
+    scrypt_mb = 128 * 8 * (1 << scrypt_n) / 1e6 if scrypt_n else 0.0
+    steady = max([after["master"]["VmRSS"], *(w["VmRSS"] for w in after["workers"])])
     return {
         "scrypt_work_factor": scrypt_n,
         "scrypt_memory_mib": 128 * 8 * (1 << scrypt_n) // MIB if scrypt_n else None,
@@ -503,8 +508,12 @@ def bench_rss(directory: Path, work_factor: int | None, live_s: float) -> dict:
         "workers_mb": after["workers"],
         "peak_vmhwm_mb": peak,
         "native_libraries_in_viewer": libraries,
-        "target_mb_under": RSS_TARGET_MB,
-        "meets_target": peak < RSS_TARGET_MB,
+        "steady_mb": steady,
+        "unlock_peak_above_scrypt_mb": round(worker_peak - scrypt_mb, 1),
+        "targets": {"steady_mb_under": STEADY_TARGET_MB,
+                    "unlock_peak_above_scrypt_mb_at_most": UNLOCK_EXTRA_TARGET_MB},
+        "meets_target": steady < STEADY_TARGET_MB
+        and worker_peak - scrypt_mb <= UNLOCK_EXTRA_TARGET_MB,
     }
 
 
@@ -555,7 +564,8 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "load_average_1m_at_start": round(os.getloadavg()[0], 2),
         "quick": args.quick,
-        "server": "doorbell serve (gunicorn gthread, 1 worker, 8 threads) on 127.0.0.1",
+        "server": f"doorbell serve (gunicorn gthread, 1 worker, {WORKER_THREADS} threads) on "
+                  "127.0.0.1",
     }
     try:
         home = init_home(directory / "home", 15)
@@ -580,9 +590,9 @@ def main() -> int:
         rss["calibrated"] = bench_rss(directory, None, live_s)
         rss["import_peak_mb"] = {
             "doorbell.cli (what `doorbell serve` imports)": import_peak_mb("doorbell.cli"),
-            "web, gunicorn (the viewer alone)": import_peak_mb("web, web.server, gunicorn"),
+            "doorbell.web, gunicorn (the viewer alone)":
+                import_peak_mb("doorbell.web, doorbell.web.server, gunicorn"),
         }
-        rss["target_mb_under"] = RSS_TARGET_MB
         rss["meets_target"] = all(v["meets_target"] for v in rss.values()
                                   if isinstance(v, dict) and "meets_target" in v)
         result["viewer_peak_rss"] = rss
