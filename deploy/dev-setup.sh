@@ -14,8 +14,9 @@ export DEBIAN_FRONTEND=noninteractive
 # python3-numpy and python3-bottleneck (apt's numpy 1.x and a module built against it): the
 # Pi's numpy clash, reproduced by tests/deploy/test_numpy_clash.py.
 # python3-gi .. plugins-good: the RTSP camera tests (GStreamer's RTSP server, tests/camera/rtsp_server.py).
-# avahi-daemon: tests/deploy/test_avahi.py loads deploy/avahi/doorbell.service into the real one.
-packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto openssh-server avahi-daemon
+# avahi-daemon: tests/deploy/test_avahi.py loads deploy/avahi/doorbell.service into the real one;
+# acl: getfacl/setfacl, as install.sh uses them for the replicator's read-only access.
+packages=(age chromium python3-venv python3-dev libcap-dev gcc mosquitto openssh-server avahi-daemon acl
           debootstrap shellcheck nftables systemd-container strace iproute2 systemd
           python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
           python3-numpy python3-bottleneck)
