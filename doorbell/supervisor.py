@@ -5,11 +5,12 @@ when one command starts both. A recorder that exits is restarted with back-off; 
 exits, or on SIGTERM/SIGINT, both are stopped.
 """
 
-import signal
 import subprocess
 import sys
 import threading
 import time
+
+from .stopping import stop_on_signals
 
 
 def _start(args: list[str]) -> subprocess.Popen:
@@ -18,8 +19,7 @@ def _start(args: list[str]) -> subprocess.Popen:
 
 def supervise(record_args: list[str], serve_args: list[str]) -> int:
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop_on_signals(stop)
     recorder = _start(["record", *record_args])
     viewer = _start(["serve", *serve_args])
     backoff_s = 1.0

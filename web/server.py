@@ -17,6 +17,7 @@ being SIGKILLed with open tabs.
 import ipaddress
 import logging
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -56,14 +57,22 @@ class StreamEndingWorker(ThreadWorker):
         after_s = max(0.5, self.cfg.graceful_timeout - 1)
 
         def exit_now() -> None:
-            log.warning("the viewer did not stop within %.0f s of being told to: it exits now, "
-                        "ending the requests still open", after_s)
-            logging.shutdown()
+            # Straight to stderr: whatever holds the worker may hold a lock logging needs.
+            os.write(2, (f"doorbell.viewer: the viewer did not stop within {after_s:.0f} s of "
+                         "being told to: it exits now, ending the requests still open\n").encode())
             os._exit(0)
 
         timer = threading.Timer(after_s, exit_now)
         timer.daemon = True
         timer.start()
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # Ctrl-C signals the whole process group. A worker that quit on it at once could be
+        # reaped and replaced by gunicorn before gunicorn saw the same Ctrl-C, and the new
+        # worker, still booting, would then be SIGKILLed. gunicorn tells its workers to stop
+        # (SIGQUIT, SIGTERM) after its own SIGINT: that is the one the worker follows.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def handle_exit(self, sig, frame):
         self._end_streams()

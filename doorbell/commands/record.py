@@ -9,7 +9,6 @@ command starts itself again with the same arguments (os.execv: under systemd the
 
 import logging
 import os
-import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from ..clock_sync import (
 from ..errors import CommandError
 from ..guard import forbid_identity_access
 from ..log_output import configure_logging
+from ..stopping import stop_on_signals
 
 log = logging.getLogger("doorbell.recorder")
 
@@ -154,8 +154,7 @@ def run(args) -> int:
         raise CommandError(f"{home.root} does not exist: run 'doorbell init' first")
     forbid_identity_access(home.identities_dir)
     stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop_on_signals(stop)
     watchdog = SystemdWatchdog()  # a no-op outside systemd
     if not wait_for_set_up(home, stop, watchdog):
         return 0
