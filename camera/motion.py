@@ -123,7 +123,7 @@ class _Buffers:
     """Per-frame arrays at detection size, allocated once per frame size."""
 
     def __init__(self, width: int, height: int) -> None:
-        self.diff = np.empty((height, width), np.float32)
+        self.diff = np.empty((height, width), np.uint8)
         self.fg = np.empty((height, width), np.uint8)
         self.opened = np.empty((height, width), np.uint8)
 
@@ -183,8 +183,7 @@ class MotionDetector:
         background, buffers = self._background, self._buffers
         warming_up = self._elapsed_s < WARMUP_S
 
-        gain = background.gain(small)
-        background.rescale(gain)
+        gain = background.prepare(background.gain(small))
         light_change = self._light.update(gain, dt_s)
         if timer:
             timer.lap("light")
@@ -202,13 +201,13 @@ class MotionDetector:
             return self._restart(small, light_change=True, camera_moved=move is not None)
         if changed_fraction:
             background.forget_ghosts(small, fg, threshold)
-            opened = cv2.morphologyEx(fg, cv2.MORPH_OPEN, self._open, dst=buffers.opened)
+            opened = cv2.medianBlur(fg, 3, dst=buffers.opened)
         else:  # no foreground, so no ghost in it and nothing to open (a still scene)
             opened = buffers.opened
             opened.fill(0)
         if timer:
             timer.lap("foreground")
-        background.learn(small, diff, fg, opened, dt_s, warming_up)
+        background.learn(small, fg, opened, dt_s, warming_up)
         if timer:
             timer.lap("learn")
         if warming_up:
@@ -219,8 +218,9 @@ class MotionDetector:
             mask = cv2.morphologyEx(opened, cv2.MORPH_CLOSE, self._close)
             if not self._whole_frame:
                 cv2.bitwise_and(mask, self._zone, dst=mask)
-            tests = BlobTests(small, background.mean, opened, background.recent_flips,
-                              background.deviation, self.thresholds.texture)
+            tests = BlobTests(small, background.mean_u8,
+                              background.edge_limit(self.thresholds.texture), opened,
+                              background.recent_flips, background.deviation)
             boxes = [self._full_frame_box(box) for box in
                      qualifying_blobs(mask, tests, self._tracks, self._min_area_px)]
         else:
@@ -245,7 +245,7 @@ class MotionDetector:
                      warming_up: bool) -> CameraMove | None:
         """Did the camera move (step 3)? Only a shift that explains the change counts."""
         assert self._camera and self._background and self._buffers
-        shift = self._camera.propose(small, self._background.mean, dt_s,
+        shift = self._camera.propose(small, self._background.mean_u8, dt_s,
                                      check=changed_fraction > CAMERA_CHECK_FRACTION
                                      and not warming_up)
         if shift is None:
@@ -263,7 +263,7 @@ class MotionDetector:
         """diff, threshold and foreground against the background; the changed fraction."""
         assert self._background and self._buffers
         background, buffers = self._background, self._buffers
-        diff = cv2.absdiff(small, background.mean, dst=buffers.diff)
+        diff = cv2.absdiff(small, background.mean_u8, dst=buffers.diff)
         threshold = background.threshold
         fg = cv2.compare(diff, threshold, cv2.CMP_GT, dst=buffers.fg)
         return diff, threshold, fg, cv2.countNonZero(fg) / fg.size
